@@ -1,0 +1,1 @@
+"""Shared Lambda layer: read-through cached lead and organization lookups for voice/SMS agents."""

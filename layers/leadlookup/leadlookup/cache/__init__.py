@@ -1,0 +1,15 @@
+"""Read-through cache: Redis (single or cluster) or in-memory backends behind one contract."""
+
+from leadlookup.cache.base import CacheBackend, LeaseResult, LeaseState
+from leadlookup.cache.breaker import CircuitBreaker
+from leadlookup.cache.keys import CacheKeys
+from leadlookup.cache.readthrough import ReadThroughCache
+
+__all__ = [
+    "CacheBackend",
+    "CacheKeys",
+    "CircuitBreaker",
+    "LeaseResult",
+    "LeaseState",
+    "ReadThroughCache",
+]

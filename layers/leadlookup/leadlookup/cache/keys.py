@@ -1,0 +1,25 @@
+"""Cache key formats (design section 6). The braces are a Redis Cluster hash tag, so a key
+and its lease always live in the same slot and one script may touch both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CacheKeys:
+    """Builds keys under one prefix, e.g. ``bici:lead:{17786528784}:<org id>``."""
+
+    prefix: str = "bici:"
+
+    def lead(self, phone_normalized: str, organization_id: str) -> str:
+        """Key of a lead, by caller number and organization."""
+        return f"{self.prefix}lead:{{{phone_normalized}}}:{organization_id}"
+
+    def org(self, phone_normalized: str) -> str:
+        """Key of the organization reached at a number (``default`` for no usable number)."""
+        return f"{self.prefix}org:{{{phone_normalized}}}"
+
+    def lease(self, key: str) -> str:
+        """The lease guarding ``key``: ``bici:lead:{...}`` -> ``bici:lease:lead:{...}``."""
+        return f"{self.prefix}lease:{key[len(self.prefix) :]}"

@@ -1,0 +1,87 @@
+"""In-memory backend: the fake that obeys the same contract as Redis (tests, local demos)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from leadlookup.cache.base import LeaseResult, LeaseState
+
+
+class MemoryBackend:
+    """A dict with expiry and leases, safe across threads of one process."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._data: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self.commands = 0
+
+    def _live(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires_at = item
+        if self._clock() >= expires_at:
+            del self._data[key]
+            return None
+        return value
+
+    def get(self, key: str) -> str | None:
+        """The value, or None."""
+        with self._lock:
+            self.commands += 1
+            return self._live(key)
+
+    def get_or_lease(self, key: str, lease_key: str, token: str, lease_ms: int) -> LeaseResult:
+        """The value if present; else take the free lease."""
+        with self._lock:
+            self.commands += 1
+            value = self._live(key)
+            if value is not None:
+                return LeaseResult(LeaseState.HIT, value)
+            if self._live(lease_key) is not None:
+                return LeaseResult(LeaseState.HELD)
+            self._data[lease_key] = (token, self._clock() + lease_ms / 1000)
+            return LeaseResult(LeaseState.GRANTED)
+
+    def fill(self, key: str, lease_key: str, token: str, value: str | None, ttl_s: int) -> bool:
+        """Store while ``token`` holds the lease, and release it."""
+        with self._lock:
+            self.commands += 1
+            if self._live(lease_key) != token:
+                return False
+            del self._data[lease_key]
+            if value is None:
+                return False
+            self._data[key] = (value, self._clock() + ttl_s)
+            return True
+
+    def delete(self, *keys: str) -> None:
+        """Remove keys."""
+        with self._lock:
+            self.commands += 1
+            for key in keys:
+                self._data.pop(key, None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under ``prefix``."""
+        with self._lock:
+            self.commands += 1
+            doomed = [k for k in self._data if k.startswith(prefix)]
+            for key in doomed:
+                del self._data[key]
+            return len(doomed)
+
+    def ttl(self, key: str) -> float | None:
+        """Seconds left for ``key`` (tests check TTL jitter with it)."""
+        with self._lock:
+            item = self._data.get(key)
+            return None if item is None else item[1] - self._clock()
+
+    def info(self) -> dict[str, Any]:
+        """Counts, in the shape of the Redis answer's interesting part."""
+        with self._lock:
+            return {"backend": "memory", "connected": True, "keys": len(self._data)}

@@ -1,0 +1,191 @@
+"""Redis and Redis Cluster backends over redis-py, with explicit timeouts and retries."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
+
+from leadlookup.cache.base import LeaseResult, LeaseState
+from leadlookup.settings import Settings
+
+# Atomic "value, or take the lease". Replies: {1, value} hit, {2} lease granted, {0} held.
+GET_OR_LEASE = """
+local value = redis.call('GET', KEYS[1])
+if value then return {1, value} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {0}
+"""
+
+# Fill only while our token still holds the lease; an invalidation deleted it otherwise.
+FILL_IF_LEASED = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '' then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+_SCAN_BATCH = 500
+
+ClientFactory = Callable[[], "redis.Redis | RedisCluster"]
+
+
+def client_options(
+    settings: Settings, username: str | None, password: str | None
+) -> dict[str, Any]:
+    """Keyword arguments shared by the single and the cluster client.
+
+    redis-py 8 defaults to 5 s timeouts and several retries, so a silent server would cost
+    seconds per call; here each call costs at most ``REDIS_TIMEOUT_MS`` and one retry on a
+    connection error (a pooled socket that the server closed while the container was idle).
+    """
+    timeout = settings.redis_timeout_ms / 1000
+    options: dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+        # RESP2: every ElastiCache engine version speaks it, and the replies parsed here
+        # (bulk strings and arrays) look the same in both protocols.
+        "protocol": 2,
+        "decode_responses": True,
+        "client_name": "bici-lookups",
+    }
+    if username:
+        options["username"] = username
+    if password:
+        options["password"] = password
+    return options
+
+
+def build_client(settings: Settings) -> redis.Redis | RedisCluster:
+    """A redis-py client for ``REDIS_URL`` (single or cluster; TLS by ``rediss://``).
+
+    A cluster client connects in its constructor (it reads the slot map), so callers build it
+    inside the circuit breaker.
+    """
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is not set")
+    username = password = None
+    if settings.redis_auth_arn:
+        secret = settings.secret_json(settings.redis_auth_arn)
+        username, password = secret.get("username"), secret.get("password")
+    options = client_options(settings, username, password)
+    if settings.redis_cluster:
+        # Cluster mode has no database number, and its own retry budget for MOVED/ASK.
+        return RedisCluster.from_url(settings.redis_url, cluster_error_retry_attempts=1, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+class RedisBackend:
+    """The cache contract over one Redis or a Redis Cluster. The client is built on first use."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._client: redis.Redis | RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis | RedisCluster:
+        """The redis-py client, built lazily (constructor errors reach the breaker)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return self._client
+
+    def reset(self) -> None:
+        """Drop the client so the next call builds a new one (after a failure)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            # Closing a broken client tells us nothing new.
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def get(self, key: str) -> str | None:
+        """The value, or None."""
+        value = self.client.get(key)
+        return None if value is None else str(value)
+
+    def get_or_lease(self, key: str, lease_key: str, token: str, lease_ms: int) -> LeaseResult:
+        """The value if present; else take the free lease (one EVAL round trip)."""
+        reply = self.client.eval(GET_OR_LEASE, 2, key, lease_key, token, lease_ms)
+        code = int(reply[0])
+        if code == 1:
+            return LeaseResult(LeaseState.HIT, str(reply[1]))
+        return LeaseResult(LeaseState.GRANTED if code == 2 else LeaseState.HELD)
+
+    def fill(self, key: str, lease_key: str, token: str, value: str | None, ttl_s: int) -> bool:
+        """Store while ``token`` holds the lease, and release it (one EVAL round trip)."""
+        stored = self.client.eval(FILL_IF_LEASED, 2, key, lease_key, token, value or "", ttl_s)
+        return bool(stored)
+
+    def delete(self, *keys: str) -> None:
+        """Remove keys (one round trip; callers pass keys of one hash slot)."""
+        self.client.delete(*keys)
+
+    def delete_prefix(self, prefix: str) -> int:
+        """SCAN and UNLINK every key under ``prefix``, on every primary of a cluster."""
+        client = self.client
+        removed = 0
+        if isinstance(client, RedisCluster):
+            for node in client.get_primaries():
+                node_client = client.get_redis_connection(node)
+                removed += _delete_matching(node_client, prefix)
+            return removed
+        return _delete_matching(client, prefix)
+
+    def info(self) -> dict[str, Any]:
+        """Server INFO (per node for a cluster): memory, keyspace hits and misses."""
+        client = self.client
+        if isinstance(client, RedisCluster):
+            nodes = {
+                node.name: _info_summary(client.get_redis_connection(node).info())
+                for node in client.get_primaries()
+            }
+            return {"backend": "redis-cluster", "connected": True, "nodes": nodes}
+        return {"backend": "redis", "connected": True, **_info_summary(client.info())}
+
+
+def _delete_matching(client: redis.Redis, prefix: str) -> int:
+    removed = 0
+    # Escape glob characters so a prefix is matched literally.
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+    batch: list[str] = []
+    for key in client.scan_iter(match=pattern, count=_SCAN_BATCH):
+        batch.append(key)
+        if len(batch) >= _SCAN_BATCH:
+            removed += _unlink_each(client, batch)
+            batch = []
+    if batch:
+        removed += _unlink_each(client, batch)
+    return removed
+
+
+def _unlink_each(client: redis.Redis, keys: list[str]) -> int:
+    # One key per UNLINK: keys of a batch may sit in different slots of a cluster node.
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.unlink(key)
+    return sum(int(n) for n in pipe.execute())
+
+
+def _info_summary(info: dict[str, Any]) -> dict[str, Any]:
+    hits = int(info.get("keyspace_hits", 0))
+    misses = int(info.get("keyspace_misses", 0))
+    return {
+        "redis_version": info.get("redis_version"),
+        "used_memory": info.get("used_memory"),
+        "used_memory_human": info.get("used_memory_human"),
+        "connected_clients": info.get("connected_clients"),
+        "keyspace_hits": hits,
+        "keyspace_misses": misses,
+        "keyspace_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+    }

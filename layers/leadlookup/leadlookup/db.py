@@ -1,0 +1,286 @@
+"""PostgreSQL access through pg8000: one lazily opened connection per container.
+
+Every statement is sent with the simple query protocol (``Connection.run(sql)`` without
+parameters), with values rendered by pg8000's own ``literal()`` escaping. Why: pg8000's
+extended protocol (``run(sql, **params)``) costs three network round trips per statement
+(parse, describe, execute), and its prepared statements cost one but create named
+server-side statements, session state that makes RDS Proxy pin the client to one database
+connection. The simple protocol costs exactly one round trip and leaves no session state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import ssl
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NoReturn, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pg8000.native
+from aws_lambda_powertools import Logger
+
+from leadlookup.errors import DeadlineExceeded, InvalidInput, Unavailable
+from leadlookup.settings import ConfigError, Settings
+
+logger = Logger(child=True)
+
+# `:name` placeholders; the look-behind leaves PostgreSQL casts (`::jsonb`) alone.
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+# SQLSTATE classes that mean "the connection is gone", not "the statement is wrong".
+_CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03", "08000", "08003", "08006")
+
+
+class Clock(Protocol):
+    """Monotonic seconds; tests may pass a fake."""
+
+    def __call__(self) -> float: ...
+
+
+def to_literal(value: Any) -> str:
+    """One SQL literal, escaped by pg8000; containers become JSON text (cast in the SQL)."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    elif isinstance(value, uuid.UUID):
+        value = str(value)
+    elif value is not None and not isinstance(value, str | int | float | bool | datetime | date):
+        raise TypeError(f"cannot render {type(value).__name__} as SQL")
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL text cannot hold NUL; reject it as bad input instead of a server error.
+        raise InvalidInput("text must not contain NUL characters")
+    return str(pg8000.native.literal(value))
+
+
+def render(sql: str, params: Mapping[str, Any]) -> str:
+    """Replace every ``:name`` in ``sql`` with the escaped literal of ``params[name]``."""
+    if not params:
+        return sql
+    return _PLACEHOLDER.sub(lambda m: to_literal(params[m.group(1)]), sql)
+
+
+@dataclass(frozen=True)
+class ConnectParams:
+    """What pg8000 needs to open a connection (password and TLS included)."""
+
+    user: str
+    host: str | None
+    port: int
+    database: str
+    password: str | None
+    unix_sock: str | None
+    ssl_context: ssl.SSLContext | None
+
+
+def ssl_context_for(mode: str) -> ssl.SSLContext | None:
+    """A real SSLContext for a libpq-style ``sslmode``; ``disable`` means plain TCP."""
+    mode = (mode or "disable").lower()
+    if mode == "disable":
+        return None
+    if mode == "require":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if mode == "verify-ca":
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        return context
+    if mode == "verify-full":
+        return ssl.create_default_context()
+    raise ConfigError(
+        f"DB_SSLMODE must be disable, require, verify-ca or verify-full, not {mode!r}"
+    )
+
+
+def connect_params(settings: Settings) -> ConnectParams:
+    """Connection parameters from ``DATABASE_URL``, or ``DB_HOST`` plus ``DB_SECRET_ARN``."""
+    if settings.database_url:
+        url = urlsplit(settings.database_url)
+        if url.scheme not in ("postgresql", "postgres"):
+            raise ConfigError("DATABASE_URL must start with postgresql://")
+        query = parse_qs(url.query)
+        port = url.port or 5432
+        socket_dir = query.get("host", [None])[0]
+        mode = query.get("sslmode", [None])[0] or settings.db_sslmode
+        return ConnectParams(
+            user=unquote(url.username or "postgres"),
+            host=url.hostname,
+            port=port,
+            database=unquote(url.path.lstrip("/")) or "postgres",
+            password=unquote(url.password) if url.password else None,
+            unix_sock=f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else None,
+            ssl_context=ssl_context_for(mode),
+        )
+    if settings.db_host:
+        if not settings.db_secret_arn:
+            raise ConfigError("DB_SECRET_ARN is required with DB_HOST")
+        secret = settings.secret_json(settings.db_secret_arn)
+        return ConnectParams(
+            user=str(secret["username"]),
+            host=settings.db_host,
+            port=settings.db_port,
+            database=settings.db_name,
+            password=str(secret["password"]),
+            unix_sock=None,
+            ssl_context=ssl_context_for(settings.db_sslmode),
+        )
+    raise ConfigError("DATABASE_URL or DB_HOST must be set")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], dict):
+        return str(args[0].get("C")) if args[0].get("C") else None
+    return None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # pg8000 wraps socket errors in InterfaceError, except on the first read of a message.
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TimeoutError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | pg8000.native.InterfaceError):
+        return True
+    state = _sqlstate(exc)
+    return state is not None and state.startswith(_CONNECTION_LOST_STATES)
+
+
+class Database:
+    """One cached pg8000 connection, reconnected once when it turns out dead."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        connect: Callable[[ConnectParams, float], pg8000.native.Connection] | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._connect = connect or _open
+        self._clock = clock
+        self._conn: pg8000.native.Connection | None = None
+        self._params: ConnectParams | None = None
+
+    def query(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        deadline: float | None = None,
+        retry: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Run one statement in one round trip; rows as dicts keyed by column name.
+
+        ``deadline`` (a ``clock()`` value) caps the socket timeout, so a slow database costs at
+        most the caller's remaining budget. ``retry`` allows one reconnect when a cached
+        connection turns out dead (RDS Proxy closes idle ones); pass False for statements that
+        must not run twice.
+        """
+        text = render(sql, params or {})
+        reused = self._conn is not None
+        try:
+            return self._execute(text, deadline)
+        except ConnectionLost:
+            if not (retry and reused):
+                raise
+            logger.info("database connection was dead; reconnecting once")
+            return self._execute(text, deadline)
+
+    def close(self) -> None:
+        """Drop the connection (the next query reconnects)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # A dead socket has nothing left to tell us.
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _timeout(self, deadline: float | None, default_ms: int) -> float:
+        timeout = default_ms / 1000
+        if deadline is not None:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise DeadlineExceeded("no time left for the database")
+            timeout = min(timeout, remaining)
+        return timeout
+
+    def _execute(self, text: str, deadline: float | None) -> list[dict[str, Any]]:
+        conn = self._connection(deadline)
+        try:
+            # Internal attribute: pg8000 has no per-call timeout, and the deadline must reach
+            # the socket rather than abandon a thread mid-protocol.
+            conn._usock.settimeout(self._timeout(deadline, self._settings.db_statement_timeout_ms))
+            rows = conn.run(text)
+            columns = [c["name"] for c in conn.columns or ()]
+        except DeadlineExceeded:
+            raise
+        except Exception as exc:
+            self._raise_mapped(exc)
+        return [dict(zip(columns, row, strict=True)) for row in rows or ()]
+
+    def _raise_mapped(self, exc: Exception) -> NoReturn:
+        if _timed_out(exc):
+            # The protocol state is unknown after a timeout: never reuse this connection.
+            self.close()
+            raise DeadlineExceeded("database did not answer in time") from exc
+        state = _sqlstate(exc)
+        if _is_connection_failure(exc):
+            self.close()
+            raise ConnectionLost("database connection failed") from exc
+        # Only the SQLSTATE is kept: server messages can quote the row (personal data).
+        if state and state.startswith("22"):
+            raise InvalidInput(f"a value was rejected by the database ({state})") from exc
+        raise DatabaseError(state) from exc
+
+    def _connection(self, deadline: float | None) -> pg8000.native.Connection:
+        if self._conn is None:
+            if self._params is None:
+                self._params = connect_params(self._settings)
+            timeout = self._timeout(deadline, self._settings.db_connect_timeout_ms)
+            try:
+                self._conn = self._connect(self._params, timeout)
+            except Exception as exc:
+                if _timed_out(exc):
+                    raise DeadlineExceeded("database connect timed out") from exc
+                logger.warning(
+                    "database connect failed",
+                    sqlstate=_sqlstate(exc),
+                    error_type=type(exc).__name__,
+                )
+                raise Unavailable("database is unreachable") from exc
+        return self._conn
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke under a statement; the statement may be retried on a new one."""
+
+
+class DatabaseError(Unavailable):
+    """A statement failed on the server; carries the SQLSTATE, never the server's message."""
+
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(f"database error {sqlstate or 'unknown'}")
+        self.sqlstate = sqlstate
+
+
+def _open(params: ConnectParams, timeout: float) -> pg8000.native.Connection:
+    return pg8000.native.Connection(
+        user=params.user,
+        host=params.host or "localhost",
+        port=params.port,
+        database=params.database,
+        password=params.password,
+        unix_sock=params.unix_sock,
+        ssl_context=params.ssl_context,
+        timeout=timeout,
+        application_name="bici-lookups",
+    )

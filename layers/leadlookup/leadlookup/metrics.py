@@ -1,0 +1,39 @@
+"""Metric names emitted by the layer: defined once, graphed by the dashboard in template.yaml.
+
+Powertools dimensions apply to a whole EMF record, so each cache and outcome gets its own
+metric name instead of a `cache`/`outcome` dimension pair.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Cache(StrEnum):
+    """The read-through caches; the value prefixes their metric names."""
+
+    LEAD = "Lead"
+    ORG = "Org"
+
+
+class Outcome(StrEnum):
+    """What one cache lookup did. A hit is a database lookup avoided."""
+
+    HIT = "Hit"
+    MISS = "Miss"
+    ERROR = "Error"
+    BYPASS = "Bypass"
+
+
+def cache_metric(cache: Cache, outcome: Outcome) -> str:
+    """The metric name for one cache and outcome, e.g. ``LeadCacheHit``."""
+    return f"{cache.value}Cache{outcome.value}"
+
+
+CACHE_METRICS: tuple[str, ...] = tuple(cache_metric(c, o) for c in Cache for o in Outcome)
+CACHE_INVALIDATION_FAILED = "CacheInvalidationFailed"
+INITIATION_DEGRADED = "InitiationDegraded"
+ALL_METRICS: tuple[str, ...] = (*CACHE_METRICS, CACHE_INVALIDATION_FAILED, INITIATION_DEGRADED)
+
+SERVICE_NAME = "bici-lookups"
+NAMESPACE = "BiciLookups"

@@ -1,0 +1,106 @@
+"""Leads and organizations as small frozen dataclasses with a JSON form for cache and API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+LEAD_STATUSES = ("new", "contacted", "qualified", "hot", "customer", "closed")
+SENTIMENTS = ("positive", "neutral", "negative")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class Organization:
+    """A store: the number customers dial and its settings (time zone, hours, address)."""
+
+    id: str
+    name: str
+    phone_number: str
+    phone_number_normalized: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timezone(self) -> str:
+        """IANA time zone of the store; Vancouver is the chain's home."""
+        return str(self.settings.get("timezone") or "America/Vancouver")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (cache value and API body)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Organization:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            id=str(data["id"]),
+            name=data["name"],
+            phone_number=data["phone_number"],
+            phone_number_normalized=data["phone_number_normalized"],
+            settings=dict(data.get("settings") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A caller or texter of one organization, found by (organization, normalized phone)."""
+
+    id: str
+    organization_id: str
+    phone_number: str
+    phone_number_normalized: str
+    customer_name: str | None = None
+    email: str | None = None
+    status: str = "new"
+    sentiment: str = "neutral"
+    bike_interest: dict[str, Any] = field(default_factory=dict)
+    qualification_data: dict[str, Any] = field(default_factory=dict)
+    notes: str | None = None
+    last_summary: str | None = None
+    interaction_count: int = 0
+    last_contact_at: datetime | None = None
+    opted_out_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict; times as ISO 8601 strings."""
+        data = asdict(self)
+        for name in ("last_contact_at", "opted_out_at", "created_at", "updated_at"):
+            data[name] = _iso(data[name])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Lead:
+        """Inverse of :meth:`to_json`; also accepts a database row dict."""
+        return cls(
+            id=str(data["id"]),
+            organization_id=str(data["organization_id"]),
+            phone_number=data["phone_number"],
+            phone_number_normalized=data["phone_number_normalized"],
+            customer_name=data.get("customer_name"),
+            email=data.get("email"),
+            status=data.get("status") or "new",
+            sentiment=data.get("sentiment") or "neutral",
+            bike_interest=dict(data.get("bike_interest") or {}),
+            qualification_data=dict(data.get("qualification_data") or {}),
+            notes=data.get("notes"),
+            last_summary=data.get("last_summary"),
+            interaction_count=int(data.get("interaction_count") or 0),
+            last_contact_at=_parse_time(data.get("last_contact_at")),
+            opted_out_at=_parse_time(data.get("opted_out_at")),
+            created_at=_parse_time(data.get("created_at")),
+            updated_at=_parse_time(data.get("updated_at")),
+            version=int(data.get("version") or 1),
+        )

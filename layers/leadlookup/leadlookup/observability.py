@@ -1,0 +1,31 @@
+"""Powertools Logger, Tracer and Metrics shared by every handler, and the metric sink."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from leadlookup.metrics import NAMESPACE, SERVICE_NAME
+
+logger = Logger(service=SERVICE_NAME)
+tracer = Tracer(service=SERVICE_NAME)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE_NAME)
+
+
+class PowertoolsMetricSink:
+    """Counts into the Powertools Metrics of this invocation (flushed as EMF by the handler)."""
+
+    def count(self, name: str) -> None:
+        """Add 1 to ``name``."""
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+class RecordingMetricSink:
+    """Keeps counts in a dict (tests and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def count(self, name: str) -> None:
+        """Add 1 to ``name``."""
+        self.counts[name] = self.counts.get(name, 0) + 1

@@ -1,0 +1,201 @@
+"""The only module that speaks SQL: named statements over :class:`leadlookup.db.Database`."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from leadlookup.models import Lead, Organization
+
+LEAD_COLUMNS = (
+    "id, organization_id, phone_number, phone_number_normalized, customer_name, email, status, "
+    "sentiment, bike_interest, qualification_data, notes, last_summary, interaction_count, "
+    "last_contact_at, opted_out_at, created_at, updated_at, version"
+)
+ORG_COLUMNS = "id, name, phone_number, phone_number_normalized, settings"
+
+SELECT_LEAD_BY_PHONE = f"""
+SELECT {LEAD_COLUMNS} FROM leads
+WHERE organization_id = :organization_id AND phone_number_normalized = :phone_normalized"""
+
+INSERT_LEAD = f"""
+INSERT INTO leads (organization_id, phone_number, phone_number_normalized)
+VALUES (:organization_id, :phone_number, :phone_normalized)
+ON CONFLICT (organization_id, phone_number_normalized) DO NOTHING
+RETURNING {LEAD_COLUMNS}"""
+
+SELECT_LEAD_BY_ID = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = :id"
+
+# One statement: the normalized number, then the raw stored format with its punctuation
+# dropped (legacy rows such as '778-652-8784' or '17786528784'), else the default
+# organization. The fallback scans organizations, a table of one row per store.
+SELECT_ORGANIZATION_BY_PHONE = f"""
+SELECT {ORG_COLUMNS} FROM organizations
+WHERE phone_number_normalized = :phone_normalized
+   OR regexp_replace(phone_number, '[^0-9]', '', 'g') IN (:phone_normalized, :national)
+   OR id = :default_id
+ORDER BY CASE
+    WHEN phone_number_normalized = :phone_normalized THEN 0
+    WHEN id = :default_id THEN 2
+    ELSE 1 END
+LIMIT 1"""
+
+SELECT_ORGANIZATION_BY_ID = f"SELECT {ORG_COLUMNS} FROM organizations WHERE id = :id"
+
+UPSERT_ORGANIZATION = f"""
+INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings)
+VALUES (:id, :name, :phone_number, :phone_normalized, :settings::jsonb)
+ON CONFLICT (id) DO UPDATE SET
+    name = EXCLUDED.name,
+    phone_number = EXCLUDED.phone_number,
+    phone_number_normalized = EXCLUDED.phone_number_normalized,
+    settings = EXCLUDED.settings,
+    updated_at = now()
+RETURNING {ORG_COLUMNS}, (SELECT phone_number_normalized FROM organizations WHERE id = :id)
+    AS previous_phone_normalized"""
+
+# Optimistic concurrency: the row is written only if nobody changed it since it was read.
+UPDATE_LEAD = f"""
+UPDATE leads SET
+    customer_name = :customer_name, email = :email, status = :status, sentiment = :sentiment,
+    bike_interest = :bike_interest::jsonb, qualification_data = :qualification_data::jsonb,
+    notes = :notes, version = version + 1, updated_at = now()
+WHERE id = :id AND version = :version
+RETURNING {LEAD_COLUMNS}"""
+
+# Messages and call summaries go with the lead (ON DELETE CASCADE).
+DELETE_LEAD = """
+DELETE FROM leads WHERE id = :id RETURNING organization_id, phone_number_normalized"""
+
+PURGE_OLD_ROWS = """
+WITH old_messages AS (
+    DELETE FROM messages WHERE created_at < now() - make_interval(days => :days) RETURNING 1
+), old_summaries AS (
+    DELETE FROM call_summaries WHERE created_at < now() - make_interval(days => :days)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM old_messages) AS messages,
+       (SELECT count(*) FROM old_summaries) AS call_summaries"""
+
+
+class Queryable(Protocol):
+    """What the repository needs from :class:`leadlookup.db.Database`."""
+
+    def query(
+        self,
+        sql: str,
+        params: dict[str, Any] | None = None,
+        *,
+        deadline: float | None = None,
+        retry: bool = True,
+    ) -> list[dict[str, Any]]: ...
+
+
+class Repository:
+    """Leads and organizations in PostgreSQL; one round trip per method call unless noted."""
+
+    def __init__(self, db: Queryable) -> None:
+        self.db = db
+
+    def find_lead(
+        self, organization_id: str, phone_normalized: str, deadline: float | None = None
+    ) -> Lead | None:
+        """The lead of this organization and number, if any."""
+        rows = self.db.query(
+            SELECT_LEAD_BY_PHONE,
+            {"organization_id": organization_id, "phone_normalized": phone_normalized},
+            deadline=deadline,
+        )
+        return Lead.from_json(rows[0]) if rows else None
+
+    def insert_lead(
+        self,
+        organization_id: str,
+        phone_number: str,
+        phone_normalized: str,
+        deadline: float | None = None,
+    ) -> Lead | None:
+        """Create the lead; None when a concurrent caller created it first."""
+        rows = self.db.query(
+            INSERT_LEAD,
+            {
+                "organization_id": organization_id,
+                "phone_number": phone_number,
+                "phone_normalized": phone_normalized,
+            },
+            deadline=deadline,
+        )
+        return Lead.from_json(rows[0]) if rows else None
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        """The lead with this id, if any."""
+        rows = self.db.query(SELECT_LEAD_BY_ID, {"id": lead_id})
+        return Lead.from_json(rows[0]) if rows else None
+
+    def organization_for_phone(
+        self,
+        phone_normalized: str,
+        national: str,
+        default_id: str,
+        deadline: float | None = None,
+    ) -> Organization | None:
+        """The organization dialled, else the default one (None only if that is missing)."""
+        rows = self.db.query(
+            SELECT_ORGANIZATION_BY_PHONE,
+            {"phone_normalized": phone_normalized, "national": national, "default_id": default_id},
+            deadline=deadline,
+        )
+        return Organization.from_json(rows[0]) if rows else None
+
+    def organization(
+        self, organization_id: str, deadline: float | None = None
+    ) -> Organization | None:
+        """The organization with this id, if any."""
+        rows = self.db.query(SELECT_ORGANIZATION_BY_ID, {"id": organization_id}, deadline=deadline)
+        return Organization.from_json(rows[0]) if rows else None
+
+    def upsert_organization(self, org: Organization) -> tuple[Organization, str | None]:
+        """Create or replace an organization; also returns its previous normalized number."""
+        rows = self.db.query(
+            UPSERT_ORGANIZATION,
+            {
+                "id": org.id,
+                "name": org.name,
+                "phone_number": org.phone_number,
+                "phone_normalized": org.phone_number_normalized,
+                "settings": org.settings,
+            },
+            retry=False,
+        )
+        row = rows[0]
+        return Organization.from_json(row), row["previous_phone_normalized"]
+
+    def update_lead(self, lead: Lead, expected_version: int) -> Lead | None:
+        """Write ``lead``'s editable fields if its version is still ``expected_version``."""
+        rows = self.db.query(
+            UPDATE_LEAD,
+            {
+                "id": lead.id,
+                "version": expected_version,
+                "customer_name": lead.customer_name,
+                "email": lead.email,
+                "status": lead.status,
+                "sentiment": lead.sentiment,
+                "bike_interest": lead.bike_interest,
+                "qualification_data": lead.qualification_data,
+                "notes": lead.notes,
+            },
+            retry=False,
+        )
+        return Lead.from_json(rows[0]) if rows else None
+
+    def delete_lead(self, lead_id: str) -> tuple[str, str] | None:
+        """Erase the lead and (by cascade) its messages and summaries; its cache identity."""
+        rows = self.db.query(DELETE_LEAD, {"id": lead_id})
+        if not rows:
+            return None
+        return str(rows[0]["organization_id"]), rows[0]["phone_number_normalized"]
+
+    def purge(self, retention_days: int) -> dict[str, int]:
+        """Delete messages and call summaries older than the retention period."""
+        row = self.db.query(PURGE_OLD_ROWS, {"days": retention_days})[0]
+        return {"messages": int(row["messages"]), "call_summaries": int(row["call_summaries"])}

@@ -1,0 +1,292 @@
+"""The lookup service: read-through cached organizations and leads, and writes that invalidate.
+
+Every write commits first, then invalidates every cache entry of what it changed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from leadlookup.cache import CacheKeys, ReadThroughCache
+from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
+from leadlookup.metrics import Cache, Outcome
+from leadlookup.migrate import default_organization_snapshot
+from leadlookup.models import Lead, Organization
+from leadlookup.patch import apply_patch, validate_patch
+from leadlookup.phones import mask_phone, national_digits, normalize_phone
+from leadlookup.repository import Repository
+from leadlookup.settings import Settings
+
+logger = Logger(child=True)
+
+# Key suffix for "no usable number dialled": the default organization.
+DEFAULT_ORG_KEY = "default"
+# An optimistic PATCH without If-Match retries this often when another writer wins the race.
+_PATCH_ATTEMPTS = 3
+
+
+def parse_uuid(raw: object, what: str = "lead id") -> str:
+    """A canonical UUID string, or :class:`InvalidInput` naming ``what`` is malformed."""
+    if not isinstance(raw, str):
+        raise InvalidInput(f"{what} must be a UUID")
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise InvalidInput(f"{what} must be a UUID") from None
+
+
+class LookupService:
+    """Organization and lead lookups, cached in Redis (and organizations in-process too)."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        cache: ReadThroughCache,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repo = repo
+        self.cache = cache
+        self.settings = settings
+        self.keys = CacheKeys(settings.cache_key_prefix)
+        self._clock = clock
+        self._org_l1: dict[str, tuple[float, Organization]] = {}
+        self._l1_lock = threading.Lock()
+
+    # -- organizations ------------------------------------------------------------------
+
+    def normalize(self, phone: object) -> str | None:
+        """E.164 digits of ``phone`` in the configured default region, or None."""
+        return normalize_phone(phone, self.settings.default_phone_region)
+
+    def get_organization_by_phone(
+        self, phone: object, deadline: float | None = None
+    ) -> Organization:
+        """The organization reached at ``phone``, else the default one."""
+        normalized = self.normalize(phone)
+        key = self.keys.org(normalized or DEFAULT_ORG_KEY)
+        cached = self._l1_get(key)
+        if cached is not None:
+            self.cache.record(Cache.ORG, Outcome.HIT)
+            return cached
+
+        def load() -> Organization:
+            if normalized is None:
+                org = self.repo.organization(self.settings.default_organization_id, deadline)
+            else:
+                org = self.repo.organization_for_phone(
+                    normalized,
+                    national_digits(normalized),
+                    self.settings.default_organization_id,
+                    deadline,
+                )
+            return org or self.default_organization()
+
+        org = self.cache.get_or_load(
+            Cache.ORG,
+            key,
+            self.keys.lease(key),
+            load,
+            Organization,
+            self.settings.org_cache_ttl_seconds,
+            deadline,
+        )
+        assert org is not None
+        self._l1_put(key, org)
+        return org
+
+    def cached_organization(self, phone: object) -> Organization | None:
+        """The organization from the in-process or Redis cache only (degraded answers)."""
+        key = self.keys.org(self.normalize(phone) or DEFAULT_ORG_KEY)
+        return self._l1_get(key) or self.cache.peek(key, Organization)
+
+    def default_organization(self) -> Organization:
+        """The layer's snapshot of the seeded default organization."""
+        return Organization.from_json(default_organization_snapshot())
+
+    def upsert_org(self, data: dict[str, Any]) -> Organization:
+        """Create or update an organization, then invalidate its keys (old and new number)."""
+        if not isinstance(data, dict):
+            raise InvalidInput("organization must be a JSON object")
+        normalized = self.normalize(data.get("phone_number"))
+        if normalized is None:
+            raise InvalidInput("field 'phone_number' is not a phone number")
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("field 'name' is required")
+        settings = data.get("settings", {})
+        if not isinstance(settings, dict):
+            raise InvalidInput("field 'settings' must be a JSON object")
+        org_id = parse_uuid(data.get("id") or str(uuid.uuid4()), "field 'id'")
+        org, previous = self.repo.upsert_organization(
+            Organization(org_id, name.strip(), str(data["phone_number"]), normalized, settings)
+        )
+        numbers = {normalized, previous} - {None}
+        if org.id == self.settings.default_organization_id:
+            numbers.add(DEFAULT_ORG_KEY)
+        keys = [self.keys.org(str(n)) for n in numbers]
+        with self._l1_lock:
+            for key in keys:
+                self._org_l1.pop(key, None)
+        for key in keys:
+            self.cache.invalidate(key, self.keys.lease(key))
+        return org
+
+    def _l1_get(self, key: str) -> Organization | None:
+        if self.settings.org_l1_ttl_seconds <= 0:
+            return None
+        with self._l1_lock:
+            item = self._org_l1.get(key)
+        if item is None or item[0] <= self._clock():
+            return None
+        return item[1]
+
+    def _l1_put(self, key: str, org: Organization) -> None:
+        if self.settings.org_l1_ttl_seconds > 0:
+            with self._l1_lock:
+                self._org_l1[key] = (self._clock() + self.settings.org_l1_ttl_seconds, org)
+
+    # -- leads --------------------------------------------------------------------------
+
+    def lead_keys(self, phone_normalized: str, organization_id: str) -> tuple[str, str]:
+        """The cache key of a lead and its lease."""
+        key = self.keys.lead(phone_normalized, organization_id)
+        return key, self.keys.lease(key)
+
+    def find_or_create_lead(
+        self, phone: object, organization_id: str, deadline: float | None = None
+    ) -> Lead:
+        """The lead for this caller and organization, created on first contact.
+
+        On a miss: SELECT, then INSERT ... ON CONFLICT DO NOTHING RETURNING, then SELECT again
+        if a concurrent first contact won the insert.
+        """
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("caller is not a phone number")
+        raw = str(phone).strip()
+
+        def load() -> Lead:
+            lead = (
+                self.repo.find_lead(organization_id, normalized, deadline)
+                or self.repo.insert_lead(organization_id, raw, normalized, deadline)
+                or self.repo.find_lead(organization_id, normalized, deadline)
+            )
+            if lead is None:
+                raise Unavailable("lead could not be created")
+            return lead
+
+        key, lease = self.lead_keys(normalized, organization_id)
+        lead = self.cache.get_or_load(
+            Cache.LEAD, key, lease, load, Lead, self.settings.lead_cache_ttl_seconds, deadline
+        )
+        assert lead is not None
+        return lead
+
+    def find_lead_by_phone(self, phone: object, organization_id: str) -> Lead | None:
+        """The lead for this number and organization, if it exists (never creates one)."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("phone is not a phone number")
+        organization_id = parse_uuid(organization_id, "organization_id")
+        key, lease = self.lead_keys(normalized, organization_id)
+        return self.cache.get_or_load(
+            Cache.LEAD,
+            key,
+            lease,
+            lambda: self.repo.find_lead(organization_id, normalized),
+            Lead,
+            self.settings.lead_cache_ttl_seconds,
+        )
+
+    def get_lead(self, lead_id: object) -> Lead:
+        """The lead with this id (from the database: staff tools need the current row)."""
+        lead = self.repo.get_lead(parse_uuid(lead_id))
+        if lead is None:
+            raise NotFound("lead not found")
+        return lead
+
+    def update_lead(self, lead_id: object, body: Any, if_match: int | None = None) -> Lead:
+        """Merge-patch a lead (optimistic concurrency), commit, then invalidate its cache."""
+        lead_id = parse_uuid(lead_id)
+        patch = validate_patch(body)
+        for _ in range(_PATCH_ATTEMPTS):
+            current = self.get_lead(lead_id)
+            if if_match is not None and current.version != if_match:
+                raise PreconditionFailed(f"lead is at version {current.version}, not {if_match}")
+            saved = self.repo.update_lead(apply_patch(current, patch), current.version)
+            if saved is not None:
+                self.invalidate_lead(saved.phone_number_normalized, saved.organization_id)
+                return saved
+            if if_match is not None:
+                raise PreconditionFailed("lead was changed by another request")
+        raise Unavailable("lead is being changed by other requests; retry")
+
+    def delete_lead(self, lead_id: object) -> None:
+        """Erase a lead, its messages and call summaries, and its cache entries."""
+        identity = self.repo.delete_lead(parse_uuid(lead_id))
+        if identity is None:
+            raise NotFound("lead not found")
+        organization_id, normalized = identity
+        self.invalidate_lead(normalized, organization_id)
+
+    def invalidate_lead(self, phone_normalized: str, organization_id: str) -> bool:
+        """Delete a lead's cache entry and lease (after its write committed)."""
+        ok = self.cache.invalidate(*self.lead_keys(phone_normalized, organization_id))
+        if not ok:
+            logger.warning(
+                "lead stays cached until its TTL", phone=mask_phone("+" + phone_normalized)
+            )
+        return ok
+
+    # -- administration -----------------------------------------------------------------
+
+    def flush_lead(self, phone: object, organization_id: str) -> bool:
+        """Drop one lead's cache entry."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("phone is not a phone number")
+        return self.invalidate_lead(normalized, parse_uuid(organization_id, "organization_id"))
+
+    def flush_org(self, phone: object) -> bool:
+        """Drop the cache entry of the organization reached at ``phone``."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("phone is not a phone number")
+        key = self.keys.org(normalized)
+        with self._l1_lock:
+            self._org_l1.pop(key, None)
+        return self.cache.invalidate(key, self.keys.lease(key))
+
+    def flush_all(self) -> int:
+        """Drop every key under the prefix (on every cluster node); the number removed."""
+        with self._l1_lock:
+            self._org_l1.clear()
+        if self.cache.backend is None:
+            return 0
+        return self.cache.backend.delete_prefix(self.settings.cache_key_prefix)
+
+    def cache_status(self) -> dict[str, Any]:
+        """Whether caching is on, this container's breaker state, and Redis server facts."""
+        status: dict[str, Any] = {
+            "enabled": self.cache.enabled,
+            "breaker": self.cache.breaker.state,
+            "key_prefix": self.settings.cache_key_prefix,
+            "org_l1_entries": len(self._org_l1),
+        }
+        if self.cache.backend is not None:
+            try:
+                status["server"] = self.cache.backend.info()
+            except Exception as exc:
+                status["server"] = {"connected": False, "error": type(exc).__name__}
+        return status
+
+    def purge(self) -> dict[str, int]:
+        """The daily retention run: messages and summaries older than ``RETENTION_DAYS``."""
+        return self.repo.purge(self.settings.retention_days)

@@ -1,0 +1,171 @@
+"""Configuration: read once from the environment into a frozen dataclass (design section 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
+# How long a secret fetched from Secrets Manager is reused before it is read again.
+SECRET_MAX_AGE_SECONDS = 300
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the layer; build with :meth:`from_env`, override fields in tests."""
+
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str = "postgres"
+    db_secret_arn: str | None = None
+    db_sslmode: str = "disable"
+    db_connect_timeout_ms: int = 3000
+    db_statement_timeout_ms: int = 5000
+
+    redis_url: str | None = None
+    redis_enabled: bool = True
+    redis_cluster: bool = False
+    redis_auth_arn: str | None = None
+    redis_timeout_ms: int = 250
+    redis_breaker_cooldown_ms: int = 5000
+
+    cache_key_prefix: str = "bici:"
+    lead_cache_ttl_seconds: int = 300
+    org_cache_ttl_seconds: int = 600
+    org_l1_ttl_seconds: int = 30
+    cache_lease_ms: int = 2000
+    cache_wait_ms: int = 250
+
+    default_organization_id: str = DEFAULT_ORGANIZATION_ID
+    default_phone_region: str = "CA"
+
+    initiation_secret_header: str = "X-Webhook-Secret"  # noqa: S105 - a header name
+    initiation_deadline_ms: int = 1500
+    public_base_url: str | None = None
+    inbound_sms_queue_url: str | None = None
+    max_body_bytes: int = 65536
+    post_call_max_body_bytes: int = 4 * 1024 * 1024
+    retention_days: int = 365
+    allow_unsigned_webhooks: bool = False
+
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def cache_enabled(self) -> bool:
+        """Whether Redis may be contacted at all (``REDIS_ENABLED`` and a URL)."""
+        return self.redis_enabled and bool(self.redis_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; a malformed variable raises :class:`ConfigError` naming it."""
+        e = dict(os.environ if env is None else env)
+        db_host = _str(e, "DB_HOST")
+        return cls(
+            database_url=_str(e, "DATABASE_URL"),
+            db_host=db_host,
+            db_port=_int(e, "DB_PORT", 5432, 1),
+            db_name=_str(e, "DB_NAME", "postgres") or "postgres",
+            db_secret_arn=_str(e, "DB_SECRET_ARN"),
+            # RDS Proxy certificates chain to Amazon's public roots, so a DB_HOST deployment can
+            # verify the full chain and host name against the system trust store.
+            db_sslmode=_str(e, "DB_SSLMODE", "verify-full" if db_host else "disable") or "",
+            db_connect_timeout_ms=_int(e, "DB_CONNECT_TIMEOUT_MS", 3000, 1),
+            db_statement_timeout_ms=_int(e, "DB_STATEMENT_TIMEOUT_MS", 5000, 1),
+            redis_url=_str(e, "REDIS_URL"),
+            redis_enabled=_bool(e, "REDIS_ENABLED", True),
+            redis_cluster=_bool(e, "REDIS_CLUSTER", False),
+            redis_auth_arn=_str(e, "REDIS_AUTH_ARN"),
+            redis_timeout_ms=_int(e, "REDIS_TIMEOUT_MS", 250, 1),
+            redis_breaker_cooldown_ms=_int(e, "REDIS_BREAKER_COOLDOWN_MS", 5000, 0),
+            cache_key_prefix=_str(e, "CACHE_KEY_PREFIX", "bici:") or "bici:",
+            lead_cache_ttl_seconds=_int(e, "LEAD_CACHE_TTL_SECONDS", 300, 1),
+            org_cache_ttl_seconds=_int(e, "ORG_CACHE_TTL_SECONDS", 600, 1),
+            org_l1_ttl_seconds=_int(e, "ORG_L1_TTL_SECONDS", 30, 0),
+            default_organization_id=_str(e, "DEFAULT_ORGANIZATION_ID", DEFAULT_ORGANIZATION_ID)
+            or DEFAULT_ORGANIZATION_ID,
+            default_phone_region=(_str(e, "DEFAULT_PHONE_REGION", "CA") or "CA").upper(),
+            initiation_secret_header=_str(e, "INITIATION_SECRET_HEADER", "X-Webhook-Secret")
+            or "X-Webhook-Secret",
+            initiation_deadline_ms=_int(e, "INITIATION_DEADLINE_MS", 1500, 1),
+            public_base_url=(_str(e, "PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            inbound_sms_queue_url=_str(e, "INBOUND_SMS_QUEUE_URL"),
+            max_body_bytes=_int(e, "MAX_BODY_BYTES", 65536, 1),
+            retention_days=_int(e, "RETENTION_DAYS", 365, 1),
+            allow_unsigned_webhooks=_bool(e, "ALLOW_UNSIGNED_WEBHOOKS", False),
+            env=e,
+        )
+
+    def secret(self, name: str) -> str | None:
+        """A secret given as ``NAME`` (plain, local) or ``NAME_ARN`` (Secrets Manager, cached)."""
+        plain = _str(self.env, name)
+        if plain is not None:
+            return plain
+        arn = _str(self.env, f"{name}_ARN")
+        if arn is None:
+            return None
+        return fetch_secret(arn)
+
+    def secret_json(self, arn: str) -> dict[str, Any]:
+        """A Secrets Manager secret holding a JSON object (database and Redis credentials)."""
+        raw = fetch_secret(arn)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"secret {arn} does not hold JSON") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"secret {arn} does not hold a JSON object")
+        return value
+
+
+def fetch_secret(arn: str) -> str:
+    """Read a secret through Powertools parameters, which caches it per container."""
+    # Imported here: boto3 costs ~100 ms of cold start, and local runs never read ARNs.
+    from aws_lambda_powertools.utilities import parameters
+
+    value = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
