@@ -6,6 +6,8 @@ from typing import Any, Protocol
 
 from leadlookup.models import Lead, Organization
 
+_STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
+
 LEAD_COLUMNS = (
     "id, organization_id, phone_number, phone_number_normalized, customer_name, email, status, "
     "sentiment, bike_interest, qualification_data, notes, last_summary, interaction_count, "
@@ -65,6 +67,59 @@ RETURNING {LEAD_COLUMNS}"""
 # Messages and call summaries go with the lead (ON DELETE CASCADE).
 DELETE_LEAD = """
 DELETE FROM leads WHERE id = :id RETURNING organization_id, phone_number_normalized"""
+
+# Storage first and exactly once: the message row is unique on the MessageSid, and the lead is
+# touched only when this delivery inserted it, so a redelivery changes nothing.
+INSERT_INBOUND_MESSAGE = """
+WITH ins AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, from_number,
+                          to_number, body, params)
+    VALUES (:organization_id, :lead_id, :external_id, 'inbound', :from_number, :to_number,
+            :body, :params::jsonb)
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING lead_id
+), upd AS (
+    UPDATE leads SET
+        last_contact_at = now(),
+        opted_out_at = CASE :opt_change
+            WHEN 'out' THEN COALESCE(opted_out_at, now())
+            WHEN 'in' THEN NULL
+            ELSE opted_out_at END
+    WHERE id = (SELECT lead_id FROM ins)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS lead_updated"""
+
+# The summary row is unique on conversation_id; the lead changes only if this delivery inserted
+# it (one statement, so one transaction). Status only moves up the ladder; 'closed' is final
+# here (array_position gives NULL for it, and NULL never compares greater).
+INSERT_CALL_SUMMARY = f"""
+WITH ins AS (
+    INSERT INTO call_summaries (organization_id, lead_id, conversation_id, summary,
+                                classification, payload)
+    VALUES (:organization_id, :lead_id, :conversation_id, :summary, :classification,
+            :payload::jsonb)
+    ON CONFLICT (conversation_id) DO NOTHING
+    RETURNING lead_id
+), upd AS (
+    UPDATE leads SET
+        interaction_count = interaction_count + 1,
+        last_summary = COALESCE(:summary, last_summary),
+        customer_name = COALESCE(:customer_name, customer_name),
+        bike_interest = bike_interest || :bike_interest::jsonb,
+        qualification_data = qualification_data || :qualification_data::jsonb,
+        status = CASE
+            WHEN array_position({_STATUS_LADDER}, :status::text)
+                 > array_position({_STATUS_LADDER}, status)
+            THEN :status ELSE status END,
+        last_contact_at = now(),
+        version = version + 1,
+        updated_at = now()
+    WHERE id = (SELECT lead_id FROM ins)
+    RETURNING organization_id, phone_number_normalized
+)
+SELECT (SELECT count(*) FROM ins) AS inserted, upd.organization_id, upd.phone_number_normalized
+FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 PURGE_OLD_ROWS = """
 WITH old_messages AS (
@@ -194,6 +249,69 @@ class Repository:
         if not rows:
             return None
         return str(rows[0]["organization_id"]), rows[0]["phone_number_normalized"]
+
+    def insert_inbound_message(
+        self,
+        *,
+        organization_id: str,
+        lead_id: str | None,
+        external_id: str,
+        from_number: str | None,
+        to_number: str | None,
+        body: str,
+        params: dict[str, Any],
+        opt_change: str | None,
+    ) -> tuple[bool, bool]:
+        """Store an inbound SMS once; (inserted, lead updated). ``opt_change``: out, in, None."""
+        row = self.db.query(
+            INSERT_INBOUND_MESSAGE,
+            {
+                "organization_id": organization_id,
+                "lead_id": lead_id,
+                "external_id": external_id,
+                "from_number": from_number,
+                "to_number": to_number,
+                "body": body,
+                "params": params,
+                "opt_change": opt_change,
+            },
+        )[0]
+        return bool(row["inserted"]), bool(row["lead_updated"])
+
+    def insert_call_summary(
+        self,
+        *,
+        conversation_id: str,
+        organization_id: str | None,
+        lead_id: str | None,
+        summary: str | None,
+        classification: str | None,
+        payload: dict[str, Any],
+        customer_name: str | None,
+        bike_interest: dict[str, Any],
+        qualification_data: dict[str, Any],
+        status: str | None,
+    ) -> tuple[bool, tuple[str, str] | None]:
+        """Store a call summary once and merge it into the lead; (inserted, lead identity)."""
+        row = self.db.query(
+            INSERT_CALL_SUMMARY,
+            {
+                "conversation_id": conversation_id,
+                "organization_id": organization_id,
+                "lead_id": lead_id,
+                "summary": summary,
+                "classification": classification,
+                "payload": payload,
+                "customer_name": customer_name,
+                "bike_interest": bike_interest,
+                "qualification_data": qualification_data,
+                "status": status,
+            },
+        )[0]
+        identity = None
+        if row["organization_id"] is not None:
+            identity = (str(row["organization_id"]), row["phone_number_normalized"])
+        return bool(row["inserted"]), identity
 
     def purge(self, retention_days: int) -> dict[str, int]:
         """Delete messages and call summaries older than the retention period."""

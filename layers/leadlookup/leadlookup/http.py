@@ -1,0 +1,122 @@
+"""HTTP plumbing shared by the API handlers: error mapping in one place, bodies, headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+
+from leadlookup.errors import InvalidInput, LookupServiceError, PayloadTooLarge, Unavailable
+from leadlookup.observability import logger
+from leadlookup.settings import ConfigError
+
+# Deeper JSON than this is refused before it can exhaust the stack of a recursive walk.
+MAX_JSON_DEPTH = 32
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response."""
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body, separators=(",", ":"), default=str),
+        headers=headers,
+    )
+
+
+def error_response(status: int, message: str) -> Response:
+    """A rejection: JSON ``{"message": ...}`` naming the problem."""
+    return json_response(status, {"message": message})
+
+
+def create_resolver() -> APIGatewayHttpResolver:
+    """An HTTP API (payload 2.0) resolver whose errors all map to JSON messages here."""
+    app = APIGatewayHttpResolver()
+
+    @app.exception_handler(LookupServiceError)
+    def _service_error(exc: LookupServiceError) -> Response:
+        if isinstance(exc, Unavailable):
+            logger.warning("dependency unavailable", error=str(exc))
+        return error_response(exc.status, str(exc))
+
+    @app.exception_handler(ConfigError)
+    def _config_error(exc: ConfigError) -> Response:
+        logger.error("configuration error", error=str(exc))
+        return error_response(503, "service is not configured")
+
+    @app.not_found
+    def _not_found(_exc: Exception) -> Response:
+        return error_response(404, "route not found")
+
+    return app
+
+
+def raw_body(event: dict[str, Any], limit: int) -> bytes:
+    """The request body as bytes (base64 undone), or 413 when it is over ``limit`` bytes."""
+    body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise InvalidInput("body must be text")
+    # Cheap early refusal: base64 is 4/3 the size of what it encodes.
+    if len(body) > limit * 4 // 3 + 4:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    if event.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("body is not valid base64") from None
+    else:
+        data = body.encode("utf-8", "surrogatepass")
+    if len(data) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+    return data
+
+
+def body_text(event: dict[str, Any], limit: int) -> str:
+    """The body as UTF-8 text; 400 when it is not UTF-8."""
+    try:
+        return raw_body(event, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("body is not valid UTF-8") from None
+
+
+def json_object(event: dict[str, Any], limit: int) -> dict[str, Any]:
+    """The body parsed as a JSON object; 400 naming what is wrong otherwise."""
+    text = body_text(event, limit)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidInput("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("body must be a JSON object")
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidInput(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def header(event: dict[str, Any], name: str) -> str | None:
+    """A request header by case-insensitive name (HTTP API lower-cases them already)."""
+    headers = event.get("headers") or {}
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
+def _depth(value: Any) -> int:
+    # Iterative, so hostile nesting cannot overflow the interpreter stack.
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
