@@ -80,7 +80,7 @@ class ReadThroughCache:
     ) -> None:
         self.backend = backend
         self.breaker = breaker
-        self._metrics = metrics
+        self.metrics = metrics
         self._lease_ms = lease_ms
         self._wait_s = wait_ms / 1000
         self._clock = clock
@@ -164,7 +164,7 @@ class ReadThroughCache:
         except Exception as exc:
             self.breaker.failure()
             self._reset()
-            self._metrics.count(CACHE_INVALIDATION_FAILED)
+            self.metrics.count(CACHE_INVALIDATION_FAILED)
             logger.warning("cache invalidation failed", error_type=type(exc).__name__)
             return False
         self.breaker.success()
@@ -245,4 +245,4 @@ class ReadThroughCache:
 
     def record(self, cache: Cache, outcome: Outcome) -> None:
         """Count one lookup outcome (also for hits served in-process, before this cache)."""
-        self._metrics.count(cache_metric(cache, outcome))
+        self.metrics.count(cache_metric(cache, outcome))

@@ -1,0 +1,22 @@
+"""ElevenLabs conversation-initiation webhook: who is calling which store, while it rings."""
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from leadlookup import initiation
+from leadlookup.http import create_resolver
+from leadlookup.observability import logger, metrics, tracer
+from leadlookup.runtime import get_runtime
+
+app = create_resolver()
+
+
+@app.post("/webhooks/elevenlabs/conversation-initiation")
+def conversation_initiation() -> dict:
+    return initiation.respond(app.current_event.raw_event, get_runtime().service)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

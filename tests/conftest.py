@@ -1,0 +1,182 @@
+"""Shared fixtures: a fresh migrated PostgreSQL database and a Redis key prefix per session.
+
+Tests talk to a real PostgreSQL and a real Redis (``DATABASE_URL``/``REDIS_URL``, else the
+local services, else embedded ones: see devkit.services).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pg8000.native
+import pytest
+
+from devkit.services import ensure_services
+from leadlookup import runtime as runtime_module
+from leadlookup.db import Database
+from leadlookup.migrate import migrate
+from leadlookup.observability import RecordingMetricSink
+from leadlookup.runtime import Runtime, build_runtime
+from leadlookup.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+FUNCTIONS = ROOT / "functions"
+
+# The test secrets the sample events are signed with (documented in the README).
+TEST_SECRETS = {
+    "INITIATION_WEBHOOK_SECRET": "test-initiation-secret",
+    "TWILIO_AUTH_TOKEN": "test-twilio-auth-token",
+    "ELEVENLABS_WEBHOOK_SECRET": "test-elevenlabs-secret",
+}
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _admin_connection(url: str) -> pg8000.native.Connection:
+    parts = urlsplit(url)
+    return pg8000.native.Connection(
+        user=parts.username or "postgres",
+        password=parts.password,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432,
+        database="postgres",
+        timeout=10,
+    )
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> dict[str, str]:
+    """URLs of a reachable PostgreSQL and Redis (started if needed)."""
+    return ensure_services()
+
+
+@pytest.fixture(scope="session")
+def database_url(service_urls: dict[str, str]) -> Iterator[str]:
+    """A fresh database for this session, migrated and seeded; dropped afterwards."""
+    name = f"bici_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _admin_connection(service_urls["DATABASE_URL"])
+    admin.run(f"CREATE DATABASE {name}")
+    url = _with_database(service_urls["DATABASE_URL"], name)
+    db = Database(Settings(database_url=url))
+    migrate(db)
+    db.close()
+    try:
+        yield url
+    finally:
+        admin.run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+        admin.run(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(service_urls: dict[str, str]) -> str:
+    """URL of the shared test Redis (tests isolate themselves with a key prefix)."""
+    return service_urls["REDIS_URL"]
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A Redis key prefix of this test alone, so tests never see each other's keys."""
+    return f"t{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, key_prefix: str) -> Settings:
+    """Settings pointing at the test database and Redis."""
+    return Settings(database_url=database_url, redis_url=redis_url, cache_key_prefix=key_prefix)
+
+
+@pytest.fixture
+def make_runtime() -> Iterator[Callable[..., Runtime]]:
+    """Build runtimes (closed at the end of the test); each keeps counts in ``.metrics``."""
+    built: list[Runtime] = []
+
+    def make(settings: Settings, **kwargs: Any) -> Runtime:
+        sink = kwargs.pop("metrics", None) or RecordingMetricSink()
+        runtime = build_runtime(settings, metrics=sink, **kwargs)
+        runtime.metrics = sink  # type: ignore[attr-defined]
+        built.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in built:
+        runtime.db.close()
+
+
+@pytest.fixture
+def app_env(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, redis_url: str, key_prefix: str
+) -> Iterator[dict[str, str]]:
+    """Environment of a deployed function, pointed at the test services; fresh runtime."""
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "CACHE_KEY_PREFIX": key_prefix,
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "BiciLookups",
+        **TEST_SECRETS,
+    }
+    for name in ("INBOUND_SMS_QUEUE_URL", "PUBLIC_BASE_URL", "REDIS_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    runtime_module.set_runtime(None)
+    yield env
+    runtime_module.set_runtime(None)
+
+
+_handlers: dict[str, ModuleType] = {}
+
+
+def load_handler(function_dir: str) -> ModuleType:
+    """Import ``functions/<function_dir>/app.py`` under a name of its own (once per session)."""
+    if function_dir not in _handlers:
+        path = FUNCTIONS / function_dir / "app.py"
+        name = f"handler_{function_dir}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _handlers[function_dir] = module
+    return _handlers[function_dir]
+
+
+class LambdaContext:
+    """The parts of the Lambda context object that Powertools reads."""
+
+    function_name = "test-function"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    memory_limit_in_mb = 256
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/test-function"
+    log_stream_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@pytest.fixture
+def invoke() -> Callable[[str, dict[str, Any]], dict[str, Any]]:
+    """Invoke a function's real ``lambda_handler`` with an event."""
+
+    def call(function_dir: str, event: dict[str, Any]) -> dict[str, Any]:
+        return load_handler(function_dir).lambda_handler(event, LambdaContext())
+
+    return call
