@@ -78,8 +78,9 @@ def build_client(settings: Settings) -> redis.Redis | RedisCluster:
         username, password = secret.get("username"), secret.get("password")
     options = client_options(settings, username, password)
     if settings.redis_cluster:
-        # Cluster mode has no database number, and its own retry budget for MOVED/ASK.
-        return RedisCluster.from_url(settings.redis_url, cluster_error_retry_attempts=1, **options)
+        # Cluster mode has no database number; the same Retry object bounds its MOVED/ASK and
+        # reconnect attempts (redis-py 6+ dropped the separate cluster retry counters).
+        return RedisCluster.from_url(settings.redis_url, **options)
     return redis.Redis.from_url(settings.redis_url, **options)
 
 

@@ -1,0 +1,248 @@
+"""Lookups against real PostgreSQL and Redis: normalization, read-through, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from devkit.proxy import TcpProxy
+from leadlookup.errors import InvalidInput
+from leadlookup.runtime import Runtime
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from tests.support.db import execute, scalar
+
+DEFAULT_ORG = DEFAULT_ORGANIZATION_ID
+
+
+def _unique_caller() -> str:
+    # 604-555-01xx numbers are reserved for fiction; the suffix keeps tests apart.
+    return f"+1604555{uuid.uuid4().int % 10_000:04d}"
+
+
+@pytest.fixture
+def pg_proxy(database_url: str) -> Iterator[TcpProxy]:
+    with TcpProxy.from_url(database_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def redis_proxy(redis_url: str) -> Iterator[TcpProxy]:
+    with TcpProxy.from_url(redis_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def counted(
+    settings: Settings,
+    pg_proxy: TcpProxy,
+    redis_proxy: TcpProxy,
+    make_runtime: Callable[..., Runtime],
+) -> Runtime:
+    """A runtime whose PostgreSQL and Redis traffic goes through counting proxies."""
+    return make_runtime(
+        dataclasses.replace(
+            settings,
+            database_url=pg_proxy.rewrite_url(settings.database_url or ""),
+            redis_url=redis_proxy.rewrite_url(settings.redis_url or ""),
+        )
+    )
+
+
+def test_lookup_phone_formats_find_one_lead(
+    settings: Settings, make_runtime: Callable[..., Runtime], database_url: str
+) -> None:
+    service = make_runtime(settings).service
+    phone = "+1 778 555 0142"
+    execute(database_url, "DELETE FROM leads WHERE phone_number_normalized = '17785550142'")
+
+    ids = {
+        service.find_or_create_lead(raw, DEFAULT_ORG).id
+        for raw in ("(778) 555-0142", "778-555-0142", "17785550142", phone)
+    }
+
+    assert len(ids) == 1
+    rows = scalar(
+        database_url,
+        "SELECT count(*) FROM leads WHERE phone_number_normalized = '17785550142'",
+    )
+    assert rows == 1
+
+
+@pytest.mark.parametrize("raw", ["anonymous", "+266696687", "client:web-123", "12345"])
+def test_lookup_non_numbers_create_no_lead(
+    raw: str, settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    service = make_runtime(settings).service
+
+    with pytest.raises(InvalidInput):
+        service.find_or_create_lead(raw, DEFAULT_ORG)
+
+
+def test_lookup_organization_in_legacy_format_is_found(
+    settings: Settings, make_runtime: Callable[..., Runtime], database_url: str
+) -> None:
+    org_id = str(uuid.uuid4())
+    # A legacy row: dashes and no country code in phone_number, and a normalized column that
+    # an old importer filled without the country code either.
+    execute(
+        database_url,
+        "INSERT INTO organizations (id, name, phone_number, phone_number_normalized) "
+        "VALUES (:id, 'Legacy Cycles', '604-555-0177', '6045550177')",
+        id=org_id,
+    )
+    service = make_runtime(settings).service
+
+    org = service.get_organization_by_phone("+16045550177")
+
+    assert (org.id, org.name) == (org_id, "Legacy Cycles")
+
+
+def test_lookup_unknown_or_missing_number_gets_the_default_organization(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    service = make_runtime(settings).service
+
+    unknown = service.get_organization_by_phone("+18005550100")
+    missing = service.get_organization_by_phone(None)
+
+    assert unknown.id == missing.id == DEFAULT_ORG
+    assert unknown.name == "BICI Bike Store"
+
+
+def test_lookup_warm_known_lead_costs_no_database_and_one_redis_round_trip(
+    counted: Runtime, pg_proxy: TcpProxy, redis_proxy: TcpProxy
+) -> None:
+    caller = _unique_caller()
+    first = counted.service.find_or_create_lead(caller, DEFAULT_ORG)
+    pg_proxy.reset_counters()
+    redis_proxy.reset_counters()
+
+    warm = counted.service.find_or_create_lead(caller, DEFAULT_ORG)
+
+    assert warm == first
+    assert pg_proxy.round_trips == 0
+    assert redis_proxy.round_trips <= 1
+    assert counted.metrics.counts.get("LeadCacheHit") == 1
+
+
+def test_lookup_new_caller_costs_at_most_two_database_round_trips(
+    counted: Runtime, pg_proxy: TcpProxy
+) -> None:
+    counted.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)  # connect outside the count
+    pg_proxy.reset_counters()
+
+    lead = counted.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
+
+    assert lead.status == "new" and lead.interaction_count == 0
+    assert pg_proxy.round_trips == 2
+
+
+def test_lookup_each_statement_is_one_round_trip(counted: Runtime, pg_proxy: TcpProxy) -> None:
+    counted.db.query("SELECT 1")
+    pg_proxy.reset_counters()
+
+    counted.db.query("SELECT :a::int + :b::int AS total", {"a": 1, "b": 2})
+
+    assert pg_proxy.round_trips == 1
+
+
+def test_lookup_with_redis_disabled_gives_identical_answers_and_sends_nothing(
+    settings: Settings,
+    make_runtime: Callable[..., Runtime],
+    pg_proxy: TcpProxy,
+    redis_proxy: TcpProxy,
+) -> None:
+    caller = _unique_caller()
+    cached = make_runtime(settings).service
+    disabled = make_runtime(
+        dataclasses.replace(
+            settings,
+            redis_enabled=False,
+            redis_url=redis_proxy.rewrite_url(settings.redis_url or ""),
+        )
+    )
+    expected_lead = cached.find_or_create_lead(caller, DEFAULT_ORG)
+    expected_org = cached.get_organization_by_phone("+17786528784")
+
+    lead = disabled.service.find_or_create_lead(caller, DEFAULT_ORG)
+    org = disabled.service.get_organization_by_phone("+17786528784")
+
+    assert (lead, org) == (expected_lead, expected_org)
+    assert redis_proxy.connections == 0 and redis_proxy.round_trips == 0
+    assert disabled.metrics.counts == {"LeadCacheBypass": 1, "OrgCacheBypass": 1}
+
+
+def test_lookup_organization_is_held_in_process(counted: Runtime, redis_proxy: TcpProxy) -> None:
+    counted.service.get_organization_by_phone("+17786528784")
+    redis_proxy.reset_counters()
+
+    org = counted.service.get_organization_by_phone("+17786528784")
+
+    assert org.id == DEFAULT_ORG
+    assert redis_proxy.round_trips == 0
+
+
+def test_lookup_update_is_visible_to_the_next_read(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    reader = make_runtime(settings).service
+    writer = make_runtime(settings).service
+    lead = reader.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
+
+    writer.update_lead(lead.id, {"customer_name": "Ada"})
+
+    assert reader.find_or_create_lead(lead.phone_number, DEFAULT_ORG).customer_name == "Ada"
+
+
+def test_lookup_cached_values_carry_a_format_version(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    runtime = make_runtime(settings)
+    caller = _unique_caller()
+    lead = runtime.service.find_or_create_lead(caller, DEFAULT_ORG)
+    key, _lease = runtime.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)
+    backend = runtime.cache.backend
+    assert backend is not None
+    assert backend.get(key).startswith('{"v":1,')
+    backend.delete(key)
+    backend.get_or_lease(key, key + ":l", "t", 1000)
+    backend.fill(key, key + ":l", "t", '{"v":0,"data":{"id":"stale"}}', 60)
+
+    again = runtime.service.find_or_create_lead(caller, DEFAULT_ORG)
+
+    assert again.id == lead.id
+    assert runtime.metrics.counts["LeadCacheMiss"] == 2
+
+
+def test_lookup_keys_follow_the_documented_format(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    service = make_runtime(dataclasses.replace(settings, cache_key_prefix="bici:")).service
+
+    assert service.lead_keys("17786528784", DEFAULT_ORG) == (
+        f"bici:lead:{{17786528784}}:{DEFAULT_ORG}",
+        f"bici:lease:lead:{{17786528784}}:{DEFAULT_ORG}",
+    )
+    assert service.keys.org("17786528784") == "bici:org:{17786528784}"
+
+
+def test_lookup_ttls_are_jittered_around_the_configured_values(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    runtime = make_runtime(settings)
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url or "")
+    ttls = []
+    for _ in range(30):
+        lead = runtime.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
+        ttls.append(
+            client.ttl(runtime.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)[0])
+        )
+    client.close()
+
+    assert all(270 <= t <= 330 for t in ttls)
+    assert len(set(ttls)) > 1

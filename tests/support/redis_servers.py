@@ -1,0 +1,141 @@
+"""Throwaway Redis servers on loopback ports: single nodes and a 3-node cluster."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from devkit.services import redis_server_binary
+
+_START_TIMEOUT_S = 10.0
+CLUSTER_SLOTS = 16384
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ping(port: int) -> None:
+    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            client.close()
+
+
+def start_redis(directory: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """One redis-server on 127.0.0.1:``port`` keeping nothing on disk; waits until it answers."""
+    process = subprocess.Popen(
+        [
+            redis_server_binary(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_ping(port)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server started here (bounded)."""
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@contextmanager
+def redis_server(*extra: str) -> Iterator[int]:
+    """A throwaway single Redis; yields its port."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        process = start_redis(Path(tmp), port, *extra)
+        try:
+            yield port
+        finally:
+            stop(process)
+
+
+@contextmanager
+def redis_cluster(nodes: int = 3) -> Iterator[list[int]]:
+    """A Redis Cluster of ``nodes`` primaries (no replicas) on loopback; yields their ports."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ports = [free_port() for _ in range(nodes)]
+        processes = []
+        try:
+            for port in ports:
+                node_dir = Path(tmp) / str(port)
+                node_dir.mkdir()
+                processes.append(
+                    start_redis(
+                        node_dir,
+                        port,
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "2000",
+                    )
+                )
+            _form_cluster(ports)
+            yield ports
+        finally:
+            for process in processes:
+                stop(process)
+
+
+def _form_cluster(ports: list[int]) -> None:
+    clients = [redis.Redis(port=p, socket_timeout=2) for p in ports]
+    share = CLUSTER_SLOTS // len(ports)
+    for index, client in enumerate(clients):
+        first = index * share
+        last = CLUSTER_SLOTS - 1 if index == len(ports) - 1 else first + share - 1
+        client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
+    for port in ports[1:]:
+        clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while not all(_cluster_ok(c) for c in clients):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test Redis Cluster did not reach cluster_state:ok")
+        time.sleep(0.1)
+    for client in clients:
+        client.close()
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    info = client.execute_command("CLUSTER INFO")
+    if isinstance(info, dict):
+        return str(info.get("cluster_state")) == "ok"
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return "cluster_state:ok" in text
