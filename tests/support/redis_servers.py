@@ -25,23 +25,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ping(port: int) -> None:
-    client = redis.Redis(port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
+def _wait_listening(port: int) -> None:
     deadline = time.monotonic() + _START_TIMEOUT_S
     while True:
         try:
-            client.ping()
-            return
-        except redis.exceptions.ConnectionError:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-        finally:
-            client.close()
 
 
-def start_redis(directory: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    """One redis-server on 127.0.0.1:``port`` keeping nothing on disk; waits until it answers."""
+def start_redis(
+    directory: Path, port: int, *extra: str, tls_port: int | None = None
+) -> subprocess.Popen[bytes]:
+    """One redis-server on 127.0.0.1:``port`` (0: TLS only, on ``tls_port``) keeping nothing on
+    disk; waits until it listens."""
     process = subprocess.Popen(
         [
             redis_server_binary(),
@@ -60,7 +60,7 @@ def start_redis(directory: Path, port: int, *extra: str) -> subprocess.Popen[byt
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_ping(port)
+    _wait_listening(tls_port or port)
     return process
 
 
@@ -91,9 +91,10 @@ def redis_cluster(nodes: int = 3) -> Iterator[list[int]]:
     """A Redis Cluster of ``nodes`` primaries (no replicas) on loopback; yields their ports."""
     with tempfile.TemporaryDirectory() as tmp:
         ports = [free_port() for _ in range(nodes)]
+        bus_ports = [free_port() for _ in range(nodes)]
         processes = []
         try:
-            for port in ports:
+            for port, bus_port in zip(ports, bus_ports, strict=True):
                 node_dir = Path(tmp) / str(port)
                 node_dir.mkdir()
                 processes.append(
@@ -106,24 +107,27 @@ def redis_cluster(nodes: int = 3) -> Iterator[list[int]]:
                         "nodes.conf",
                         "--cluster-node-timeout",
                         "2000",
+                        # An explicit bus port: the default (port + 10000) can be past 65535.
+                        "--cluster-port",
+                        str(bus_port),
                     )
                 )
-            _form_cluster(ports)
+            _form_cluster(ports, bus_ports)
             yield ports
         finally:
             for process in processes:
                 stop(process)
 
 
-def _form_cluster(ports: list[int]) -> None:
+def _form_cluster(ports: list[int], bus_ports: list[int]) -> None:
     clients = [redis.Redis(port=p, socket_timeout=2) for p in ports]
     share = CLUSTER_SLOTS // len(ports)
     for index, client in enumerate(clients):
         first = index * share
         last = CLUSTER_SLOTS - 1 if index == len(ports) - 1 else first + share - 1
         client.execute_command("CLUSTER ADDSLOTSRANGE", first, last)
-    for port in ports[1:]:
-        clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port)
+    for port, bus_port in zip(ports[1:], bus_ports[1:], strict=True):
+        clients[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus_port)
     deadline = time.monotonic() + _START_TIMEOUT_S
     while not all(_cluster_ok(c) for c in clients):
         if time.monotonic() > deadline:

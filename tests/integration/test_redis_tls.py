@@ -1,0 +1,137 @@
+"""TLS (rediss://) with an RBAC user, including credentials from Secrets Manager (moto)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from leadlookup.runtime import Runtime
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from tests.support.redis_servers import free_port, start_redis, stop
+
+USER, PASSWORD = "bici-app", "s3cret-Passw0rd"
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A TLS-only Redis with an RBAC user and no default-user access; yields (port, CA file)."""
+    directory = tmp_path_factory.mktemp("tls-redis")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    # fmt: off
+    process = start_redis(
+        directory, 0,
+        "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+        # Each ACL rule is its own argument; the default user is switched off.
+        "--user", "default", "off",
+        "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all",
+        tls_port=port,
+    )
+    # fmt: on
+    try:
+        yield port, cert
+    finally:
+        stop(process)
+
+
+def _caller() -> str:
+    return f"+1604555{uuid.uuid4().int % 10_000:04d}"
+
+
+def test_redis_tls_with_rbac_user_in_the_url_caches(
+    tls_redis: tuple[int, Path], settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    port, ca = tls_redis
+    runtime = make_runtime(
+        dataclasses.replace(
+            settings, redis_url=f"rediss://{USER}:{PASSWORD}@localhost:{port}?ssl_ca_certs={ca}"
+        )
+    )
+    caller = _caller()
+
+    first = runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
+    second = runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
+
+    assert first == second
+    assert runtime.metrics.counts == {"LeadCacheMiss": 1, "LeadCacheHit": 1}
+
+
+def test_redis_tls_credentials_from_secrets_manager(
+    tls_redis: tuple[int, Path],
+    settings: Settings,
+    make_runtime: Callable[..., Runtime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port, ca = tls_redis
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="bici/redis-auth",
+            SecretString=json.dumps({"username": USER, "password": PASSWORD}),
+        )["ARN"]
+        runtime = make_runtime(
+            dataclasses.replace(
+                settings,
+                redis_url=f"rediss://localhost:{port}?ssl_ca_certs={ca}",
+                redis_auth_arn=arn,
+            )
+        )
+        caller = _caller()
+
+        runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
+        runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
+
+    assert runtime.metrics.counts == {"LeadCacheMiss": 1, "LeadCacheHit": 1}
+
+
+def test_redis_tls_wrong_password_fails_open(
+    tls_redis: tuple[int, Path], settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    port, ca = tls_redis
+    runtime = make_runtime(
+        dataclasses.replace(
+            settings, redis_url=f"rediss://{USER}:wrong@localhost:{port}?ssl_ca_certs={ca}"
+        )
+    )
+
+    lead = runtime.service.find_or_create_lead(_caller(), DEFAULT_ORGANIZATION_ID)
+
+    assert lead.status == "new"
+    assert runtime.metrics.counts == {"LeadCacheError": 1}
