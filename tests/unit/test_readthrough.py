@@ -1,0 +1,92 @@
+"""The read-through cache over the in-memory backend and a backend that always fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leadlookup.cache import CircuitBreaker, ReadThroughCache
+from leadlookup.cache.memory import MemoryBackend
+from leadlookup.db import render
+from leadlookup.metrics import Cache
+from leadlookup.models import Organization
+from leadlookup.observability import RecordingMetricSink
+
+ORG = Organization("b0c1b1c1-0000-0000-0000-000000000001", "BICI", "+1778", "1778", {})
+
+
+class BrokenBackend:
+    """Every call fails, like a Redis that went away."""
+
+    calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*_args: Any, **_kwargs: Any) -> Any:
+            BrokenBackend.calls += 1
+            raise ConnectionError("redis is gone")
+
+        return fail
+
+
+def _cache(backend: Any) -> tuple[ReadThroughCache, RecordingMetricSink]:
+    sink = RecordingMetricSink()
+    return ReadThroughCache(backend, CircuitBreaker(60), sink), sink
+
+
+def test_readthrough_miss_loads_once_then_hits() -> None:
+    cache, sink = _cache(MemoryBackend())
+    loads = []
+
+    def load() -> Organization:
+        loads.append(1)
+        return ORG
+
+    first = cache.get_or_load(Cache.ORG, "k", "lease:k", load, Organization, 60)
+    second = cache.get_or_load(Cache.ORG, "k", "lease:k", load, Organization, 60)
+
+    assert first == second == ORG
+    assert len(loads) == 1
+    assert sink.counts == {"OrgCacheMiss": 1, "OrgCacheHit": 1}
+
+
+def test_readthrough_absent_value_is_not_cached_and_releases_the_lease() -> None:
+    backend = MemoryBackend()
+    cache, _ = _cache(backend)
+
+    cache.get_or_load(Cache.LEAD, "k", "lease:k", lambda: None, Organization, 60)
+
+    assert backend.get("k") is None and backend.get("lease:k") is None
+
+
+def test_readthrough_broken_backend_fails_open_and_opens_the_breaker() -> None:
+    cache, sink = _cache(BrokenBackend())
+    BrokenBackend.calls = 0
+
+    values = [
+        cache.get_or_load(Cache.ORG, "k", "lease:k", lambda: ORG, Organization, 60)
+        for _ in range(3)
+    ]
+
+    assert values == [ORG, ORG, ORG]
+    assert BrokenBackend.calls == 1
+    assert sink.counts == {"OrgCacheError": 1, "OrgCacheBypass": 2}
+
+
+def test_readthrough_disabled_cache_only_bypasses() -> None:
+    cache, sink = _cache(None)
+
+    value = cache.get_or_load(Cache.ORG, "k", "lease:k", lambda: ORG, Organization, 60)
+
+    assert value == ORG and sink.counts == {"OrgCacheBypass": 1}
+
+
+def test_readthrough_failed_invalidation_is_counted() -> None:
+    cache, sink = _cache(BrokenBackend())
+
+    assert cache.invalidate("k", "lease:k") is False
+    assert sink.counts == {"CacheInvalidationFailed": 1}
+
+
+def test_render_escapes_values_and_leaves_casts_alone() -> None:
+    sql = render("SELECT :a, :b::jsonb, :c, :d", {"a": "it's", "b": {"k": "v"}, "c": None, "d": 3})
+
+    assert sql == "SELECT 'it''s', '{\"k\":\"v\"}'::jsonb, NULL, 3"
