@@ -1,0 +1,475 @@
+"""template.yaml checks: linters, a self-sufficient `sam build`, and no drift from the code.
+
+The template is the source of truth for routes, triggers and the dashboard, so these tests
+read it and compare it with what the handlers register and what the layer emits.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+from leadlookup import metrics
+
+pytestmark = pytest.mark.infra
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+FUNCTION_TYPE = "AWS::Serverless::Function"
+INITIATION_EVENT = REPO / "events/conversation_initiation/known_caller.json"
+SERVICE_DIMENSIONS = ("service", metrics.SERVICE_NAME)
+
+# Runs in a fresh `python3.13 -I -S`: sys.path holds only the standard library until the
+# script adds the built function, the built layer's python/ folder and boto3 (what the Lambda
+# runtime provides). The system time zone database is hidden so that tzdata must serve.
+IMPORT_SCRIPT = """
+import sys, zoneinfo
+function_dir, layer_dir, boto_dir = sys.argv[1:4]
+sys.path[:0] = [function_dir, layer_dir, boto_dir]
+zoneinfo.reset_tzpath([])
+zoneinfo.ZoneInfo("America/Vancouver")
+import app
+assert callable(app.lambda_handler), "app.lambda_handler is not callable"
+"""
+
+INVOKE_SCRIPT = """
+import json, sys, zoneinfo
+function_dir, layer_dir, boto_dir, event_path, result_path = sys.argv[1:6]
+sys.path[:0] = [function_dir, layer_dir, boto_dir]
+zoneinfo.reset_tzpath([])
+import app
+
+class Context:
+    function_name = "ConversationInitiationFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = (
+        "arn:aws:lambda:us-east-1:123456789012:function:ConversationInitiationFunction"
+    )
+    aws_request_id = "infra-test"
+    log_group_name = "/aws/lambda/infra-test"
+    log_stream_name = "infra-test"
+
+    def get_remaining_time_in_millis(self):
+        return 5000
+
+with open(event_path, encoding="utf-8") as f:
+    event = json.load(f)
+response = app.lambda_handler(event, Context())
+with open(result_path, "w", encoding="utf-8") as f:
+    json.dump(response, f)
+"""
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == FUNCTION_TYPE
+    }
+
+
+def _code_dir(function: dict[str, Any]) -> Path:
+    return REPO / function["Properties"]["CodeUri"]
+
+
+def _events(function: dict[str, Any], event_type: str) -> list[dict[str, Any]]:
+    events = function["Properties"].get("Events", {}).values()
+    return [event["Properties"] for event in events if event["Type"] == event_type]
+
+
+def _template_routes(function: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(e["Method"].upper(), e["Path"]) for e in _events(function, "HttpApi")}
+
+
+def _layer_build_dir(template: dict[str, Any], build_dir: Path) -> Path:
+    layers = [
+        name
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::LayerVersion"
+    ]
+    assert len(layers) == 1, layers
+    return build_dir / layers[0] / "python"
+
+
+def _run_py313(python313: Path, script: str, *args: str | Path, env: dict[str, str]):
+    return subprocess.run(
+        [str(python313), "-I", "-S", "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def _minimal_env(**extra: str) -> dict[str, str]:
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    return {**base, "AWS_DEFAULT_REGION": "us-east-1", **extra}
+
+
+def _resolve_sub(text: str) -> str:
+    """Replace ${Name} and ${Res.Attr} with placeholders and ${!Literal} with ${Literal}."""
+    text = re.sub(r"\$\{(?!!)([^}]+)\}", lambda m: m.group(1).replace("::", "-"), text)
+    return text.replace("${!", "${")
+
+
+def _dashboard(template: dict[str, Any]) -> dict[str, Any]:
+    dashboards = [
+        resource
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Dashboard"
+    ]
+    assert len(dashboards) == 1, "expected exactly one dashboard"
+    body = dashboards[0]["Properties"]["DashboardBody"]
+    assert isinstance(body, dict) and set(body) == {"Fn::Sub"}, "DashboardBody must be !Sub"
+    return json.loads(_resolve_sub(body["Fn::Sub"]))
+
+
+def _metric_rows(widget: dict[str, Any]) -> list[list[Any]]:
+    return widget.get("properties", {}).get("metrics", [])
+
+
+def _split_row(row: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    if row and isinstance(row[-1], dict):
+        return row[:-1], row[-1]
+    return row, {}
+
+
+def _custom_metrics_graphed(dashboard: dict[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    graphed = []
+    for widget in dashboard["widgets"]:
+        for row in _metric_rows(widget):
+            fields, _ = _split_row(row)
+            if fields and fields[0] == metrics.NAMESPACE:
+                assert "." not in fields, f"spell custom metrics out in full: {row}"
+                graphed.append((fields[1], tuple(fields[2:])))
+    return graphed
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        return [props]
+    return [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+
+
+# ------------------------------------------------------------------------- linters
+
+
+def test_cfn_lint_passes(venv_bin: Path) -> None:
+    cfn_lint = venv_bin / "cfn-lint"
+    command = [str(cfn_lint)] if cfn_lint.exists() else [sys.executable, "-m", "cfnlint"]
+
+    result = subprocess.run(
+        [*command, str(TEMPLATE)], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes(sam_cli: str, sam_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sam_cli, "validate", "--lint", "--template-file", str(TEMPLATE)],
+        cwd=REPO,
+        env=sam_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_suppressions_are_explained() -> None:
+    lines = TEMPLATE.read_text(encoding="utf-8").splitlines()
+
+    unexplained = [
+        number
+        for number, line in enumerate(lines, start=1)
+        if "ignore_checks" in line
+        and not any(p.strip().startswith("#") for p in lines[max(0, number - 5) : number - 1])
+    ]
+
+    assert not unexplained, f"cfn-lint suppressions without a comment at lines {unexplained}"
+
+
+# ------------------------------------------------------------------------- sam build
+
+
+def test_built_handlers_import_with_only_stdlib_layer_and_boto3(
+    template: dict[str, Any], sam_build: Path, python313: Path, boto3_py313: Path
+) -> None:
+    layer_dir = _layer_build_dir(template, sam_build)
+    failures = {}
+
+    for name in _functions(template):
+        result = _run_py313(
+            python313,
+            IMPORT_SCRIPT,
+            sam_build / name,
+            layer_dir,
+            boto3_py313,
+            env=_minimal_env(
+                POWERTOOLS_SERVICE_NAME=metrics.SERVICE_NAME,
+                POWERTOOLS_METRICS_NAMESPACE=metrics.NAMESPACE,
+            ),
+        )
+        if result.returncode != 0:
+            failures[name] = result.stderr[-3000:]
+
+    assert not failures, "\n\n".join(f"{name}:\n{err}" for name, err in failures.items())
+
+
+def test_built_initiation_handler_answers_degraded_without_database_or_redis(
+    template: dict[str, Any],
+    sam_build: Path,
+    python313: Path,
+    boto3_py313: Path,
+    tmp_path: Path,
+) -> None:
+    assert INITIATION_EVENT.exists(), f"missing sample event {INITIATION_EVENT}"
+    result_path = tmp_path / "response.json"
+    env = _minimal_env(
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        REDIS_URL="redis://127.0.0.1:1",
+        INITIATION_WEBHOOK_SECRET="test-initiation-secret",
+        INITIATION_DEADLINE_MS="1500",
+        POWERTOOLS_SERVICE_NAME=metrics.SERVICE_NAME,
+        POWERTOOLS_METRICS_NAMESPACE=metrics.NAMESPACE,
+        POWERTOOLS_TRACE_DISABLED="1",
+    )
+
+    result = _run_py313(
+        python313,
+        INVOKE_SCRIPT,
+        sam_build / "ConversationInitiationFunction",
+        _layer_build_dir(template, sam_build),
+        boto3_py313,
+        INITIATION_EVENT,
+        result_path,
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    response = json.loads(result_path.read_text(encoding="utf-8"))
+    assert response["statusCode"] == 200, response
+    body = json.loads(response["body"])
+    assert body["type"] == "conversation_initiation_client_data"
+    assert body["dynamic_variables"]["lead_id"] == ""
+    assert all(isinstance(v, str) for v in body["dynamic_variables"].values())
+
+
+# ------------------------------------------------------------------------- dashboard drift
+
+
+def test_dashboard_graphs_exactly_the_metrics_the_layer_defines(template: dict[str, Any]) -> None:
+    graphed = _custom_metrics_graphed(_dashboard(template))
+
+    assert {name for name, _ in graphed} == set(metrics.ALL_METRICS)
+    assert {dims for _, dims in graphed} == {SERVICE_DIMENSIONS}
+
+
+def test_dashboard_has_a_hit_rate_expression_per_cache(template: dict[str, Any]) -> None:
+    rate_inputs: set[str] = set()
+
+    for widget in _dashboard(template)["widgets"]:
+        ids = {}
+        expressions = []
+        for row in _metric_rows(widget):
+            fields, options = _split_row(row)
+            if "expression" in options:
+                expressions.append(options["expression"])
+            elif fields and fields[0] == metrics.NAMESPACE and "id" in options:
+                ids[options["id"]] = fields[1]
+        for expression in expressions:
+            tokens = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression))
+            rate_inputs |= {ids[token] for token in tokens if token in ids}
+
+    hit_metrics = {metrics.cache_metric(c, metrics.Outcome.HIT) for c in metrics.Cache}
+    assert hit_metrics <= rate_inputs
+
+
+def test_alarms_on_custom_metrics_use_layer_metric_names(template: dict[str, Any]) -> None:
+    alarmed = [
+        metric
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        for metric in _alarm_metrics(resource)
+        if metric.get("Namespace") == metrics.NAMESPACE
+    ]
+
+    names = {metric["MetricName"] for metric in alarmed}
+    assert names <= set(metrics.ALL_METRICS)
+    assert {
+        "LeadCacheHit",
+        "LeadCacheError",
+        metrics.CACHE_INVALIDATION_FAILED,
+        metrics.INITIATION_DEGRADED,
+    } <= names
+    for metric in alarmed:
+        dims = tuple(x for d in metric["Dimensions"] for x in (d["Name"], d["Value"]))
+        assert dims == SERVICE_DIMENSIONS, metric
+
+
+def test_functions_share_the_service_name_and_namespace(template: dict[str, Any]) -> None:
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert variables["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE_NAME
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
+    for name, function in _functions(template).items():
+        own = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "POWERTOOLS_SERVICE_NAME" not in own, name
+        assert "POWERTOOLS_METRICS_NAMESPACE" not in own, name
+
+
+# ------------------------------------------------------------------------- routes and triggers
+
+
+def _load_handler_module(code_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", metrics.SERVICE_NAME)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", metrics.NAMESPACE)
+    monkeypatch.syspath_prepend(str(code_dir))
+    module_name = f"infra_handler_{code_dir.name}"
+    spec = importlib.util.spec_from_file_location(module_name, code_dir / "app.py")
+    assert spec and spec.loader, f"cannot load {code_dir / 'app.py'}"
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, module_name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _resolver_routes(module: Any) -> set[tuple[str, str]]:
+    resolver = getattr(module, "app", None)
+    if not isinstance(resolver, ApiGatewayResolver):
+        return set()
+    routes = resolver._static_routes + resolver._dynamic_routes
+    return {(route.method.upper(), re.sub(r"<(\w+)>", r"{\1}", route.path)) for route in routes}
+
+
+@pytest.mark.parametrize(
+    "function_name",
+    [
+        "ConversationInitiationFunction",
+        "SmsWebhookFunction",
+        "SmsProcessorFunction",
+        "LeadUpdateFunction",
+        "CacheAdminFunction",
+        "MigrateFunction",
+    ],
+)
+def test_function_routes_match_template(
+    template: dict[str, Any], function_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    function = _functions(template)[function_name]
+    code_dir = _code_dir(function)
+    assert (code_dir / "app.py").exists(), f"missing handler {code_dir / 'app.py'}"
+
+    module = _load_handler_module(code_dir, monkeypatch)
+
+    assert callable(module.lambda_handler)
+    assert _resolver_routes(module) == _template_routes(function)
+
+
+def test_template_has_the_six_functions_of_the_design(template: dict[str, Any]) -> None:
+    functions = _functions(template)
+
+    assert {name: f["Properties"]["CodeUri"] for name, f in functions.items()} == {
+        "ConversationInitiationFunction": "functions/conversation_initiation/",
+        "SmsWebhookFunction": "functions/sms_webhook/",
+        "SmsProcessorFunction": "functions/sms_processor/",
+        "LeadUpdateFunction": "functions/lead_update/",
+        "CacheAdminFunction": "functions/cache_admin/",
+        "MigrateFunction": "functions/migrate/",
+    }
+    globals_ = template["Globals"]["Function"]
+    assert (globals_["Runtime"], globals_["Architectures"]) == ("python3.13", ["arm64"])
+    assert globals_["Handler"] == "app.lambda_handler"
+    assert globals_["Tracing"] == "Active"
+
+
+def test_leads_routes_need_iam_and_webhooks_do_not(template: dict[str, Any]) -> None:
+    api = template["Resources"]["HttpApi"]["Properties"]
+    routes = [
+        event
+        for function in _functions(template).values()
+        for event in _events(function, "HttpApi")
+    ]
+
+    assert api["Auth"]["EnableIamAuthorizer"] is True
+    assert {r["Path"] for r in routes if r["Path"].startswith("/leads")} == {
+        "/leads",
+        "/leads/{lead_id}",
+    }
+    for route in routes:
+        authorizer = route.get("Auth", {}).get("Authorizer", "NONE")
+        expected = "AWS_IAM" if route["Path"].startswith("/leads") else "NONE"
+        assert authorizer == expected, route
+        assert route["ApiId"] == {"Ref": "HttpApi"}, route
+
+
+def test_sms_processor_consumes_the_fifo_queue_with_partial_batch_failures(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    processor = resources["SmsProcessorFunction"]
+    queue = resources["InboundSmsQueue"]["Properties"]
+
+    (sqs,) = _events(processor, "SQS")
+
+    assert sqs["Queue"] == {"Fn::GetAtt": ["InboundSmsQueue", "Arn"]}
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["FifoQueue"] is True
+    assert queue["ContentBasedDeduplication"] is False
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    dlq_name = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert resources[dlq_name]["Properties"]["FifoQueue"] is True
+    webhook_env = resources["SmsWebhookFunction"]["Properties"]["Environment"]["Variables"]
+    assert webhook_env["INBOUND_SMS_QUEUE_URL"] == {"Ref": "InboundSmsQueue"}
+
+
+def test_cache_admin_runs_the_daily_purge(template: dict[str, Any]) -> None:
+    admin = template["Resources"]["CacheAdminFunction"]
+
+    (schedule,) = _events(admin, "Schedule")
+
+    assert json.loads(schedule["Input"]) == {"action": "purge"}
+    assert schedule["Schedule"].startswith(("cron(", "rate(1 day)"))
+
+
+def test_only_the_declared_triggers_exist(template: dict[str, Any]) -> None:
+    kinds = {
+        name: sorted({event["Type"] for event in f["Properties"].get("Events", {}).values()})
+        for name, f in _functions(template).items()
+    }
+
+    assert kinds == {
+        "ConversationInitiationFunction": ["HttpApi"],
+        "SmsWebhookFunction": ["HttpApi"],
+        "SmsProcessorFunction": ["SQS"],
+        "LeadUpdateFunction": ["HttpApi"],
+        "CacheAdminFunction": ["Schedule"],
+        "MigrateFunction": [],
+    }
+
+
+def test_migrations_rerun_when_the_layer_changes(template: dict[str, Any]) -> None:
+    (migrations,) = [
+        r for r in template["Resources"].values() if r["Type"] == "Custom::DatabaseMigrations"
+    ]
+    props = migrations["Properties"]
+
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    assert props["MigrationsHash"] == {"Ref": "LeadLookupLayer"}
+    assert 0 < props["ServiceTimeout"] <= 3600
