@@ -1,0 +1,322 @@
+"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache.
+
+    python -m devkit.cli run [--host 127.0.0.1] [--port 3000]
+    python -m devkit.cli invoke ConversationInitiationFunction events/.../known_caller.json
+    python -m devkit.cli migrate
+    python -m devkit.cli events
+    python -m devkit.cli cache status | flush_lead --phone P --organization-id ID | ...
+
+PostgreSQL and Redis come from ``DATABASE_URL``/``REDIS_URL``, else the machine's own
+servers, else embedded ones (devkit.services). The environment of template.yaml is not
+applied: it names the AWS resources (RDS Proxy, a cluster-mode TLS cache, secret ARNs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from devkit import lambda_env
+
+ROOT = lambda_env.ROOT
+EVENTS = ROOT / "events"
+EMBEDDED_DIR = ROOT / ".local"
+CACHE_ADMIN_FUNCTION = "CacheAdminFunction"
+CACHE_ACTIONS = ("status", "flush_lead", "flush_org", "flush_all", "upsert_org", "purge")
+
+# The documented local demo secrets: the same values the sample events are signed with.
+DEMO_SECRETS = {
+    "INITIATION_WEBHOOK_SECRET": "test-initiation-secret",
+    "TWILIO_AUTH_TOKEN": "test-twilio-auth-token",
+    "ELEVENLABS_WEBHOOK_SECRET": "test-elevenlabs-secret",
+}
+# Local defaults that keep the output readable; the environment wins.
+LOCAL_DEFAULTS = {
+    "POWERTOOLS_SERVICE_NAME": "bici-lookups",
+    "POWERTOOLS_METRICS_NAMESPACE": "BiciLookups",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def prepare_environment(err: IO[str], secrets: bool = True) -> None:
+    """Point the process at PostgreSQL and Redis, and fill in the local defaults."""
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        from devkit.services import ServiceError, ensure_services
+
+        try:
+            urls = ensure_services(EMBEDDED_DIR)
+        except ServiceError as exc:
+            raise CliError(str(exc)) from None
+        for name, url in urls.items():
+            os.environ.setdefault(name, url)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        print(f"{name}={_redact(os.environ[name])}", file=err)
+    for name, value in LOCAL_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    if secrets:
+        for name, value in DEMO_SECRETS.items():
+            if os.environ.get(name) or os.environ.get(f"{name}_ARN"):
+                print(f"{name} from the environment", file=err)
+            else:
+                os.environ[name] = value
+                print(f"{name}={value} (local demo secret)", file=err)
+    lambda_env.add_layers_to_path()
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def apply_migrations(err: IO[str]) -> list[str]:
+    """Migrate ``DATABASE_URL`` and seed the default organization; the versions applied."""
+    from leadlookup.db import Database
+    from leadlookup.migrate import load_migrations, migrate
+    from leadlookup.settings import Settings
+
+    db = Database(Settings.from_env())
+    try:
+        applied = [str(version) for version in migrate(db)]
+    finally:
+        db.close()
+    if applied:
+        print(f"migrations applied: {', '.join(applied)}", file=err)
+    else:
+        print(f"schema up to date ({len(load_migrations())} migrations)", file=err)
+    return applied
+
+
+@contextlib.contextmanager
+def stdout_for_result() -> Iterator[IO[str]]:
+    """Send everything written to stdout (logs, EMF) to stderr; yield the real stdout.
+
+    Powertools' logger holds the original ``sys.stdout`` object, so redirecting the Python
+    object is not enough: file descriptor 1 itself is pointed at stderr meanwhile, the way
+    `sam local invoke` keeps stdout for the function's response alone.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(saved), "w", encoding="utf-8") as result:
+            yield result
+            result.flush()
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Serve every HttpApi route of template.yaml, like `sam local start-api`."""
+    err = sys.stderr
+    prepare_environment(err)
+    # The line per request carries the cache counts; EMF blobs would double every request.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    apply_migrations(err)
+
+    from devkit.runner import serve
+
+    specs = lambda_env.functions()
+
+    def ready(api: Any) -> None:
+        for route in api.router.routes:
+            auth = " (AWS_IAM: local developer identity)" if route.iam else ""
+            print(f"  {route.route_key:55} -> {route.function}{auth}", file=err)
+        for route in api.skipped:
+            print(f"  skipped {route.route_key}: payload format {route.payload_format}", file=err)
+        print(f"serving on {api.url} (Ctrl-C stops)", file=err, flush=True)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        serve(specs, args.host, args.port, on_ready=ready)
+    finally:
+        _close_runtime()
+    print("stopped", file=err)
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # `kill` stops the server as cleanly as Ctrl-C does.
+    raise KeyboardInterrupt
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    """Invoke one function with one event file, like `sam local invoke -e`."""
+    spec = lambda_env.function(args.function)
+    event = _read_json(args.event)
+    with stdout_for_result() as out:
+        prepare_environment(sys.stderr)
+        if not args.no_migrate:
+            apply_migrations(sys.stderr)
+        return _invoke_and_print(spec, event, out)
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Run a cache admin action through the CacheAdminFunction handler."""
+    event: dict[str, Any] = {"action": args.action}
+    if args.phone is not None:
+        event["phone"] = args.phone
+    if args.organization_id is not None:
+        event["organization_id"] = args.organization_id
+    if args.json is not None:
+        data = _read_json(args.json)
+        if args.action == "upsert_org":
+            event["organization"] = data
+        elif isinstance(data, dict):
+            event.update(data)
+        else:
+            raise CliError(f"{args.json} must hold a JSON object")
+    spec = lambda_env.function(CACHE_ADMIN_FUNCTION)
+    with stdout_for_result() as out:
+        prepare_environment(sys.stderr, secrets=False)
+        return _invoke_and_print(spec, event, out)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the layer's migrations to DATABASE_URL (or the local/embedded PostgreSQL)."""
+    prepare_environment(sys.stderr, secrets=False)
+    for version in apply_migrations(sys.stderr):
+        print(version)
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """Re-sign the signed sample events with the documented test secrets."""
+    import importlib
+
+    lambda_env.add_layers_to_path()  # the signers reuse the layer's own signature code
+    failed = False
+    for name in ("devkit.sms_events", "devkit.postcall_events"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            print(f"{name}: cannot import ({exc})", file=sys.stderr)
+            failed = True
+            continue
+        for path in module.resign(args.events_dir):
+            print(_relative(Path(path)))
+    return 1 if failed else 0
+
+
+def _invoke_and_print(spec: lambda_env.FunctionSpec, event: Any, out: IO[str]) -> int:
+    try:
+        result = lambda_env.invoke(spec, event)
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        # The error document Lambda returns for an unhandled exception.
+        error = {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "stackTrace": traceback.format_tb(exc.__traceback__),
+        }
+        print(json.dumps(error), file=out)
+        return 1
+    finally:
+        _close_runtime()
+    print(json.dumps(result, indent=2, default=str), file=out)
+    if isinstance(result, dict) and result.get("ok") is False:
+        return 1
+    return 0
+
+
+def _close_runtime() -> None:
+    with contextlib.suppress(ImportError):
+        from leadlookup.runtime import set_runtime
+
+        set_runtime(None)
+
+
+def _read_json(name: str) -> Any:
+    try:
+        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {name}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{name} is not JSON: {exc}") from None
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devkit.cli", description=__doc__.split("\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help=cmd_run.__doc__)
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=3000)
+    run.set_defaults(func=cmd_run)
+
+    invoke = commands.add_parser("invoke", help=cmd_invoke.__doc__)
+    invoke.add_argument("function", metavar="FN", help="logical id in template.yaml")
+    invoke.add_argument("event", metavar="EVENT", help="event JSON file ('-' for stdin)")
+    invoke.add_argument("--no-migrate", action="store_true", help="do not migrate first")
+    invoke.set_defaults(func=cmd_invoke)
+
+    migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__)
+    migrate.set_defaults(func=cmd_migrate)
+
+    events = commands.add_parser("events", help=cmd_events.__doc__)
+    events.add_argument("--events-dir", type=Path, default=EVENTS)
+    events.set_defaults(func=cmd_events)
+
+    cache = commands.add_parser("cache", help=cmd_cache.__doc__)
+    cache.add_argument("action", choices=CACHE_ACTIONS)
+    cache.add_argument("--phone", help="phone number (flush_lead, flush_org)")
+    cache.add_argument("--organization-id", help="organization id (flush_lead)")
+    cache.add_argument(
+        "--json",
+        metavar="FILE",
+        help="JSON object: the organization for upsert_org, else extra event fields",
+    )
+    cache.set_defaults(func=cmd_cache)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status says whether it worked."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CliError, lambda_env.TemplateError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

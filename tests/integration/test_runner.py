@@ -1,0 +1,515 @@
+"""The local runner (`make run`) over real HTTP, `make invoke` as a subprocess, and the
+translation between HTTP and API Gateway HTTP API payload 2.0 events."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from devkit import lambda_env
+from devkit.lambda_env import HttpRoute, RouteMatch, Router
+from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
+from devkit.sms_events import sign_twilio
+from tests.support.db import scalar
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+INITIATION_PATH = "/webhooks/elevenlabs/conversation-initiation"
+SMS_PATH = "/webhooks/twilio/sms"
+STORE_NUMBER = "+17786528784"
+INITIATION_KEYS = {
+    "customer_name",
+    "has_customer_name",
+    "customer_phone",
+    "lead_id",
+    "lead_status",
+    "bike_interest",
+    "previous_summary",
+    "interaction_count",
+    "organization_id",
+    "organization_name",
+    "store_is_open",
+    "business_hours_today",
+    "current_day",
+    "current_time",
+    "timezone",
+}
+# Headers API Gateway sets itself (or urllib does): not replayed from the sample events.
+HOP_HEADERS = {"host", "content-length", "x-forwarded-for", "x-forwarded-port"}
+HOP_HEADERS |= {"x-forwarded-proto", "x-amzn-trace-id"}
+INITIATION_STATUS = {
+    "known_caller.json": 200,
+    "new_caller.json": 200,
+    "anonymous_caller.json": 200,
+    "unknown_store.json": 200,
+    "bad_secret.json": 401,
+    "malformed_body.json": 400,
+}
+
+LEAD_ID = "7d0c3a52-8f7e-4b8e-9d59-3c2f3f6f0b11"
+LEAD_ROUTE = HttpRoute("LeadUpdateFunction", "GetLead", "GET", "/leads/{lead_id}", "AWS_IAM")
+SMS_ROUTE = HttpRoute("SmsWebhookFunction", "TwilioSms", "POST", SMS_PATH)
+
+
+class Reply:
+    """An HTTP answer: status, headers (case-insensitive) and body."""
+
+    def __init__(self, status: int, headers: Any, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def send(
+    api: LocalApi,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    url = api.url + path
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            return Reply(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Reply(error.code, error.headers, error.read())
+
+
+def replay(api: LocalApi, event_file: Path) -> Reply:
+    """Send a sample event's method, path, headers and body over HTTP."""
+    event = json.loads(event_file.read_text())
+    body = event.get("body") or ""
+    data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    headers = {k: v for k, v in event["headers"].items() if k not in HOP_HEADERS}
+    path = event["rawPath"] + (f"?{event['rawQueryString']}" if event["rawQueryString"] else "")
+    return send(api, event["requestContext"]["http"]["method"], path, data or None, headers)
+
+
+@pytest.fixture
+def local_api(app_env: dict[str, str]) -> Iterator[LocalApi]:
+    """The runner on a free port, against the test database and Redis, stopped afterwards."""
+    api = LocalApi(lambda_env.functions(), "127.0.0.1", 0, log=io.StringIO())
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def log_lines(api: LocalApi) -> list[str]:
+    assert isinstance(api.log, io.StringIO)
+    return api.log.getvalue().splitlines()
+
+
+def twilio_form(sid: str, sender: str = "+16045550177") -> list[tuple[str, str]]:
+    return [
+        ("ToCountry", "CA"),
+        ("SmsMessageSid", sid),
+        ("NumMedia", "0"),
+        ("From", sender),
+        ("To", STORE_NUMBER),
+        ("Body", "Do you have gravel bikes in stock?"),
+        ("FromCity", ""),
+        ("MessageSid", sid),
+        ("AccountSid", "AC" + "0" * 32),
+        ("ApiVersion", "2010-04-01"),
+    ]
+
+
+def count_messages(database_url: str, sid: str) -> int:
+    return int(
+        scalar(database_url, "SELECT count(*) FROM messages WHERE external_id = :sid", sid=sid)
+    )
+
+
+# -- over real HTTP ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(INITIATION_STATUS))
+def test_local_api_answers_initiation_sample_events(local_api: LocalApi, name: str) -> None:
+    reply = replay(local_api, EVENTS / "conversation_initiation" / name)
+
+    assert reply.status == INITIATION_STATUS[name]
+    assert reply.headers["Content-Type"] == "application/json"
+    if reply.status == 200:
+        body = reply.json()
+        assert body["type"] == "conversation_initiation_client_data"
+        assert set(body["dynamic_variables"]) == INITIATION_KEYS
+    else:
+        assert set(reply.json()) == {"message"}
+    assert len(log_lines(local_api)) == 1
+
+
+def test_local_api_logs_one_line_per_request_with_cache_outcomes(local_api: LocalApi) -> None:
+    sample = json.loads((EVENTS / "conversation_initiation" / "new_caller.json").read_text())
+    body = json.loads(sample["body"])
+    body["caller_id"] = "+1604555" + str(uuid.uuid4().int % 10_000).zfill(4)
+    headers = {"Content-Type": "application/json", "X-Webhook-Secret": "test-initiation-secret"}
+    data = json.dumps(body).encode()
+
+    first = send(local_api, "POST", INITIATION_PATH, data, headers)
+    second = send(local_api, "POST", INITIATION_PATH, data, headers)
+
+    assert (first.status, second.status) == (200, 200)
+    lines = log_lines(local_api)
+    assert len(lines) == 2
+    assert lines[0].startswith(f"POST {INITIATION_PATH} 200 ")
+    assert "ConversationInitiationFunction" in lines[0]
+    # Fresh key prefix: the organization and the lead both miss, then both hit.
+    assert lines[0].endswith("cache hit=0 miss=2 bypass=0")
+    assert lines[1].endswith("cache hit=2 miss=0 bypass=0")
+
+
+def test_local_api_accepts_signed_twilio_form_and_stores_message(
+    local_api: LocalApi, database_url: str
+) -> None:
+    sid = "SM" + uuid.uuid4().hex
+    form = twilio_form(sid)
+    # The webhook rebuilds the URL Twilio signed from https:// + requestContext.domainName.
+    host = local_api.url.removeprefix("http://")
+    signature = sign_twilio(f"https://{host}{SMS_PATH}", form)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": signature,
+    }
+
+    reply = send(local_api, "POST", SMS_PATH, urlencode(form).encode(), headers)
+
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/xml")
+    assert reply.body.decode().endswith("<Response/>")
+    assert count_messages(database_url, sid) == 1
+
+
+def test_local_api_rejects_forged_twilio_form_and_stores_nothing(
+    local_api: LocalApi, database_url: str
+) -> None:
+    sid = "SM" + uuid.uuid4().hex
+    form = twilio_form(sid)
+    host = local_api.url.removeprefix("http://")
+    signature = sign_twilio(f"https://{host}{SMS_PATH}", form, "not-the-auth-token")
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": signature,
+    }
+
+    reply = send(local_api, "POST", SMS_PATH, urlencode(form).encode(), headers)
+
+    assert reply.status == 403
+    assert set(reply.json()) == {"message"}
+    assert count_messages(database_url, sid) == 0
+
+
+def test_local_api_unknown_lead_is_404_json(local_api: LocalApi) -> None:
+    reply = send(local_api, "GET", f"/leads/{uuid.uuid4()}")
+
+    assert reply.status == 404
+    assert reply.headers["Content-Type"] == "application/json"
+    assert set(reply.json()) == {"message"}
+    assert "LeadUpdateFunction" in log_lines(local_api)[0]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("GET", SMS_PATH)])
+def test_local_api_unknown_route_is_api_gateway_404(
+    local_api: LocalApi, method: str, path: str
+) -> None:
+    reply = send(local_api, method, path)
+
+    assert reply.status == 404
+    assert reply.json() == {"message": "Not Found"}
+    [line] = log_lines(local_api)
+    assert re.fullmatch(rf"{method} {path} 404 [0-9.]+ms - cache hit=0 miss=0 bypass=0", line)
+
+
+def test_local_api_serves_every_http_route_of_the_template() -> None:
+    routes = {r.route_key: r.function for r in lambda_env.http_routes()}
+
+    assert routes == {
+        f"POST {INITIATION_PATH}": "ConversationInitiationFunction",
+        f"POST {SMS_PATH}": "SmsWebhookFunction",
+        "GET /leads": "LeadUpdateFunction",
+        "GET /leads/{lead_id}": "LeadUpdateFunction",
+        "PATCH /leads/{lead_id}": "LeadUpdateFunction",
+        "DELETE /leads/{lead_id}": "LeadUpdateFunction",
+        "POST /webhooks/elevenlabs/post-call": "LeadUpdateFunction",
+    }
+
+
+# -- the CLI as a subprocess ---------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devkit.cli", *args],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_invoke_prints_only_the_handler_response_on_stdout(app_env: dict[str, str]) -> None:
+    result = run_cli(
+        "invoke",
+        "ConversationInitiationFunction",
+        "events/conversation_initiation/known_caller.json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["statusCode"] == 200
+    assert set(json.loads(response["body"])["dynamic_variables"]) == INITIATION_KEYS
+    # Logs and metrics went to stderr; the env's secret was used, not printed.
+    assert "INITIATION_WEBHOOK_SECRET from the environment" in result.stderr
+
+
+def test_cli_invoke_unknown_function_names_the_known_ones(app_env: dict[str, str]) -> None:
+    result = run_cli("invoke", "NoSuchFunction", "events/conversation_initiation/new_caller.json")
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "ConversationInitiationFunction" in result.stderr
+
+
+def test_cli_cache_status_runs_the_cache_admin_handler(app_env: dict[str, str]) -> None:
+    result = run_cli("cache", "status")
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["ok"] is True
+    assert answer["action"] == "status"
+    assert answer["result"]["key_prefix"] == app_env["CACHE_KEY_PREFIX"]
+
+
+# -- HTTP <-> payload 2.0 translation (no network) ------------------------------------------
+
+
+def make_request(**overrides: Any) -> HttpRequest:
+    fields: dict[str, Any] = {
+        "method": "GET",
+        "target": f"/leads/{LEAD_ID}",
+        "headers": [("Host", "127.0.0.1:3000"), ("User-Agent", "curl/8.5.0")],
+        "body": b"",
+        "source_ip": "127.0.0.1",
+    }
+    fields.update(overrides)
+    return HttpRequest(**fields)
+
+
+def test_build_event_lower_cases_and_comma_joins_headers() -> None:
+    request = make_request(
+        headers=[
+            ("Host", "127.0.0.1:3000"),
+            ("X-Custom", "one"),
+            ("x-custom", "two"),
+            ("Cookie", "a=1; b=2"),
+        ]
+    )
+
+    event = build_event(request, RouteMatch(LEAD_ROUTE, {}))
+
+    assert event["headers"]["x-custom"] == "one,two"
+    assert event["headers"]["host"] == "127.0.0.1:3000"
+    assert all(name == name.lower() for name in event["headers"])
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert "cookie" not in event["headers"]
+
+
+def test_build_event_form_post_is_base64_encoded() -> None:
+    form = b"From=%2B16045550142&Body=&To=%2B17786528784"
+    request = make_request(
+        method="POST",
+        target=SMS_PATH,
+        headers=[("Host", "h"), ("Content-Type", "application/x-www-form-urlencoded")],
+        body=form,
+    )
+
+    event = build_event(request, RouteMatch(SMS_ROUTE, {}))
+
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == form
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/merge-patch+json", "text/plain; charset=utf-8"],
+)
+def test_build_event_text_body_is_passed_as_is(content_type: str) -> None:
+    body = '{"status": "hot", "name": "Zoë"}'
+    request = make_request(
+        method="PATCH",
+        headers=[("Host", "h"), ("Content-Type", content_type)],
+        body=body.encode(),
+    )
+
+    event = build_event(request, RouteMatch(LEAD_ROUTE, {}))
+
+    assert event["isBase64Encoded"] is False
+    assert event["body"] == body
+
+
+def test_build_event_carries_route_path_parameters_and_context() -> None:
+    request = make_request()
+    match = Router([LEAD_ROUTE, SMS_ROUTE]).match("GET", request.raw_path)
+    assert match is not None
+
+    event = build_event(request, match, now=1_700_000_000.5, request_id="abc=")
+
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "GET /leads/{lead_id}"
+    assert event["pathParameters"] == {"lead_id": LEAD_ID}
+    context = event["requestContext"]
+    assert context["domainName"] == "127.0.0.1:3000"
+    assert context["stage"] == "$default"
+    assert context["routeKey"] == "GET /leads/{lead_id}"
+    assert context["requestId"] == "abc="
+    assert context["timeEpoch"] == 1_700_000_000_500
+    assert context["time"] == "14/Nov/2023:22:13:20 +0000"
+    assert context["http"] == {
+        "method": "GET",
+        "path": f"/leads/{LEAD_ID}",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "curl/8.5.0",
+    }
+    assert context["authorizer"]["iam"]["userArn"].endswith(":user/developer")
+    assert "body" not in event
+
+
+def test_build_event_keeps_raw_query_string_and_joins_repeated_parameters() -> None:
+    request = make_request(target="/leads?phone=%2B16045550142&tag=a&tag=b&empty=")
+    route = HttpRoute("LeadUpdateFunction", "FindLead", "GET", "/leads", "AWS_IAM")
+
+    event = build_event(request, RouteMatch(route, {}))
+
+    assert event["rawPath"] == "/leads"
+    assert event["rawQueryString"] == "phone=%2B16045550142&tag=a&tag=b&empty="
+    assert event["queryStringParameters"] == {"phone": "+16045550142", "tag": "a,b", "empty": ""}
+
+
+def test_build_event_public_route_has_no_authorizer() -> None:
+    event = build_event(make_request(method="POST", target=SMS_PATH), RouteMatch(SMS_ROUTE, {}))
+
+    assert "authorizer" not in event["requestContext"]
+    assert "queryStringParameters" not in event
+    assert "pathParameters" not in event
+
+
+def test_translate_response_maps_headers_cookies_and_base64_body() -> None:
+    result = {
+        "statusCode": 201,
+        "headers": {"Content-Type": "image/png", "ETag": '"3"'},
+        "multiValueHeaders": {"X-Multi": ["a", "b"]},
+        "cookies": ["s=1; Path=/", "t=2"],
+        "body": base64.b64encode(b"\x89PNG").decode(),
+        "isBase64Encoded": True,
+    }
+
+    response = translate_response(result)
+
+    assert response.status == 201
+    assert response.body == b"\x89PNG"
+    assert ("ETag", '"3"') in response.headers
+    assert [v for k, v in response.headers if k == "X-Multi"] == ["a", "b"]
+    assert [v for k, v in response.headers if k == "Set-Cookie"] == ["s=1; Path=/", "t=2"]
+
+
+def test_translate_response_without_status_code_is_200_json() -> None:
+    response = translate_response({"ok": True})
+
+    assert response.status == 200
+    assert response.headers == [("Content-Type", "application/json")]
+    assert json.loads(response.body) == {"ok": True}
+
+
+def test_router_prefers_literal_paths_and_explicit_methods() -> None:
+    routes = [
+        HttpRoute("Any", "e1", "ANY", "/leads/{lead_id}"),
+        HttpRoute("Get", "e2", "GET", "/leads/{lead_id}"),
+        HttpRoute("Literal", "e3", "GET", "/leads/export"),
+        HttpRoute("Greedy", "e4", "ANY", "/{proxy+}"),
+    ]
+    router = Router(routes)
+
+    def target(method: str, path: str) -> str | None:
+        match = router.match(method, path)
+        return match.route.function if match else None
+
+    assert target("GET", "/leads/export") == "Literal"
+    assert target("GET", "/leads/42") == "Get"
+    assert target("DELETE", "/leads/42") == "Any"
+    assert target("GET", "/other/deep/path") == "Greedy"
+    greedy = router.match("GET", "/other/deep/path")
+    assert greedy is not None
+    assert greedy.path_parameters == {"proxy": "other/deep/path"}
+    assert Router(routes[:3]).match("GET", "/leads/42/extra") is None
+
+
+def test_template_loader_reads_cloudformation_short_tags(tmp_path: Path) -> None:
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        """
+Globals:
+  Function:
+    Handler: app.lambda_handler
+    Timeout: 7
+    Layers: [!Ref Layer]
+Resources:
+  Layer:
+    Type: AWS::Serverless::LayerVersion
+    Properties: {ContentUri: layers/lib/}
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/fn/
+      MemorySize: !Ref Memory
+      Environment:
+        Variables:
+          ARN: !GetAtt Queue.Arn
+          URL: !Sub "https://${Api}.example.com"
+          PICK: !If [Cond, !Ref A, !Ref AWS::NoValue]
+      Events:
+        Web:
+          Type: HttpApi
+          Properties: {Path: "/items/{id}", Method: get, Auth: {Authorizer: AWS_IAM}}
+        Nightly:
+          Type: Schedule
+          Properties: {Schedule: rate(1 day)}
+"""
+    )
+
+    specs = lambda_env.functions(lambda_env.load_template(template), root=tmp_path)
+
+    spec = specs["Fn"]
+    assert spec.code_dir == tmp_path / "functions" / "fn"
+    assert spec.module_file == tmp_path / "functions" / "fn" / "app.py"
+    assert (spec.handler_name, spec.timeout_s, spec.memory_mb) == ("lambda_handler", 7, 128)
+    assert spec.layer_dirs == (tmp_path / "layers" / "lib",)
+    assert spec.environment == {
+        "ARN": {"Fn::GetAtt": ["Queue", "Arn"]},
+        "URL": {"Fn::Sub": "https://${Api}.example.com"},
+        "PICK": {"Fn::If": ["Cond", {"Ref": "A"}, {"Ref": "AWS::NoValue"}]},
+    }
+    assert [(r.route_key, r.iam) for r in spec.routes] == [("GET /items/{id}", True)]
+    assert set(spec.events) == {"Web", "Nightly"}
