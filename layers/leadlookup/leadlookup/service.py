@@ -110,7 +110,7 @@ class LookupService:
         """The layer's snapshot of the seeded default organization."""
         return Organization.from_json(default_organization_snapshot())
 
-    def upsert_org(self, data: dict[str, Any]) -> Organization:
+    def upsert_org(self, data: object) -> Organization:
         """Create or update an organization, then invalidate its keys (old and new number)."""
         if not isinstance(data, dict):
             raise InvalidInput("organization must be a JSON object")
@@ -189,7 +189,7 @@ class LookupService:
         assert lead is not None
         return lead
 
-    def find_lead_by_phone(self, phone: object, organization_id: str) -> Lead | None:
+    def find_lead_by_phone(self, phone: object, organization_id: object) -> Lead | None:
         """The lead for this number and organization, if it exists (never creates one)."""
         normalized = self.normalize(phone)
         if normalized is None:
@@ -305,7 +305,7 @@ class LookupService:
 
     # -- administration -----------------------------------------------------------------
 
-    def flush_lead(self, phone: object, organization_id: str) -> bool:
+    def flush_lead(self, phone: object, organization_id: object) -> bool:
         """Drop one lead's cache entry."""
         normalized = self.normalize(phone)
         if normalized is None:

@@ -1,0 +1,345 @@
+"""ElevenLabs post-call webhook (design section 3.3): signature, payload, merge into the lead.
+
+The signature is ``ElevenLabs-Signature: t=<unix>,v0=<hex>`` with
+``v0 = HMAC-SHA256(secret, f"{t}.{raw body}")``. A delivery is accepted for 30 minutes after it
+was signed (ElevenLabs' own SDK tolerance) and up to 5 minutes "early" for clock skew.
+
+Only ``post_call_transcription`` events are stored. The summary row is unique on
+``conversation_id`` and the lead changes only when this delivery inserted it, so ElevenLabs'
+redeliveries change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadlookup.auth import configured_secret
+from leadlookup.errors import InvalidInput, NotFound, Unauthorized, Unavailable
+from leadlookup.http import MAX_JSON_DEPTH, header, raw_body
+from leadlookup.models import Lead, Organization
+from leadlookup.observability import logger
+from leadlookup.phones import mask_phone
+from leadlookup.service import LookupService, parse_uuid
+from leadlookup.settings import ConfigError, Settings
+
+SIGNATURE_HEADER = "ElevenLabs-Signature"
+SECRET_NAME = "ELEVENLABS_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
+TRANSCRIPTION = "post_call_transcription"
+MAX_AGE_SECONDS = 30 * 60
+MAX_FUTURE_SECONDS = 5 * 60
+
+# Only statuses on the upgrade ladder; 'closed' is set by staff (PATCH), never by a call.
+CALL_STATUSES = ("new", "contacted", "qualified", "hot", "customer")
+# What analysis models write when they did not learn the value: never worth storing.
+PLACEHOLDERS = frozenset(
+    {
+        "", "-", "?", "n/a", "na", "none", "null", "nil", "unknown", "unknown caller",
+        "not provided", "not given", "not mentioned", "not specified", "not stated",
+        "not available", "unspecified", "undefined", "anonymous", "no name", "customer",
+        "the customer", "caller", "the caller", "user", "the user",
+    }
+)  # fmt: skip
+MAX_CONVERSATION_ID_CHARS = 256
+MAX_NAME_CHARS = 200
+MAX_VALUE_CHARS = 500
+MAX_SUMMARY_CHARS = 10_000
+MAX_CLASSIFICATION_CHARS = 100
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+
+# Wall-clock seconds; module level so tests can freeze it at a sample event's timestamp.
+wall_clock: Callable[[], float] = time.time
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """The ``v0`` hex digest ElevenLabs sends for ``body`` signed at ``timestamp``."""
+    message = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def parse_signature_header(value: str | None) -> tuple[int, list[str]]:
+    """``(t, [v0, ...])`` from the header; 401 when it is missing or malformed."""
+    if value is None or not value.strip():
+        raise Unauthorized(f"missing {SIGNATURE_HEADER} header")
+    timestamp: int | None = None
+    digests: list[str] = []
+    for part in value.split(","):
+        name, sep, item = part.strip().partition("=")
+        item = item.strip()
+        if not sep:
+            continue
+        if name.strip() == "t":
+            if timestamp is not None or not _TIMESTAMP.fullmatch(item):
+                raise Unauthorized(f"malformed {SIGNATURE_HEADER} header")
+            timestamp = int(item)
+        elif name.strip() == "v0":
+            if not _HEX.fullmatch(item):
+                raise Unauthorized(f"malformed {SIGNATURE_HEADER} header")
+            digests.append(item.lower())
+    if timestamp is None or not digests:
+        raise Unauthorized(f"malformed {SIGNATURE_HEADER} header")
+    return timestamp, digests
+
+
+def verify_signature(value: str | None, body: bytes, secret: str, now: float) -> int:
+    """The signed timestamp if ``value`` signs ``body`` recently enough; else 401."""
+    timestamp, digests = parse_signature_header(value)
+    expected = sign(body, secret, timestamp).encode()
+    # Every candidate is compared, so the time taken does not depend on which one matched.
+    matched = False
+    for digest in digests:
+        matched |= hmac.compare_digest(expected, digest.encode())
+    if not matched:
+        raise Unauthorized(f"{SIGNATURE_HEADER} does not match the body")
+    if now - timestamp > MAX_AGE_SECONDS:
+        raise Unauthorized(f"{SIGNATURE_HEADER} has expired")
+    if timestamp - now > MAX_FUTURE_SECONDS:
+        raise Unauthorized(f"{SIGNATURE_HEADER} timestamp is in the future")
+    return timestamp
+
+
+@dataclass(frozen=True)
+class PostCall:
+    """What one ``post_call_transcription`` event says about its call."""
+
+    conversation_id: str
+    payload: dict[str, Any]
+    lead_id: str | None = None
+    external_number: str | None = None
+    agent_number: str | None = None
+    agent_name: str | None = None
+    summary: str | None = None
+    classification: str | None = None
+    status: str | None = None
+    customer_name: str | None = None
+    bike_interest: dict[str, Any] = field(default_factory=dict)
+    qualification_data: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object fit for PostgreSQL (no NUL, no lone surrogates); else 400."""
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise InvalidInput("body is not valid UTF-8") from None
+    except (ValueError, RecursionError):
+        raise InvalidInput("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("body must be a JSON object")
+    cleaned: dict[str, Any] = _clean(value, 1)
+    return cleaned
+
+
+def parse_post_call(body: dict[str, Any]) -> PostCall | None:
+    """The call described by a parsed body; None for event types that are not stored.
+
+    Required parts of the wrong type are 400 naming the field; optional parts of the wrong
+    type are ignored (ElevenLabs disables a webhook that keeps failing).
+    """
+    if body.get("type") != TRANSCRIPTION:
+        return None
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise InvalidInput("field 'data' must be a JSON object")
+    conversation_id = data.get("conversation_id")
+    if conversation_id is None:
+        raise InvalidInput("field 'data.conversation_id' is required")
+    if not isinstance(conversation_id, str) or not conversation_id.strip():
+        raise InvalidInput("field 'data.conversation_id' must be a non-empty string")
+    if len(conversation_id) > MAX_CONVERSATION_ID_CHARS:
+        raise InvalidInput(
+            f"field 'data.conversation_id' is longer than {MAX_CONVERSATION_ID_CHARS} characters"
+        )
+
+    variables = _section(_section(data, "conversation_initiation_client_data"), "dynamic_variables")
+    phone_call = _section(_section(data, "metadata"), "phone_call")
+    analysis = _section(data, "analysis")
+    results = _section(analysis, "data_collection_results")
+
+    classification = _text(_result(results, "call_classification"), MAX_CLASSIFICATION_CHARS)
+    status = classification.casefold() if classification else None
+    bike_type = _text(_result(results, "bike_type"), MAX_VALUE_CHARS)
+    qualification = {
+        column: value
+        for column, name in (("budget_range", "budget_range"), ("timeline", "purchase_timeline"))
+        if (value := _scalar(_result(results, name))) is not None
+    }
+    return PostCall(
+        conversation_id=conversation_id.strip(),
+        payload=body,
+        lead_id=_uuid_or_none(variables.get("lead_id")),
+        external_number=_string(phone_call.get("external_number")),
+        agent_number=_string(phone_call.get("agent_number")),
+        agent_name=_string(data.get("agent_name")),
+        summary=_text(analysis.get("transcript_summary"), MAX_SUMMARY_CHARS, truncate=True),
+        classification=classification,
+        status=status if status in CALL_STATUSES else None,
+        customer_name=_text(_result(results, "customer_name"), MAX_NAME_CHARS),
+        bike_interest={"type": bike_type} if bike_type else {},
+        qualification_data=qualification,
+    )
+
+
+def receive_post_call(
+    event: dict[str, Any], service: LookupService, now: float | None = None
+) -> str:
+    """Verify, parse and store one delivery: ``"ok"``, or ``"ignored"`` for other event types."""
+    body = parse_body(_verified_body(event, service.settings, wall_clock() if now is None else now))
+    call = parse_post_call(body)
+    if call is None:
+        kind = body.get("type")
+        logger.info(
+            "post-call event ignored", event_type=kind[:64] if isinstance(kind, str) else None
+        )
+        return "ignored"
+    store_post_call(call, service)
+    return "ok"
+
+
+def store_post_call(call: PostCall, service: LookupService) -> bool:
+    """Resolve the lead (never creating one) and record the call; whether it was new."""
+    organization = service.get_organization_by_phone(call.agent_number)
+    lead = _resolve_lead(call, service, organization)
+    customer_name = call.customer_name
+    if customer_name and _is_agent_name(customer_name, organization, call.agent_name):
+        customer_name = None
+    inserted = service.record_call_summary(
+        conversation_id=call.conversation_id,
+        organization_id=lead.organization_id if lead else organization.id,
+        lead_id=lead.id if lead else None,
+        summary=call.summary,
+        classification=call.classification,
+        payload=call.payload,
+        customer_name=customer_name,
+        bike_interest=call.bike_interest,
+        qualification_data=call.qualification_data,
+        status=call.status,
+    )
+    logger.info(
+        "post-call summary recorded" if inserted else "post-call summary already recorded",
+        conversation_id=call.conversation_id,
+        lead_id=lead.id if lead else None,
+        caller=mask_phone(call.external_number),
+    )
+    return inserted
+
+
+def _verified_body(event: dict[str, Any], settings: Settings, now: float) -> bytes:
+    if settings.allow_unsigned_webhooks:
+        return raw_body(event, settings.post_call_max_body_bytes)
+    try:
+        secret = configured_secret(settings, SECRET_NAME)
+    except (ConfigError, Unavailable):
+        raise
+    except Exception as exc:
+        # Secrets Manager unreachable: a 503 makes ElevenLabs deliver again later.
+        logger.warning("webhook secret could not be read", error_type=type(exc).__name__)
+        raise Unavailable("webhook secret could not be read") from exc
+    if secret is None:
+        raise Unauthorized("webhook secret is not configured")
+    value = header(event, SIGNATURE_HEADER)
+    parse_signature_header(value)  # a missing or malformed header costs no body read
+    body = raw_body(event, settings.post_call_max_body_bytes)
+    verify_signature(value, body, secret, now)
+    return body
+
+
+def _resolve_lead(
+    call: PostCall, service: LookupService, organization: Organization
+) -> Lead | None:
+    if call.lead_id is not None:
+        try:
+            return service.get_lead(call.lead_id)
+        except NotFound:
+            logger.info("post-call lead_id names no lead", lead_id=call.lead_id)
+    if service.normalize(call.external_number) is None:
+        return None
+    return service.find_lead_by_phone(call.external_number, organization.id)
+
+
+def _is_agent_name(name: str, organization: Organization, agent_name: str | None) -> bool:
+    wanted = _fold(name)
+    agent_names = (organization.settings.get("agent_name"), agent_name)
+    return any(isinstance(a, str) and _fold(a) == wanted for a in agent_names)
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.split()).strip(" .!?,;:'\"").casefold()
+
+
+def _section(parent: dict[str, Any], name: str) -> dict[str, Any]:
+    value = parent.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def _result(results: dict[str, Any], name: str) -> Any:
+    return _section(results, name).get("value")
+
+
+def _string(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _text(value: Any, limit: int, truncate: bool = False) -> str | None:
+    """A meaningful string value: not empty, not a placeholder, not absurdly long."""
+    text = _string(value)
+    if text is None or _fold(text) in PLACEHOLDERS or not any(c.isalnum() for c in text):
+        return None
+    if len(text) > limit:
+        return text[:limit] if truncate else None
+    return text
+
+
+def _scalar(value: Any) -> str | int | float | None:
+    """A qualification value: meaningful text, or a number as the model gave it."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    return _text(value, MAX_VALUE_CHARS)
+
+
+def _uuid_or_none(value: Any) -> str | None:
+    try:
+        return parse_uuid(value)
+    except InvalidInput:
+        return None
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON and PostgreSQL's jsonb refuses them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _clean(value: Any, depth: int) -> Any:
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        return _clean_text(value)
+    if isinstance(value, dict):
+        return {_clean_text(k): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # 1e999 parses as infinity
+    return value
+
+
+def _clean_text(text: str) -> str:
+    # PostgreSQL text holds neither NUL nor unpaired surrogates (which JSON escapes can carry).
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text

@@ -1,0 +1,453 @@
+"""Inbound SMS from Twilio, storage first (design section 3.2).
+
+The webhook verifies ``X-Twilio-Signature`` and hands the received form fields to a queue (the
+FIFO queue ``INBOUND_SMS_QUEUE_URL``, or this module's processor in-process when it is unset);
+the processor stores each message once, keyed by ``MessageSid``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+from urllib.parse import ParseResult, parse_qsl, urlparse, urlsplit
+
+from leadlookup.auth import configured_secret
+from leadlookup.errors import Forbidden, InvalidInput, LookupServiceError, Unavailable
+from leadlookup.http import header, raw_body
+from leadlookup.observability import logger
+from leadlookup.phones import mask_phone
+from leadlookup.service import LookupService
+from leadlookup.settings import ConfigError, Settings
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+TWIML_CONTENT_TYPE = "text/xml"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+AUTH_TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of the secret, not its value
+
+# Twilio's default keywords (a whole body, trimmed, any case). Twilio itself stops delivering
+# to a number that sent one of these, so the lead's state mirrors what Twilio enforces.
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+# With Advanced Opt-Out, Twilio classifies the message itself (custom keywords included).
+_OPT_OUT_TYPES = {"STOP": "out", "START": "in", "HELP": None}
+
+# SQS FIFO ids: at most 128 characters, letters, digits and punctuation (no spaces).
+_SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_SQS_ID_UNSAFE = re.compile(r"[^\x21-\x7e]")
+_SQS_ID_MAX = 128
+# Hosts whose SQS endpoint botocore resolves itself (FIPS, dual-stack and VPC endpoint
+# settings included); any other queue host (ElasticMQ, LocalStack) is used as the endpoint.
+_AWS_QUEUE_HOST = re.compile(
+    r"^(?:sqs\.(?P<a>[a-z0-9-]+)|(?P<b>[a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$"
+)
+
+FormPairs = list[tuple[str, str]]
+Message = dict[str, Any]
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message)
+
+
+# -- the request: form fields, public URL, signature -------------------------------------------
+
+
+def parse_form(raw: bytes) -> FormPairs:
+    """``application/x-www-form-urlencoded`` pairs in order, blank values kept.
+
+    Twilio sends UTF-8; undecodable bytes become U+FFFD, so such a body cannot match a
+    signature instead of failing to parse.
+    """
+    return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def form_fields(pairs: Iterable[tuple[str, str]]) -> Message:
+    """Form pairs as a dict; a repeated name keeps every value, in order, as a list."""
+    fields: Message = {}
+    for name, value in pairs:
+        if name not in fields:
+            fields[name] = value
+        elif isinstance(fields[name], list):
+            fields[name].append(value)
+        else:
+            fields[name] = [fields[name], value]
+    return fields
+
+
+def _grouped(params: Mapping[str, Any] | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    items: Iterable[tuple[str, Any]]
+    if isinstance(params, Mapping):
+        items = (
+            (name, value)
+            for name, values in params.items()
+            for value in (values if isinstance(values, list | tuple) else [values])
+        )
+    else:
+        items = params
+    grouped: dict[str, list[str]] = {}
+    for name, value in items:
+        grouped.setdefault(str(name), []).append(str(value))
+    return grouped
+
+
+def compute_signature(
+    url: str, params: Mapping[str, Any] | Iterable[tuple[str, str]], token: str
+) -> str:
+    """base64(HMAC-SHA1(token, url + name + value ...)) as Twilio's ``RequestValidator`` does.
+
+    Names are sorted; a repeated name contributes each distinct value, sorted (the
+    validator's ``sorted(set(values))``).
+    """
+    grouped = _grouped(params)
+    data = [url]
+    for name in sorted(grouped):
+        data.extend(name + value for value in sorted(set(grouped[name])))
+    mac = hmac.new(token.encode("utf-8"), "".join(data).encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _geturl_without_port(uri: ParseResult) -> str:
+    if not uri.port:
+        return uri.geturl()
+    return uri._replace(netloc=uri.netloc.split(":")[0]).geturl()
+
+
+def _geturl_with_port(uri: ParseResult) -> str:
+    if uri.port:
+        return uri.geturl()
+    port = 443 if uri.scheme == "https" else 80
+    return uri._replace(netloc=f"{uri.netloc}:{port}").geturl()
+
+
+def signature_urls(url: str) -> list[str]:
+    """The URL forms a signature is checked against: without and with the port.
+
+    Twilio signs with or without the default port depending on the product, so its
+    ``RequestValidator`` accepts both; these are its ``remove_port`` and ``add_port``.
+    """
+    uri = urlparse(url)
+    try:
+        return [_geturl_without_port(uri), _geturl_with_port(uri)]
+    except ValueError:  # a port that is not a number: only the URL as given can match
+        return [url]
+
+
+def route_path(raw_path: str, stage: str | None) -> str:
+    """``rawPath`` without the stage segment HTTP API puts first for a stage not ``$default``."""
+    if stage and stage != "$default":
+        prefix = "/" + stage
+        if raw_path == prefix or raw_path.startswith(prefix + "/"):
+            return raw_path[len(prefix) :] or "/"
+    return raw_path
+
+
+def request_url(event: dict[str, Any], public_base_url: str | None = None) -> str:
+    """The URL Twilio requested: public origin + path + ``?`` + raw query string (if any).
+
+    Through the API's own domain (``requestContext.domainName``) a named stage is part of the
+    public URL, so ``rawPath`` is used as delivered. ``PUBLIC_BASE_URL`` is where the routes
+    are mounted (a custom domain, or the execute-api URL with its stage), so it gets the route
+    path with the stage segment stripped.
+    """
+    context = event.get("requestContext") or {}
+    raw_path = str(event.get("rawPath") or (context.get("http") or {}).get("path") or "/")
+    if public_base_url:
+        url = public_base_url.rstrip("/") + route_path(raw_path, context.get("stage"))
+    else:
+        host = context.get("domainName") or header(event, "host") or ""
+        url = f"https://{host}{raw_path}"
+    query = event.get("rawQueryString") or ""
+    return f"{url}?{query}" if query else url
+
+
+def _auth_token(settings: Settings) -> str | None:
+    try:
+        return configured_secret(settings, AUTH_TOKEN_NAME)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Secrets Manager or the network: Twilio may retry a 503
+        logger.error("Twilio auth token could not be read", error=type(exc).__name__)
+        raise Unavailable("Twilio auth token is unavailable") from exc
+
+
+def verify_signature(
+    event: dict[str, Any], params: Iterable[tuple[str, str]], settings: Settings
+) -> None:
+    """403 unless ``X-Twilio-Signature`` signs this request's URL and every received field."""
+    if settings.allow_unsigned_webhooks:
+        _warn_once("unsigned", "ALLOW_UNSIGNED_WEBHOOKS is on: Twilio signatures are not checked")
+        return
+    token = _auth_token(settings)
+    if token is None:
+        raise Forbidden("Twilio auth token is not configured")
+    provided = header(event, SIGNATURE_HEADER)
+    if not provided:
+        logger.warning("inbound sms rejected", reason="missing signature")
+        raise Forbidden(f"missing {SIGNATURE_HEADER} header")
+    pairs = list(params)
+    url = request_url(event, settings.public_base_url)
+    # Every candidate is computed and compared, so timing tells nothing about which matched.
+    matches = [
+        hmac.compare_digest(compute_signature(candidate, pairs, token).encode(), provided.encode())
+        for candidate in signature_urls(url)
+    ]
+    if not any(matches):
+        logger.warning("inbound sms rejected", reason="invalid signature")
+        raise Forbidden(f"invalid {SIGNATURE_HEADER} header")
+
+
+# -- the message ---------------------------------------------------------------------------
+
+
+def first_value(message: Mapping[str, Any], name: str) -> str | None:
+    """The (first) value of a form field, or None when it is absent."""
+    value = message.get(name)
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def validated_message(message: object) -> Message:
+    """A queued message (Twilio's form fields), or :class:`InvalidInput` naming the problem."""
+    if not isinstance(message, dict):
+        raise InvalidInput("message must be a JSON object of form fields")
+    for name, value in message.items():
+        text = isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        )
+        if not text:
+            raise InvalidInput(f"field {str(name)[:40]!r} must be text")
+    sid = first_value(message, "MessageSid")
+    if not sid:
+        raise InvalidInput("field 'MessageSid' is required")
+    if not _SQS_ID.fullmatch(sid):
+        raise InvalidInput("field 'MessageSid' is not a message id")
+    return message
+
+
+def message_group_id(to: str | None, sender: str | None) -> str:
+    """``<To>:<From>``: one conversation is one FIFO group, so it is processed in order.
+
+    Characters SQS refuses in a group id (spaces in alphanumeric sender ids) become ``_``;
+    the group only orders delivery, so a rare merge of two groups is harmless.
+    """
+    return _SQS_ID_UNSAFE.sub("_", f"{to or ''}:{sender or ''}")[:_SQS_ID_MAX]
+
+
+def opt_change(message: Mapping[str, Any]) -> str | None:
+    """``"out"`` for an opt-out keyword, ``"in"`` for an opt-in one, else None."""
+    classified = (first_value(message, "OptOutType") or "").strip().upper()
+    if classified in _OPT_OUT_TYPES:
+        return _OPT_OUT_TYPES[classified]
+    keyword = (first_value(message, "Body") or "").strip().upper()
+    if keyword in OPT_OUT_KEYWORDS:
+        return "out"
+    if keyword in OPT_IN_KEYWORDS:
+        return "in"
+    return None
+
+
+def _parties(message: Mapping[str, Any]) -> dict[str, Any]:
+    # Masked: logs never hold a full phone number.
+    return {
+        "sender": mask_phone(first_value(message, "From")),
+        "to": mask_phone(first_value(message, "To")),
+    }
+
+
+# -- the processor -------------------------------------------------------------------------
+
+
+def process_message(service: LookupService, message: Mapping[str, Any]) -> bool:
+    """Store one inbound SMS once (lead found or created by ``From``); whether it was new."""
+    fields = validated_message(dict(message))
+    sid = str(first_value(fields, "MessageSid"))
+    to, sender = first_value(fields, "To"), first_value(fields, "From")
+    organization = service.get_organization_by_phone(to)
+    # A short code or alphanumeric sender is nobody's lead: store the message without one.
+    lead = None
+    if service.normalize(sender) is not None:
+        lead = service.find_or_create_lead(sender, organization.id)
+    change = opt_change(fields)
+    inserted = service.record_inbound_message(
+        organization_id=organization.id,
+        lead=lead,
+        external_id=sid,
+        from_number=sender,
+        to_number=to,
+        body=first_value(fields, "Body") or "",
+        params=fields,
+        opt_change=change,
+    )
+    logger.info(
+        "inbound sms stored" if inserted else "inbound sms already stored",
+        message_sid=sid,
+        lead_id=lead.id if lead else None,
+        opt_change=change,
+        **_parties(fields),
+    )
+    return inserted
+
+
+def process_record(service: LookupService, body: str, message_id: str | None = None) -> bool:
+    """Process one queue record's body (JSON form fields); failures are logged, then raised.
+
+    A malformed record raises :class:`InvalidInput` every time, so the queue's redrive
+    policy moves it to the dead-letter queue; a dependency outage raises
+    :class:`Unavailable` and the queue delivers the record again later.
+    """
+    try:
+        message = json.loads(body)
+    except (TypeError, ValueError, RecursionError):
+        logger.error(
+            "inbound sms record is not JSON; failing it until it is dead-lettered",
+            message_id=message_id,
+            body_chars=len(body) if isinstance(body, str) else None,
+        )
+        raise InvalidInput("queued message is not valid JSON") from None
+    try:
+        return process_message(service, message)
+    except InvalidInput as exc:
+        parties = _parties(message) if isinstance(message, dict) else {}
+        logger.error(
+            "inbound sms record was refused; failing it until it is dead-lettered",
+            message_id=message_id,
+            reason=str(exc),
+            **parties,
+        )
+        raise
+    except LookupServiceError as exc:
+        logger.warning(
+            "inbound sms not stored; the queue will deliver it again",
+            message_id=message_id,
+            error=type(exc).__name__,
+            reason=str(exc),
+        )
+        raise
+
+
+# -- queues --------------------------------------------------------------------------------
+
+
+class InboundQueue(Protocol):
+    """Where the webhook hands a verified message (its form fields)."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Accept the message for processing, or raise :class:`Unavailable`."""
+
+
+class InProcessQueue:
+    """No queue configured (local runs, tests): the processor runs in the webhook's request."""
+
+    def __init__(self, service: LookupService) -> None:
+        self.service = service
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Process the message now."""
+        process_message(self.service, message)
+
+
+def sqs_client(queue_url: str) -> Any:
+    """A boto3 SQS client for the queue: short timeouts, one retry (Twilio waits 15 s)."""
+    # Imported here: boto3 comes with the Lambda runtime, and runs without a queue never need it.
+    import boto3
+    from botocore.config import Config
+
+    parts = urlsplit(queue_url)
+    match = _AWS_QUEUE_HOST.match(parts.hostname or "")
+    options: dict[str, Any] = {}
+    if match:
+        options["region_name"] = match.group("a") or match.group("b")
+    else:
+        options["endpoint_url"] = f"{parts.scheme}://{parts.netloc}"
+    # "standard" retry mode counts max_attempts as the total, so one try plus one retry.
+    config = Config(
+        connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}
+    )
+    return boto3.client("sqs", config=config, **options)
+
+
+class SqsQueue:
+    """The inbound FIFO queue: deduplicated on ``MessageSid``, grouped by ``To:From``."""
+
+    def __init__(self, queue_url: str, client_factory: Callable[[], Any] | None = None) -> None:
+        self.queue_url = queue_url
+        self._factory = client_factory or (lambda: sqs_client(queue_url))
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The SQS client, built on first use and reused by later invocations."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return self._client
+
+    def send(self, message: dict[str, Any]) -> None:
+        """``SendMessage``; any AWS or network error is :class:`Unavailable` (503)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        fields = validated_message(message)
+        try:
+            self.client.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps(fields, separators=(",", ":")),
+                MessageDeduplicationId=first_value(fields, "MessageSid"),
+                MessageGroupId=message_group_id(
+                    first_value(fields, "To"), first_value(fields, "From")
+                ),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = None
+            if isinstance(exc, ClientError):
+                code = exc.response.get("Error", {}).get("Code")
+            logger.warning("inbound sms not queued", error=type(exc).__name__, code=code)
+            raise Unavailable("queue is unreachable") from exc
+
+
+_sqs_queues: dict[str, SqsQueue] = {}
+_sqs_lock = threading.Lock()
+
+
+def inbound_queue(settings: Settings, service: LookupService) -> InboundQueue:
+    """The FIFO queue of ``INBOUND_SMS_QUEUE_URL`` (one client per container), else in-process."""
+    url = settings.inbound_sms_queue_url
+    if not url:
+        return InProcessQueue(service)
+    with _sqs_lock:
+        queue = _sqs_queues.get(url)
+        if queue is None:
+            queue = _sqs_queues[url] = SqsQueue(url)
+    return queue
+
+
+# -- the webhook ---------------------------------------------------------------------------
+
+
+def receive(event: dict[str, Any], settings: Settings, service: LookupService) -> str:
+    """Check an inbound SMS webhook and hand it to the queue; its ``MessageSid``.
+
+    413 over ``MAX_BODY_BYTES``, 403 on a missing or wrong signature, 400 without a
+    ``MessageSid``, 503 when the queue cannot take it (Twilio retries, if told to, on 5xx).
+    """
+    pairs = parse_form(raw_body(event, settings.max_body_bytes))
+    verify_signature(event, pairs, settings)
+    message = validated_message(form_fields(pairs))
+    sid = str(first_value(message, "MessageSid"))
+    inbound_queue(settings, service).send(message)
+    logger.info("inbound sms accepted", message_sid=sid, **_parties(message))
+    return sid
