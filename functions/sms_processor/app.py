@@ -1,0 +1,29 @@
+"""Inbound SMS processor: stores each message from the FIFO queue once (partial batch failures)."""
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from leadlookup import sms
+from leadlookup.observability import logger, metrics, tracer
+from leadlookup.runtime import get_runtime
+
+# The FIFO flavour of the batch processor: a failed message also fails the later messages of
+# its group (To:From) in this batch, so a STOP that is retried cannot land after a START sent
+# later; other groups carry on. A batch that fails entirely is reported record by record
+# rather than raised: the queue retries exactly the same records either way, without an
+# invocation error per outage.
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+processor.raise_on_entire_batch_failure = False
+
+
+def record_handler(record: SQSRecord) -> bool:
+    return sms.process_record(get_runtime().service, record.body, record.message_id)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,25 @@
+"""Twilio inbound SMS webhook, storage first: verify the signature, enqueue, answer empty TwiML."""
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from leadlookup import sms
+from leadlookup.http import create_resolver
+from leadlookup.observability import logger, metrics, tracer
+from leadlookup.runtime import get_runtime
+
+app = create_resolver()
+
+
+@app.post("/webhooks/twilio/sms")
+def inbound_sms() -> Response:
+    runtime = get_runtime()
+    sms.receive(app.current_event.raw_event, runtime.settings, runtime.service)
+    return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)
