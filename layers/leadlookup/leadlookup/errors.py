@@ -39,6 +39,12 @@ class PreconditionFailed(LookupServiceError):
     status = 412
 
 
+class UnsupportedMediaType(LookupServiceError):
+    """The body's content type is not one the route accepts."""
+
+    status = 415
+
+
 class PayloadTooLarge(LookupServiceError):
     """The body is over the route's size limit."""
 

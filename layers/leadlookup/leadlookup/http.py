@@ -5,14 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
-from leadlookup.errors import InvalidInput, LookupServiceError, PayloadTooLarge, Unavailable
+from leadlookup.errors import (
+    InvalidInput,
+    LookupServiceError,
+    PayloadTooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from leadlookup.observability import logger
 from leadlookup.settings import ConfigError
 
+# "3", 3 or W/"3": a lead's ETag is its version; the weak form names the same version.
+_ETAG_VERSION = re.compile(r'\s*(?:W/)?("?)([0-9]{1,10})\1\s*')
 # Deeper JSON than this is refused before it can exhaust the stack of a recursive walk.
 MAX_JSON_DEPTH = 32
 
@@ -104,6 +113,24 @@ def header(event: dict[str, Any], name: str) -> str | None:
         if key.lower() == wanted:
             return str(value)
     return None
+
+
+def require_media_type(event: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    """415 unless the Content-Type (parameters such as charset aside) is one of ``accepted``."""
+    media_type = (header(event, "Content-Type") or "").split(";", 1)[0].strip().lower()
+    if media_type not in accepted:
+        raise UnsupportedMediaType(f"Content-Type must be {' or '.join(accepted)}")
+
+
+def if_match_version(event: dict[str, Any]) -> int | None:
+    """The version named by ``If-Match`` (quoted, bare or weak); None when absent or ``*``."""
+    value = header(event, "If-Match")
+    if value is None or value.strip() == "*":
+        return None
+    match = _ETAG_VERSION.fullmatch(value)
+    if match is None:
+        raise InvalidInput('If-Match must be one lead version, e.g. "3"')
+    return int(match.group(2))
 
 
 def _depth(value: Any) -> int:

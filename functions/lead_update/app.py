@@ -1,0 +1,77 @@
+"""Lead updates: staff reads, merge-patches and erases leads; ElevenLabs reports finished calls."""
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+
+from leadlookup import postcall
+from leadlookup.errors import InvalidInput, NotFound
+from leadlookup.http import (
+    create_resolver,
+    if_match_version,
+    json_object,
+    json_response,
+    require_media_type,
+)
+from leadlookup.models import Lead
+from leadlookup.observability import logger, metrics, tracer
+from leadlookup.runtime import get_runtime
+
+PATCH_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
+
+app = create_resolver()
+
+
+@app.get("/leads")
+def find_lead() -> Response:
+    params = app.current_event.query_string_parameters or {}
+    phone, organization_id = _required(params, "phone"), _required(params, "organization_id")
+    lead = get_runtime().service.find_lead_by_phone(phone, organization_id)
+    if lead is None:
+        raise NotFound("lead not found")
+    return _lead(lead)
+
+
+@app.get("/leads/<lead_id>")
+def get_lead(lead_id: str) -> Response:
+    return _lead(get_runtime().service.get_lead(lead_id))
+
+
+@app.patch("/leads/<lead_id>")
+def patch_lead(lead_id: str) -> Response:
+    event = app.current_event.raw_event
+    require_media_type(event, PATCH_MEDIA_TYPES)
+    if_match = if_match_version(event)
+    runtime = get_runtime()
+    body = json_object(event, runtime.settings.max_body_bytes)
+    return _lead(runtime.service.update_lead(lead_id, body, if_match))
+
+
+@app.delete("/leads/<lead_id>")
+def delete_lead(lead_id: str) -> Response:
+    get_runtime().service.delete_lead(lead_id)
+    return Response(status_code=204, body="")
+
+
+@app.post("/webhooks/elevenlabs/post-call")
+def post_call() -> dict:
+    return {
+        "status": postcall.receive_post_call(app.current_event.raw_event, get_runtime().service)
+    }
+
+
+def _lead(lead: Lead) -> Response:
+    return json_response(200, lead.to_json(), {"ETag": f'"{lead.version}"'})
+
+
+def _required(params: dict[str, str], name: str) -> str:
+    value = params.get(name)
+    if value is None or not value.strip():
+        raise InvalidInput(f"query parameter '{name}' is required")
+    return value
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)
