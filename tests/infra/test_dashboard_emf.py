@@ -1,0 +1,97 @@
+"""The dashboard graphs exactly what the handlers emit, captured from their real EMF output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from leadlookup import metrics
+from leadlookup.runtime import set_runtime
+from tests.conftest import EVENTS
+from tests.infra.conftest import load_template
+from tests.infra.test_template import _custom_metrics_graphed, _dashboard
+from tests.support.redis_servers import free_port
+
+pytestmark = pytest.mark.infra
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _event(function_dir: str, name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / function_dir / f"{name}.json").read_text())
+
+
+def _emitted(output: str) -> set[tuple[str, tuple[str, ...]]]:
+    """(metric name, dimension set) for every EMF record printed."""
+    found = set()
+    for line in output.splitlines():
+        if '"_aws"' not in line:
+            continue
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == metrics.NAMESPACE
+            for dimension_set in directive["Dimensions"]:
+                dims = tuple(x for d in dimension_set for x in (d, str(record[d])))
+                for metric in directive["Metrics"]:
+                    found.add((metric["Name"], dims))
+    return found
+
+
+def _fresh_container(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    set_runtime(None)
+
+
+def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_graphed(
+    app_env: dict[str, str],
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed_redis = f"redis://127.0.0.1:{free_port()}"
+    lead = json.loads(
+        invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))["body"]
+    )
+    lead_id = lead["dynamic_variables"]["lead_id"]
+    patch = _event("lead_update", "patch_valid")
+    patch["pathParameters"] = {"lead_id": lead_id}
+    patch["rawPath"] = patch["requestContext"]["http"]["path"] = f"/leads/{lead_id}"
+    patch["headers"].pop("if-match", None)
+    by_phone = _event("lead_update", "get_by_phone")
+    by_phone["queryStringParameters"] = {
+        "phone": "+16045550199",
+        "organization_id": lead["dynamic_variables"]["organization_id"],
+    }
+    by_phone["rawQueryString"] = (
+        f"phone=%2B16045550199&organization_id={lead['dynamic_variables']['organization_id']}"
+    )
+
+    # Hits and misses: a new container sees the same caller twice.
+    _fresh_container(monkeypatch)
+    invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))
+    invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))
+    # Bypasses: caching switched off.
+    _fresh_container(monkeypatch, REDIS_ENABLED="false")
+    invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))
+    # Errors: Redis gone. The organization lookup fails first (and opens the breaker)...
+    _fresh_container(monkeypatch, REDIS_ENABLED="true", REDIS_URL=closed_redis)
+    invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))
+    # ...in another container the lead lookup fails first; then its write cannot invalidate.
+    _fresh_container(monkeypatch)
+    assert invoke("lead_update", by_phone)["statusCode"] == 200
+    assert invoke("lead_update", patch)["statusCode"] == 200
+    # Degraded: the database is gone as well.
+    _fresh_container(monkeypatch, DATABASE_URL="postgresql://postgres@127.0.0.1:1/none")
+    invoke("conversation_initiation", _event("conversation_initiation", "known_caller"))
+
+    emitted = _emitted(capsys.readouterr().out)
+    graphed = set(_custom_metrics_graphed(_dashboard(load_template())))
+
+    assert graphed <= emitted, f"graphed but never emitted: {sorted(graphed - emitted)}"
+    custom = {m for m in emitted if m[0] in metrics.ALL_METRICS}
+    assert custom <= graphed, f"emitted but not graphed: {sorted(custom - graphed)}"
+    assert {name for name, _ in emitted} == set(metrics.ALL_METRICS)
