@@ -59,7 +59,9 @@ def prepare_environment(err: IO[str], secrets: bool = True) -> None:
         from devkit.services import ServiceError, ensure_services
 
         try:
-            urls = ensure_services(EMBEDDED_DIR)
+            # Local demo data lives in the git-ignored .local/ folder, never in a database of
+            # the machine's own servers (design section 8).
+            urls = ensure_services(EMBEDDED_DIR, embedded=True)
         except ServiceError as exc:
             raise CliError(str(exc)) from None
         for name, url in urls.items():
