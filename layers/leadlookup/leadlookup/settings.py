@@ -11,6 +11,7 @@ from typing import Any
 DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
 # How long a secret fetched from Secrets Manager is reused before it is read again.
 SECRET_MAX_AGE_SECONDS = 300
+SECRET_TIMEOUT_S = 2
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -160,12 +161,26 @@ class Settings:
         return value
 
 
+_secrets_provider: Any = None
+
+
 def fetch_secret(arn: str) -> str:
     """Read a secret through Powertools parameters, which caches it per container."""
-    # Imported here: boto3 costs ~100 ms of cold start, and local runs never read ARNs.
-    from aws_lambda_powertools.utilities import parameters
+    global _secrets_provider
+    if _secrets_provider is None:
+        # Imported here: boto3 costs ~100 ms of cold start, and local runs never read ARNs.
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+        from botocore.config import Config
 
-    value = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)
+        # botocore's defaults (60 s timeouts, legacy retries) would outlast every deadline here.
+        _secrets_provider = SecretsProvider(
+            boto_config=Config(
+                connect_timeout=SECRET_TIMEOUT_S,
+                read_timeout=SECRET_TIMEOUT_S,
+                retries={"max_attempts": 2, "mode": "standard"},
+            )
+        )
+    value = _secrets_provider.get(arn, max_age=SECRET_MAX_AGE_SECONDS)
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
