@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from leadlookup.errors import Unavailable
+
 DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
 # How long a secret fetched from Secrets Manager is reused before it is read again.
 SECRET_MAX_AGE_SECONDS = 300
@@ -180,7 +182,11 @@ def fetch_secret(arn: str) -> str:
                 retries={"max_attempts": 2, "mode": "standard"},
             )
         )
-    value = _secrets_provider.get(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    try:
+        value = _secrets_provider.get(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    except Exception as exc:
+        # Fail closed but retryable: the caller answers 503, never with the secret unchecked.
+        raise Unavailable("a secret could not be read from Secrets Manager") from exc
     if isinstance(value, bytes):
         return value.decode()
     return str(value)

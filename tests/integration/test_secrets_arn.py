@@ -1,0 +1,81 @@
+"""In AWS the webhook secrets arrive as *_ARN and are read from Secrets Manager (moto here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from leadlookup import postcall
+from leadlookup import settings as settings_module
+from leadlookup.runtime import set_runtime
+from tests.conftest import EVENTS, TEST_SECRETS
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def _event(function_dir: str, name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / function_dir / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def secrets_from_arns(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every webhook secret only as an ARN of a Secrets Manager secret."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(settings_module, "_secrets_provider", None)
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        for name, value in TEST_SECRETS.items():
+            arn = client.create_secret(Name=f"bici/{name.lower()}", SecretString=value)["ARN"]
+            monkeypatch.delenv(name)
+            monkeypatch.setenv(f"{name}_ARN", arn)
+        set_runtime(None)
+        yield
+    monkeypatch.setattr(settings_module, "_secrets_provider", None)
+
+
+def test_secrets_from_arns_authenticate_every_webhook(
+    secrets_from_arns: None, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post_call = _event("lead_update", "post_call_signed")
+    signed_at = int(re.search(r"t=(\d+)", post_call["headers"]["elevenlabs-signature"])[1])
+    monkeypatch.setattr(postcall, "wall_clock", lambda: float(signed_at))
+
+    initiation = invoke(
+        "conversation_initiation", _event("conversation_initiation", "known_caller")
+    )
+    bad_secret = invoke("conversation_initiation", _event("conversation_initiation", "bad_secret"))
+    sms = invoke("sms_webhook", _event("sms_webhook", "signed"))
+    forged = invoke("sms_webhook", _event("sms_webhook", "forged"))
+    report = invoke("lead_update", post_call)
+
+    assert initiation["statusCode"] == 200
+    assert bad_secret["statusCode"] == 401
+    assert sms["statusCode"] == 200
+    assert forged["statusCode"] == 403
+    assert report["statusCode"] == 200
+
+
+def test_secrets_arn_that_cannot_be_read_fails_closed(
+    secrets_from_arns: None, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "INITIATION_WEBHOOK_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:bici/missing-AbCdEf",
+    )
+    set_runtime(None)
+
+    response = invoke("conversation_initiation", _event("conversation_initiation", "known_caller"))
+
+    assert response["statusCode"] == 503
+    assert "message" in json.loads(response["body"])
