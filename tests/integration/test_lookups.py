@@ -90,12 +90,12 @@ def test_lookup_organization_in_legacy_format_is_found(
     execute(
         database_url,
         "INSERT INTO organizations (id, name, phone_number, phone_number_normalized) "
-        "VALUES (:id, 'Legacy Cycles', '604-555-0177', '6045550177')",
+        "VALUES (:id, 'Legacy Cycles', '403-555-0177', '4035550177')",
         id=org_id,
     )
     service = make_runtime(settings).service
 
-    org = service.get_organization_by_phone("+16045550177")
+    org = service.get_organization_by_phone("+14035550177")
 
     assert (org.id, org.name) == (org_id, "Legacy Cycles")
 

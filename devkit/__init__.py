@@ -1,0 +1,1 @@
+"""Developer tooling: local services, the check runner, the local runner and benchmarks."""

@@ -1,0 +1,170 @@
+"""What `make test` runs once the virtualenvs exist: services, lint, types, then the suite.
+
+Extra arguments are passed to pytest (`python -m devkit.check -k lead`). Exits non-zero
+when any step fails, when pytest collects no tests, and, with CI=true, when any test was
+skipped (a skipped suite in CI is a suite that did not run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from devkit.services import ServiceError, ensure_services
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = ROOT / ".local"
+JUNIT = LOCAL / "junit.xml"
+SAM_BIN = ROOT / ".venv-sam" / "bin"
+PYTEST_NO_TESTS = 5
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every check in order; return the process exit status."""
+    pytest_args = sys.argv[1:] if argv is None else argv
+    os.chdir(ROOT)
+    _step("services (PostgreSQL, Redis)")
+    try:
+        urls = ensure_services(LOCAL)
+    except ServiceError as exc:
+        print(f"FAILED: {exc}", flush=True)
+        return 1
+    os.environ.update(urls)
+    for name, url in urls.items():
+        print(f"{name}={url}", flush=True)
+
+    python = sys.executable
+    failures = [
+        name
+        for name, command in (
+            ("ruff check", [python, "-m", "ruff", "check", "."]),
+            ("ruff format --check", [python, "-m", "ruff", "format", "--check", "."]),
+            ("mypy", [python, "-m", "mypy"]),
+        )
+        if _run_step(name, command) != 0
+    ]
+    failures += _pytest(python, pytest_args)
+
+    if failures:
+        print(f"\nmake test FAILED: {', '.join(failures)}", flush=True)
+        return 1
+    print("\nmake test passed", flush=True)
+    return 0
+
+
+def _pytest(python: str, args: list[str]) -> list[str]:
+    JUNIT.unlink(missing_ok=True)
+    env = {**os.environ, "PATH": _test_path()}
+    command = [python, "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={JUNIT}", *args]
+    status = _run_step("pytest", command, env)
+    if status == PYTEST_NO_TESTS:
+        print("FAILED: pytest collected no tests (check testpaths and file names)", flush=True)
+        return ["pytest (no tests collected)"]
+    failures = [f"pytest (exit status {status})"] if status != 0 else []
+    if os.environ.get("CI", "").lower() == "true":
+        skipped = skipped_tests(JUNIT)
+        if skipped:
+            print(f"FAILED: CI=true and {len(skipped)} test(s) were skipped:", flush=True)
+            for line in skipped:
+                print(f"  {line}", flush=True)
+            failures.append(f"pytest ({len(skipped)} skipped under CI=true)")
+    return failures
+
+
+def skipped_tests(junit: Path) -> list[str]:
+    """`test id: reason` for every skipped (not xfailed) test in a pytest JUnit XML report."""
+    if not junit.exists():
+        return []
+    skipped = []
+    # Our own pytest's report, not untrusted input.
+    for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314
+        for skip in case.findall("skipped"):
+            if skip.get("type") == "pytest.xfail":
+                continue
+            test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
+            skipped.append(f"{test_id}: {skip.get('message', '')}")
+    return skipped
+
+
+def _test_path() -> str:
+    """PATH for pytest: the venv, the SAM CLI, and `python3.13` (infra tests run `sam build`)."""
+    entries = [str(Path(sys.executable).parent)]
+    if SAM_BIN.is_dir():
+        entries.append(str(SAM_BIN))
+    python313 = find_python313()
+    if python313 is None:
+        print("warning: no python3.13 found; `sam build` will fail", flush=True)
+    else:
+        # Only python3.13 itself: its folder also holds python3 and pip, which must not
+        # shadow the virtualenv's in the tests' subprocesses.
+        shim_dir = LOCAL / "python3.13-bin"
+        shim_dir.mkdir(parents=True, exist_ok=True)
+        link = shim_dir / "python3.13"
+        link.unlink(missing_ok=True)
+        link.symlink_to(python313)
+        entries.append(str(shim_dir))
+    return os.pathsep.join([*entries, os.environ.get("PATH", "")])
+
+
+def find_python313() -> str | None:
+    """A working python3.13 executable: $PY313_DIR, PATH, `pyenv prefix 3.13`, ~/.pyenv."""
+    candidates = []
+    if os.environ.get("PY313_DIR"):
+        candidates.append(str(Path(os.environ["PY313_DIR"]) / "python3.13"))
+    on_path = shutil.which("python3.13")
+    if on_path:
+        candidates.append(on_path)  # may be a pyenv shim that refuses to run: tried below
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        prefix = subprocess.run(
+            [pyenv, "prefix", "3.13"], capture_output=True, text=True, timeout=20, check=False
+        )
+        prefixes = prefix.stdout.replace(":", "\n").split()
+        candidates += [f"{p}/bin/python3.13" for p in prefixes]
+    versions = Path.home() / ".pyenv" / "versions"
+    candidates += [
+        str(p / "bin" / "python3.13") for p in sorted(versions.glob("3.13*"), reverse=True)
+    ]
+    for candidate in candidates:
+        resolved = _real_python(candidate)
+        if resolved is not None:
+            return resolved
+    return None
+
+
+def _real_python(candidate: str) -> str | None:
+    """The interpreter behind `candidate` if it runs and is 3.13, else None."""
+    try:
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13), sys.executable)"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    is_313, _, executable = probe.stdout.strip().partition(" ")
+    return executable if probe.returncode == 0 and is_313 == "True" and executable else None
+
+
+def _run_step(name: str, command: list[str], env: dict[str, str] | None = None) -> int:
+    _step(name)
+    started = time.monotonic()
+    status = subprocess.run(command, env=env, check=False).returncode
+    verdict = "ok" if status == 0 else f"FAILED (exit status {status})"
+    print(f"--- {name}: {verdict} in {time.monotonic() - started:.1f} s", flush=True)
+    return status
+
+
+def _step(name: str) -> None:
+    print(f"\n==> {name}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
