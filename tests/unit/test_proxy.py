@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -310,67 +309,3 @@ def test_proxy_stop_closes_connections_and_listener(echo: EchoServer) -> None:
         assert read_until_closed(sock) in (b"", ConnectionResetError)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(proxy.address, timeout=REPLY_TIMEOUT_S)
-
-
-# -- real servers: the protocols the project counts round trips of ----------------------
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def redis_proxy() -> Iterator[TcpProxy]:
-    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    proxy = TcpProxy.from_url(url)
-    if not _reachable(*proxy.upstream):
-        pytest.skip(f"no Redis at {url} (make test starts one)")
-    with proxy:
-        yield proxy
-
-
-def test_proxy_counts_redis_ping_and_pipeline_as_one_round_trip(redis_proxy: TcpProxy) -> None:
-    import redis
-
-    client = redis.Redis(host="127.0.0.1", port=redis_proxy.port, socket_timeout=2)
-    client.ping()  # connects: the handshake has round trips of its own
-    redis_proxy.reset_counters()
-
-    client.ping()
-    after_ping = redis_proxy.round_trips
-    pipe = client.pipeline(transaction=False)
-    pipe.set("devkit:proxy-test", "1").get("devkit:proxy-test").delete("devkit:proxy-test")
-    results = pipe.execute()
-    client.close()
-
-    assert after_ping == 1
-    assert redis_proxy.round_trips == 2
-    assert results == [True, b"1", 1]
-
-
-def test_proxy_counts_pg8000_statements() -> None:
-    import pg8000.native
-
-    from devkit.services import pg_connect_args
-
-    url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    args = pg_connect_args(url)
-    if "unix_sock" in args or not _reachable(args["host"], args["port"]):
-        pytest.skip(f"no PostgreSQL over TCP at {url} (make test starts one)")
-
-    with TcpProxy((args["host"], args["port"])) as proxy:
-        con = pg8000.native.Connection(**{**args, "host": "127.0.0.1", "port": proxy.port})
-        proxy.reset_counters()
-        con.run("SELECT :n::int", n=1)
-        extended = proxy.round_trips
-        proxy.reset_counters()
-        con.run("SELECT 1")
-        simple = proxy.round_trips
-        con.close()
-
-    assert extended == 3
-    assert simple == 1
