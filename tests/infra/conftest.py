@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from devkit.lambda_env import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -20,33 +21,6 @@ LOCAL = REPO / ".local"
 SAM_STATE = LOCAL / "sam-infra"
 BOTO3_PY313 = LOCAL / "boto3-py313"
 BUILD_TIMEOUT_S = 900
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """A YAML loader that turns CloudFormation short tags into their long JSON form."""
-
-
-def _construct_cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        # !GetAtt Resource.Attribute.Path -> ["Resource", "Attribute.Path"]
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_cfn_tag)
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """Parse a CloudFormation/SAM YAML template, keeping intrinsic functions as data."""
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from devkit.lambda_env import load_template
 from leadlookup import metrics
 from leadlookup.runtime import set_runtime
 from tests.conftest import EVENTS
-from tests.infra.conftest import load_template
 from tests.infra.test_template import _custom_metrics_graphed, _dashboard
 from tests.support.redis_servers import free_port
 
