@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
 import ssl
 import time
 import uuid
@@ -33,7 +34,8 @@ logger = Logger(child=True)
 # `:name` placeholders; the look-behind leaves PostgreSQL casts (`::jsonb`) alone.
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 # SQLSTATE classes that mean "the connection is gone", not "the statement is wrong".
-_CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03", "08000", "08003", "08006")
+_TERMINATION_STATES = ("57P01", "57P02", "57P03")
+_CONNECTION_LOST_STATES = (*_TERMINATION_STATES, "08000", "08003", "08006")
 
 
 class Clock(Protocol):
@@ -139,6 +141,20 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
+def _closed_while_idle(conn: pg8000.native.Connection) -> bool:
+    """Whether the server spoke or hung up while nobody asked (no round trip: a poll).
+
+    Between statements an idle connection receives nothing, so readable data means a
+    termination notice (RDS Proxy idle close, pg_terminate_backend) or end of file.
+    """
+    sock = conn._usock  # pg8000 exposes no liveness check
+    try:
+        readable, _, failed = select.select([sock], [], [sock], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable or failed)
+
+
 def _timed_out(exc: BaseException) -> bool:
     # pg8000 wraps socket errors in InterfaceError, except on the first read of a message.
     seen: BaseException | None = exc
@@ -190,8 +206,11 @@ class Database:
         reused = self._conn is not None
         try:
             return self._execute(text, deadline)
-        except ConnectionLost:
-            if not (retry and reused):
+        except ConnectionLost as exc:
+            # A server-side termination (RDS Proxy idle close, failover, pg_terminate_backend)
+            # aborts whatever had not committed, so even a non-idempotent statement may run
+            # again; other broken connections leave its fate unknown.
+            if not (reused and (retry or exc.server_terminated)):
                 raise
             logger.info("database connection was dead; reconnecting once")
             return self._execute(text, deadline)
@@ -235,13 +254,18 @@ class Database:
         state = _sqlstate(exc)
         if _is_connection_failure(exc):
             self.close()
-            raise ConnectionLost("database connection failed") from exc
+            lost = ConnectionLost("database connection failed")
+            lost.server_terminated = bool(state and state.startswith(_TERMINATION_STATES))
+            raise lost from exc
         # Only the SQLSTATE is kept: server messages can quote the row (personal data).
         if state and state.startswith("22"):
             raise InvalidInput(f"a value was rejected by the database ({state})") from exc
         raise DatabaseError(state) from exc
 
     def _connection(self, deadline: float | None) -> pg8000.native.Connection:
+        if self._conn is not None and _closed_while_idle(self._conn):
+            logger.info("database connection was closed while idle; reconnecting")
+            self.close()
         if self._conn is None:
             if self._params is None:
                 self._params = connect_params(self._settings)
@@ -263,6 +287,8 @@ class Database:
 class ConnectionLost(Unavailable):
     """The connection broke under a statement; the statement may be retried on a new one."""
 
+    server_terminated = False
+
 
 class DatabaseError(Unavailable):
     """A statement failed on the server; carries the SQLSTATE, never the server's message."""
@@ -280,7 +306,8 @@ def _open(params: ConnectParams, timeout: float) -> pg8000.native.Connection:
         database=params.database,
         password=params.password,
         unix_sock=params.unix_sock,
-        ssl_context=params.ssl_context,
+        # pg8000 reads None as "try unverified TLS, fall back to plain"; disable means plain.
+        ssl_context=params.ssl_context if params.ssl_context is not None else False,
         timeout=timeout,
         application_name="bici-lookups",
     )

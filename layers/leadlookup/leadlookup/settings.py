@@ -179,7 +179,7 @@ def fetch_secret(arn: str) -> str:
             boto_config=Config(
                 connect_timeout=SECRET_TIMEOUT_S,
                 read_timeout=SECRET_TIMEOUT_S,
-                retries={"max_attempts": 2, "mode": "standard"},
+                retries={"total_max_attempts": 2, "mode": "standard"},
             )
         )
     try:

@@ -270,9 +270,24 @@ def _parties(message: Mapping[str, Any]) -> dict[str, Any]:
 # -- the processor -------------------------------------------------------------------------
 
 
+def _storable(fields: Message) -> Message:
+    """The fields without NUL characters, which PostgreSQL text and jsonb cannot hold.
+
+    The signature was checked on the fields as received; what is stored drops only NULs, so
+    such a message is kept (minus the NULs) instead of failing until the dead-letter queue.
+    """
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, list):
+            return [clean(item) for item in value]
+        return value.replace("\x00", "") if isinstance(value, str) else value
+
+    return {clean(name): clean(value) for name, value in fields.items()}
+
+
 def process_message(service: LookupService, message: Mapping[str, Any]) -> bool:
     """Store one inbound SMS once (lead found or created by ``From``); whether it was new."""
-    fields = validated_message(dict(message))
+    fields = _storable(validated_message(dict(message)))
     sid = str(first_value(fields, "MessageSid"))
     to, sender = first_value(fields, "To"), first_value(fields, "From")
     organization = service.get_organization_by_phone(to)
@@ -372,9 +387,10 @@ def sqs_client(queue_url: str) -> Any:
         options["region_name"] = match.group("a") or match.group("b")
     else:
         options["endpoint_url"] = f"{parts.scheme}://{parts.netloc}"
-    # "standard" retry mode counts max_attempts as the total, so one try plus one retry.
+    # botocore's `max_attempts` counts retries after the first try; `total_max_attempts`
+    # counts the first try too: one try plus one retry, so a silent queue costs at most ~6 s.
     config = Config(
-        connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}
+        connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2, "mode": "standard"}
     )
     return boto3.client("sqs", config=config, **options)
 
