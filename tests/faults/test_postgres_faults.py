@@ -13,6 +13,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -21,6 +25,7 @@ from moto import mock_aws
 from devkit.proxy import TcpProxy
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.faults.conftest import INITIATION_DEADLINE_MS
+from tests.support.db import scalar
 from tests.support.faults import (
     TWIML,
     Figures,
@@ -34,7 +39,6 @@ from tests.support.faults import (
     lost_and_duplicated,
     message_counts,
     new_phone,
-    new_sid,
     patch_event,
     post_call_event,
     rejection_message,
@@ -49,7 +53,6 @@ from tests.support.faults import (
     timed,
     with_lead_id,
 )
-from tests.support.db import scalar
 
 INITIATION = "conversation_initiation"
 WEBHOOK = "sms_webhook"
@@ -369,14 +372,11 @@ def test_postgres_fault_connection_killed_between_invocations_next_one_succeeds(
     assert killed >= len(routes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Database.query(retry=False) does not reconnect a connection that died while idle: "
-    "upsert_org is the first statement of its invocation, so after an idle kill it fails (503)",
-)
 def test_postgres_fault_connection_killed_before_upsert_org_next_one_succeeds(
     uncached: None, invoke: Invoke, database_url: str
 ) -> None:
+    # Found by this suite: upsert_org runs with retry=False and is the first statement of its
+    # invocation, so a connection the server closed while idle failed it with a 503.
     status = invoke(ADMIN, {"action": "status"})
     assert status["ok"] is True
     organization = {
@@ -391,3 +391,37 @@ def test_postgres_fault_connection_killed_before_upsert_org_next_one_succeeds(
     answer = invoke(ADMIN, {"action": "upsert_org", "organization": organization})
 
     assert answer["ok"] is True, answer
+
+
+# What a client sends first when it asks for TLS (PostgreSQL's SSLRequest message).
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def test_postgres_fault_sslmode_disable_opens_plain_connections(
+    fault_env: dict[str, str], invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by this suite: ssl_context=None is opportunistic, unverified TLS to pg8000, so every
+    # connect sent an SSLRequest first (a round trip, ~50 ms building a default SSL context).
+    first_bytes: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(3)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(2)
+                first_bytes.append(conn.recv(8))
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        port = listener.getsockname()[1]
+        monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{port}/faults")
+        monkeypatch.setenv("DB_SSLMODE", "disable")
+        monkeypatch.setenv("DB_CONNECT_TIMEOUT_MS", str(DB_CONNECT_TIMEOUT_MS))
+        reset_container()
+
+        response = invoke(LEADS, with_lead_id(sample("lead_update/get"), str(uuid.uuid4())))
+        server.join(timeout=5)
+
+    assert response["statusCode"] == 503
+    assert first_bytes and first_bytes[0] != SSL_REQUEST

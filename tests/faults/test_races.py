@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
+
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.support.db import scalar
 from tests.support.faults import (
@@ -36,18 +38,24 @@ ROUNDS = 4
 
 
 def test_race_concurrent_first_contacts_through_initiation_make_one_lead(
-    fault_env: dict[str, str], database_url: str, figures: Figures
+    fault_env: dict[str, str],
+    database_url: str,
+    figures: Figures,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     figures.fault = f"{FIRST_CONTACTS} first contacts of one new caller at once (processes)"
+    # Eight cold containers on two cores overrun the suite's short deadline, and a degraded
+    # answer creates no lead: the race needs the lookups to run to the end.
+    monkeypatch.setenv("INITIATION_DEADLINE_MS", "15000")
     caller = new_phone()
 
     answers = invoke_concurrently([(INITIATION, initiation_event(caller))] * FIRST_CONTACTS)
     lead_ids = set()
-    for answer in answers:
+    for answer, ms in answers:
         body = json.loads(answer.get("body") or "{}")
         lead_id = body.get("dynamic_variables", {}).get("lead_id")
         lead_ids.add(lead_id)
-        figures.record("race", 0.0, answer.get("statusCode") == 200 and bool(lead_id), str(answer))
+        figures.record("race", ms, answer.get("statusCode") == 200 and bool(lead_id), str(answer))
     rows = leads_for(database_url, caller)
     figures.rows_lost = int(not rows)
     figures.rows_duplicated = max(0, len(rows) - 1)
@@ -66,17 +74,16 @@ def test_race_two_patches_with_the_same_if_match_one_wins(
 
     for round_ in range(ROUNDS):
         lead_id = insert_lead(database_url, new_phone(), DEFAULT_ORGANIZATION_ID)
-        calls = [
-            (LEADS, patch_event(lead_id, {"notes": f"writer {n}"}, '"1"')) for n in range(2)
-        ]
+        calls = [(LEADS, patch_event(lead_id, {"notes": f"writer {n}"}, '"1"')) for n in range(2)]
         answers = invoke_concurrently(calls)
-        statuses = sorted(a.get("statusCode") for a in answers)
+        statuses = sorted(int(a.get("statusCode", 0)) for a, _ in answers)
         row = lead_row(database_url, lead_id)
-        winner = next((a for a in answers if a.get("statusCode") == 200), None)
+        winner = next((a for a, _ in answers if a.get("statusCode") == 200), None)
         won_notes = json.loads(winner["body"])["notes"] if winner else None
-        ok = statuses == [200, 412] and row is not None and row["notes"] == won_notes
-        ok = ok and row is not None and row["version"] == 2
-        figures.record("race", 0.0, ok, f"round {round_}: {statuses} {answers}")
+        right = statuses == [200, 412] and row is not None
+        right = right and row is not None and (row["notes"], row["version"]) == (won_notes, 2)
+        for answer, ms in answers:
+            figures.record("race", ms, right, f"round {round_}: {statuses} {answer}")
         outcomes.append(statuses)
     figures.notes["outcomes"] = outcomes
 
@@ -93,9 +100,9 @@ def test_race_same_sms_twice_at_once_stores_one_row(
     for _ in range(ROUNDS):
         event = sms_event(new_phone())
         sids.append(sms_fields(event)["MessageSid"])
-        for answer in invoke_concurrently([(WEBHOOK, event), (WEBHOOK, copy.deepcopy(event))]):
+        for answer, ms in invoke_concurrently([(WEBHOOK, event), (WEBHOOK, copy.deepcopy(event))]):
             ok = answer.get("statusCode") == 200 and answer.get("body") == TWIML
-            figures.record("webhook", 0.0, ok, str(answer))
+            figures.record("webhook", ms, ok, str(answer))
         fields = sms_fields(sms_event(new_phone()))
         sids.append(fields["MessageSid"])
         record = sqs_record(fields)
@@ -103,8 +110,8 @@ def test_race_same_sms_twice_at_once_stores_one_row(
         answers = invoke_concurrently(
             [(PROCESSOR, {"Records": [record]}), (PROCESSOR, {"Records": [again]})]
         )
-        for answer in answers:
-            figures.record("processor", 0.0, answer == {"batchItemFailures": []}, str(answer))
+        for answer, ms in answers:
+            figures.record("processor", ms, answer == {"batchItemFailures": []}, str(answer))
     counts = message_counts(database_url, sids)
     figures.rows_lost = sum(1 for n in counts.values() if n == 0)
     figures.rows_duplicated = sum(n - 1 for n in counts.values() if n > 1)
@@ -123,9 +130,9 @@ def test_race_post_call_redelivered_at_once_records_one_summary(
         lead_id = insert_lead(database_url, new_phone(), DEFAULT_ORGANIZATION_ID)
         event, conversation_id = post_call_event(lead_id)
         answers = invoke_concurrently([(LEADS, event), (LEADS, copy.deepcopy(event))])
-        for answer in answers:
+        for answer, ms in answers:
             ok = answer.get("statusCode") == 200 and json.loads(answer["body"]) == {"status": "ok"}
-            figures.record("race", 0.0, ok, str(answer))
+            figures.record("race", ms, ok, str(answer))
         summaries = scalar(
             database_url,
             "SELECT count(*) FROM call_summaries WHERE conversation_id = :c",

@@ -8,12 +8,13 @@ itself within the breaker cooldown after Redis does.
 from __future__ import annotations
 
 import random
+import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -28,6 +29,7 @@ from tests.support.faults import (
     initiation_event,
     leads_for,
     new_phone,
+    reset_container,
     timed,
 )
 from tests.support.redis_servers import free_port, start_redis, stop
@@ -215,22 +217,38 @@ def test_redis_fault_flapping_link_keeps_every_answer_right(
     assert recovery_ms is not None and recovery_ms <= RECOVERY_BOUND_MS
 
 
-@pytest.fixture
-def throwaway_redis(fault_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A Redis of this test alone (it is flushed and restarted); REDIS_URL points at it."""
-    from tests.support.faults import reset_container
+@dataclass
+class ThrowawayRedis:
+    """A redis-server of one test: it may be stopped and started again on the same port."""
 
+    directory: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = start_redis(self.directory, self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+
+@pytest.fixture
+def throwaway_redis(
+    fault_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ThrowawayRedis]:
+    """A Redis of this test alone (it is flushed and restarted); REDIS_URL points at it."""
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        server = {"process": start_redis(Path(tmp), port), "dir": Path(tmp), "port": port}
-        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        server = ThrowawayRedis(Path(tmp), free_port())
+        server.start()
+        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{server.port}/0")
         reset_container()
         try:
             yield server
         finally:
             reset_container()
-            if server["process"] is not None:
-                stop(server["process"])
+            server.stop()
 
 
 def keyspace_hits(port: int) -> int:
@@ -245,10 +263,10 @@ def keyspace_hits(port: int) -> int:
 
 
 def test_redis_fault_flushall_mid_stream_answers_stay_right(
-    throwaway_redis: dict[str, Any], invoke: Invoke, database_url: str, figures: Figures
+    throwaway_redis: ThrowawayRedis, invoke: Invoke, database_url: str, figures: Figures
 ) -> None:
     figures.fault = "Redis FLUSHALL mid-stream"
-    port = throwaway_redis["port"]
+    port = throwaway_redis.port
     stream = InitiationStream(invoke, figures)
     warm_up(stream)
     hits_before = keyspace_hits(port)
@@ -275,17 +293,16 @@ def test_redis_fault_flushall_mid_stream_answers_stay_right(
 
 
 def test_redis_fault_restart_mid_stream_answers_stay_right_and_recover(
-    throwaway_redis: dict[str, Any], invoke: Invoke, database_url: str, figures: Figures
+    throwaway_redis: ThrowawayRedis, invoke: Invoke, database_url: str, figures: Figures
 ) -> None:
     figures.fault = "Redis restarted mid-stream (process stopped, started again empty)"
-    port = throwaway_redis["port"]
+    port = throwaway_redis.port
     stream = InitiationStream(invoke, figures)
     warm_up(stream)
 
-    stop(throwaway_redis["process"])
-    throwaway_redis["process"] = None
+    throwaway_redis.stop()
     costs = fault_phase(stream)
-    throwaway_redis["process"] = start_redis(throwaway_redis["dir"], port)
+    throwaway_redis.start()
     recovery_ms = recover(stream, lambda: keyspace_hits(port))
     stream.check_rows(database_url)
     figures.notes.update(

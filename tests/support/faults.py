@@ -108,12 +108,17 @@ class Figures:
         def ms(value: float | None) -> str:
             return "-" if value is None else f"{value:.1f}ms"
 
+        others = " ".join(
+            f"{name}_p50={ms(self.median(name))}"
+            for name in self.phases
+            if name not in ("healthy", "fault")
+        )
         notes = " ".join(f"{k}={v}" for k, v in self.notes.items())
         return (
             f"FAULT {self.case}: requests={s['requests']} failures={s['failures']} "
             f"healthy_p50={ms(s['healthy_median_ms'])} fault_p50={ms(s['fault_median_ms'])} "
-            f"added={ms(s['added_median_ms'])} fault_max={ms(s['fault_max_ms'])} "
-            f"lost={s['rows_lost']} dup={s['rows_duplicated']} {notes}".rstrip()
+            f"added={ms(s['added_median_ms'])} fault_max={ms(s['fault_max_ms'])} {others} "
+            f"lost={s['rows_lost']} dup={s['rows_duplicated']} {notes}".replace("  ", " ").rstrip()
         )
 
     def write(self, directory: Path = FIGURES_DIR) -> Path:
@@ -281,19 +286,23 @@ def db_connection(database_url: str) -> Iterator[pg8000.native.Connection]:
         conn.close()
 
 
-def table_state(database_url: str) -> dict[str, Any]:
-    """Row counts of every table and a fingerprint of every lead's version (one query)."""
-    with db_connection(database_url) as conn:
-        row = conn.run(
-            "SELECT (SELECT count(*) FROM organizations), (SELECT count(*) FROM leads),"
-            " (SELECT count(*) FROM messages), (SELECT count(*) FROM call_summaries),"
-            " (SELECT coalesce(sum(version), 0) FROM leads),"
-            " (SELECT coalesce(sum(interaction_count), 0) FROM leads),"
-            " (SELECT max(updated_at)::text FROM leads),"
-            " (SELECT max(updated_at)::text FROM organizations)"
-        )[0]
+def table_state(database: str | pg8000.native.Connection) -> dict[str, Any]:
+    """Row counts of every table and fingerprints of every row's version (one query)."""
+    if isinstance(database, str):
+        with db_connection(database) as conn:
+            return table_state(conn)
+    row = database.run(
+        "SELECT (SELECT count(*) FROM organizations), (SELECT count(*) FROM leads),"
+        " (SELECT count(*) FROM messages), (SELECT count(*) FROM call_summaries),"
+        " (SELECT coalesce(sum(version), 0) FROM leads),"
+        " (SELECT coalesce(sum(interaction_count), 0) FROM leads),"
+        " (SELECT max(updated_at)::text FROM leads),"
+        " (SELECT max(updated_at)::text FROM organizations),"
+        " (SELECT concat(max(last_contact_at), '/', count(opted_out_at)) FROM leads)"
+    )[0]
     names = ["organizations", "leads", "messages", "call_summaries", "versions", "interactions"]
-    return dict(zip([*names, "leads_updated", "orgs_updated"], row, strict=True))
+    names += ["leads_updated", "orgs_updated", "leads_contact"]
+    return dict(zip(names, row, strict=True))
 
 
 def leads_for(database_url: str, phone: str) -> list[str]:
@@ -416,16 +425,21 @@ def _container(function_dir: str, event: dict[str, Any], start: Any, results: An
     # builds its own connections, like a separate Lambda container.
     handler = load_handler(function_dir).lambda_handler
     start.wait(timeout=30)
+    started = time.perf_counter()
     try:
-        results.put(handler(event, LambdaContext()))
+        response = handler(event, LambdaContext())
     except BaseException as exc:  # reported to the test, which fails on it
-        results.put({"error": f"{type(exc).__name__}: {exc}"})
+        response = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         runtime_module.set_runtime(None)
+    results.put((response, (time.perf_counter() - started) * 1000))
 
 
-def invoke_concurrently(calls: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Invoke each (function_dir, event) in its own forked process, released together."""
+def invoke_concurrently(
+    calls: Sequence[tuple[str, dict[str, Any]]],
+) -> list[tuple[dict[str, Any], float]]:
+    """Invoke each (function_dir, event) in its own forked process, released together;
+    (response, elapsed ms, cold start included) of each, in the order they finished."""
     for function_dir, _ in calls:
         load_handler(function_dir)  # imported once, before the fork
     reset_container()

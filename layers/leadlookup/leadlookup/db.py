@@ -24,12 +24,10 @@ from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
-from aws_lambda_powertools import Logger
 
 from leadlookup.errors import DeadlineExceeded, InvalidInput, Unavailable
+from leadlookup.observability import logger
 from leadlookup.settings import ConfigError, Settings
-
-logger = Logger(child=True)
 
 # `:name` placeholders; the look-behind leaves PostgreSQL casts (`::jsonb`) alone.
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
@@ -52,9 +50,15 @@ def to_literal(value: Any) -> str:
         value = str(value)
     elif value is not None and not isinstance(value, str | int | float | bool | datetime | date):
         raise TypeError(f"cannot render {type(value).__name__} as SQL")
-    if isinstance(value, str) and "\x00" in value:
-        # PostgreSQL text cannot hold NUL; reject it as bad input instead of a server error.
-        raise InvalidInput("text must not contain NUL characters")
+    if isinstance(value, str):
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL; reject it as bad input, not a server error.
+            raise InvalidInput("text must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # JSON can carry lone surrogates ("\ud800"), which have no UTF-8 form.
+            raise InvalidInput("text must be valid Unicode") from None
     return str(pg8000.native.literal(value))
 
 

@@ -11,19 +11,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from leadlookup.cache import CacheKeys, ReadThroughCache
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
 from leadlookup.metrics import Cache, Outcome
 from leadlookup.migrate import default_organization_snapshot
 from leadlookup.models import Lead, Organization
+from leadlookup.observability import logger
 from leadlookup.patch import apply_patch, validate_patch
 from leadlookup.phones import mask_phone, national_digits, normalize_phone
 from leadlookup.repository import Repository
 from leadlookup.settings import Settings
-
-logger = Logger(child=True)
 
 # Key suffix for "no usable number dialled": the default organization.
 DEFAULT_ORG_KEY = "default"

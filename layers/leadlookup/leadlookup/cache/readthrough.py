@@ -9,13 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from aws_lambda_powertools import Logger
-
 from leadlookup.cache.base import CacheBackend, LeaseState
 from leadlookup.cache.breaker import CircuitBreaker
 from leadlookup.metrics import CACHE_INVALIDATION_FAILED, Cache, Outcome, cache_metric
-
-logger = Logger(child=True)
+from leadlookup.observability import logger
 
 T = TypeVar("T")
 # Bumped whenever the cached JSON shape changes: a value of another version is a miss.
