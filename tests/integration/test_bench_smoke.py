@@ -1,0 +1,96 @@
+"""`make bench` in miniature: a --quick run must produce every section and meet the targets
+that are counts (round trips counted at the proxies, never timings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATHS = (
+    "initiation_warm",
+    "initiation_new_caller",
+    "initiation_cache_disabled",
+    "sms_webhook",
+    "sms_processor",
+    "lead_patch",
+)
+CONDITIONS = ("local", "remote_pg25_redis0.5", "region_pg1_redis0.5")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory, service_urls: dict[str, str]) -> dict[str, Any]:
+    """The JSON of one quick run, in a database and output folder of its own."""
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, **service_urls}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devkit.bench",
+            "--quick",
+            "--out",
+            str(out),
+            "--database",
+            f"bici_bench_smoke_{uuid.uuid4().hex[:8]}",
+            "--drop-database",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    result: dict[str, Any] = json.loads((out / "bench.json").read_text())
+    result["_out"] = str(out)
+    return result
+
+
+def test_bench_quick_run_reports_every_section(bench: dict[str, Any]) -> None:
+    conditions = bench["conditions"]
+
+    assert {"meta", "conditions", "floors_direct", "cold_start", "load", "scale", "targets"} <= set(
+        bench
+    )
+    assert set(conditions) == set(CONDITIONS)
+    for condition in conditions.values():
+        assert set(condition["floors"]) == {"redis_get", "pg_select_1"}
+        assert set(condition["paths"]) == set(PATHS)
+        assert all(path["n"] > 0 and path["errors"] == 0 for path in condition["paths"].values())
+    assert len(bench["cold_start"]["functions"]) == 5
+    assert all(fn["errors"] == 0 for fn in bench["cold_start"]["functions"].values())
+    assert bench["load"][0]["requests"] > 0 and bench["load"][0]["per_second"]
+    assert bench["scale"][0]["leads"] == 1000
+    assert (Path(bench["_out"]) / bench["chart"]).stat().st_size > 0
+
+
+def test_bench_floors_cost_one_round_trip_each(bench: dict[str, Any]) -> None:
+    floors = bench["conditions"]["local"]["floors"]
+
+    assert floors["redis_get"]["redis_round_trips"]["max"] == 1
+    assert floors["redis_get"]["db_round_trips"]["max"] == 0
+    assert floors["pg_select_1"]["db_round_trips"]["max"] == 1
+    assert floors["pg_select_1"]["redis_round_trips"]["max"] == 0
+
+
+def test_bench_warm_initiation_needs_no_database_and_one_redis_round_trip(
+    bench: dict[str, Any],
+) -> None:
+    warm = bench["conditions"]["local"]["paths"]["initiation_warm"]
+
+    assert warm["db_round_trips"]["max"] == 0
+    assert warm["redis_round_trips"]["max"] <= 1
+
+
+def test_bench_new_caller_needs_at_most_two_database_round_trips(bench: dict[str, Any]) -> None:
+    new = bench["conditions"]["local"]["paths"]["initiation_new_caller"]
+
+    assert new["db_round_trips"]["max"] <= 2
+    assert new["db_round_trips"]["min"] >= 1  # the lead really was looked up in the database
