@@ -157,14 +157,14 @@ def test_single_flight_twenty_concurrent_misses_load_once(
     barrier = threading.Barrier(20)
 
     for runtime in runtimes:
-        original = runtime.service.repo.find_lead
+        original = runtime.service.repo.find_or_create_lead
 
         def counting_find(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
             loads.append(1)
             threading.Event().wait(0.05)  # a slow database widens the race window
             return _original(*args, **kwargs)
 
-        runtime.service.repo.find_lead = counting_find  # type: ignore[method-assign]
+        runtime.service.repo.find_or_create_lead = counting_find  # type: ignore[method-assign]
 
     def lookup(runtime: Runtime) -> str:
         barrier.wait(timeout=10)

@@ -128,7 +128,7 @@ def test_lookup_warm_known_lead_costs_no_database_and_one_redis_round_trip(
     assert counted.metrics.counts.get("LeadCacheHit") == 1
 
 
-def test_lookup_new_caller_costs_at_most_two_database_round_trips(
+def test_lookup_new_caller_costs_one_database_round_trip(
     counted: Runtime, pg_proxy: TcpProxy
 ) -> None:
     counted.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)  # connect outside the count
@@ -137,7 +137,7 @@ def test_lookup_new_caller_costs_at_most_two_database_round_trips(
     lead = counted.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
 
     assert lead.status == "new" and lead.interaction_count == 0
-    assert pg_proxy.round_trips == 2
+    assert pg_proxy.round_trips == 1
 
 
 def test_lookup_each_statement_is_one_round_trip(counted: Runtime, pg_proxy: TcpProxy) -> None:

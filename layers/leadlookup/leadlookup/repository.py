@@ -19,11 +19,11 @@ SELECT_LEAD_BY_PHONE = f"""
 SELECT {LEAD_COLUMNS} FROM leads
 WHERE organization_id = :organization_id AND phone_number_normalized = :phone_normalized"""
 
-INSERT_LEAD = f"""
-INSERT INTO leads (organization_id, phone_number, phone_number_normalized)
-VALUES (:organization_id, :phone_number, :phone_normalized)
-ON CONFLICT (organization_id, phone_number_normalized) DO NOTHING
-RETURNING {LEAD_COLUMNS}"""
+# One round trip for a first contact: the migration-defined function runs the SELECT, then
+# INSERT ... ON CONFLICT DO NOTHING RETURNING, then SELECT again (see 0003_*.sql for why).
+FIND_OR_CREATE_LEAD = f"""
+SELECT {LEAD_COLUMNS}
+FROM find_or_create_lead(:organization_id, :phone_number, :phone_normalized)"""
 
 SELECT_LEAD_BY_ID = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = :id"
 
@@ -162,16 +162,16 @@ class Repository:
         )
         return Lead.from_json(rows[0]) if rows else None
 
-    def insert_lead(
+    def find_or_create_lead(
         self,
         organization_id: str,
         phone_number: str,
         phone_normalized: str,
         deadline: float | None = None,
     ) -> Lead | None:
-        """Create the lead; None when a concurrent caller created it first."""
+        """The lead of this organization and number, created if missing (one round trip)."""
         rows = self.db.query(
-            INSERT_LEAD,
+            FIND_OR_CREATE_LEAD,
             {
                 "organization_id": organization_id,
                 "phone_number": phone_number,

@@ -162,7 +162,7 @@ class LookupService:
         """The lead for this caller and organization, created on first contact.
 
         On a miss: SELECT, then INSERT ... ON CONFLICT DO NOTHING RETURNING, then SELECT again
-        if a concurrent first contact won the insert.
+        if a concurrent first contact won the insert - all in one round trip (a SQL function).
         """
         normalized = self.normalize(phone)
         if normalized is None:
@@ -170,11 +170,7 @@ class LookupService:
         raw = str(phone).strip()
 
         def load() -> Lead:
-            lead = (
-                self.repo.find_lead(organization_id, normalized, deadline)
-                or self.repo.insert_lead(organization_id, raw, normalized, deadline)
-                or self.repo.find_lead(organization_id, normalized, deadline)
-            )
+            lead = self.repo.find_or_create_lead(organization_id, raw, normalized, deadline)
             if lead is None:
                 raise Unavailable("lead could not be created")
             return lead
