@@ -1,0 +1,232 @@
+"""Cache administration actions and the migrations custom resource, through their handlers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from leadlookup import custom_resource
+from leadlookup.errors import Unavailable
+from leadlookup.runtime import get_runtime
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from tests.conftest import EVENTS
+from tests.support.db import execute, scalar
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+ADMIN = "cache_admin"
+
+
+def _event(function_dir: str, name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / function_dir / f"{name}.json").read_text())
+
+
+def test_admin_status_reports_the_cache_and_breaker(
+    app_env: dict[str, str], invoke: Invoke
+) -> None:
+    answer = invoke(ADMIN, _event(ADMIN, "status"))
+
+    assert answer["ok"] is True
+    result = answer["result"]
+    assert (result["enabled"], result["breaker"]) == (True, "closed")
+    assert result["server"]["connected"] is True
+    assert "keyspace_hits" in result["server"]
+
+
+def test_admin_flush_lead_makes_the_next_lookup_a_miss(
+    app_env: dict[str, str], invoke: Invoke
+) -> None:
+    service = get_runtime().service
+    service.find_or_create_lead("+16045550142", DEFAULT_ORGANIZATION_ID)
+
+    answer = invoke(ADMIN, _event(ADMIN, "flush_lead"))
+
+    assert answer == {"ok": True, "action": "flush_lead", "result": {"flushed": True}}
+    key, _ = service.lead_keys("16045550142", DEFAULT_ORGANIZATION_ID)
+    assert service.cache.backend is not None and service.cache.backend.get(key) is None
+
+
+def test_admin_flush_all_removes_only_this_prefix(app_env: dict[str, str], invoke: Invoke) -> None:
+    service = get_runtime().service
+    service.find_or_create_lead("+16045550143", DEFAULT_ORGANIZATION_ID)
+    service.get_organization_by_phone("+17786528784")
+    import redis
+
+    client = redis.Redis.from_url(app_env["REDIS_URL"])
+    client.set("someone-else:key", "1")
+
+    answer = invoke(ADMIN, {"action": "flush_all"})
+
+    assert answer["ok"] is True and answer["result"]["deleted_keys"] == 2
+    assert client.get("someone-else:key") == b"1"
+    client.delete("someone-else:key")
+    client.close()
+
+
+def test_admin_upsert_org_creates_then_moves_a_store_and_invalidates_its_keys(
+    app_env: dict[str, str], invoke: Invoke, database_url: str
+) -> None:
+    event = _event(ADMIN, "upsert_org")
+    service = get_runtime().service
+    before = service.get_organization_by_phone("+16045550100")  # cached: the default store
+
+    created = invoke(ADMIN, event)
+    found = service.get_organization_by_phone("+16045550100")
+    event["organization"]["phone_number"] = "+16045550101"
+    moved = invoke(ADMIN, event)
+
+    assert before.id == DEFAULT_ORGANIZATION_ID
+    assert created["ok"] is True and found.name == "BICI Bike Store - North Shore"
+    assert moved["result"]["phone_number_normalized"] == "16045550101"
+    assert service.get_organization_by_phone("+16045550100").id == DEFAULT_ORGANIZATION_ID
+    assert service.get_organization_by_phone("+16045550101").id == event["organization"]["id"]
+    execute(
+        database_url, "DELETE FROM organizations WHERE id = :id", id=event["organization"]["id"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "named"),
+    [
+        ({"action": "drop_tables"}, "action must be one of"),
+        ({}, "action must be one of"),
+        ({"action": "flush_lead", "phone": "anonymous"}, "not a phone number"),
+        ({"action": "upsert_org", "organization": {"name": "x"}}, "phone_number"),
+    ],
+)
+def test_admin_bad_requests_are_refused_with_a_message(
+    event: dict[str, Any], named: str, app_env: dict[str, str], invoke: Invoke
+) -> None:
+    answer = invoke(ADMIN, event)
+
+    assert answer["ok"] is False and answer["status"] == 400
+    assert named in answer["message"]
+
+
+def test_admin_scheduled_purge_deletes_only_rows_past_retention(
+    app_env: dict[str, str], invoke: Invoke, database_url: str
+) -> None:
+    for sid, age in (("SMpurge-old", 400), ("SMpurge-new", 10)):
+        execute(
+            database_url,
+            "INSERT INTO messages (organization_id, external_id, direction, created_at) "
+            "VALUES (:org, :sid, 'inbound', now() - make_interval(days => :age))",
+            org=DEFAULT_ORGANIZATION_ID,
+            sid=sid,
+            age=age,
+        )
+
+    answer = invoke(ADMIN, _event(ADMIN, "scheduled_purge"))
+
+    assert answer["ok"] is True and answer["result"]["retention_days"] == 365
+    assert answer["result"]["deleted"]["messages"] >= 1
+    remaining = scalar(
+        database_url,
+        "SELECT string_agg(external_id, ',') FROM messages WHERE external_id LIKE 'SMpurge-%'",
+    )
+    assert remaining == "SMpurge-new"
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    bodies: ClassVar[list[dict[str, Any]]] = []
+
+    def do_PUT(self) -> None:
+        length = int(self.headers["content-length"])
+        _Recorder.bodies.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def cloudformation() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A local stand-in for CloudFormation's pre-signed response URL."""
+    _Recorder.bodies = []
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/response", _Recorder.bodies
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def _custom_resource(name: str, url: str) -> dict[str, Any]:
+    event = _event("migrate", name)
+    event["ResponseURL"] = url
+    return event
+
+
+def test_migrate_create_answers_success_to_cloudformation(
+    app_env: dict[str, str], invoke: Invoke, cloudformation: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, answers = cloudformation
+
+    answer = invoke("migrate", _custom_resource("create", url))
+
+    assert answers == [answer]
+    assert answer["Status"] == "SUCCESS"
+    assert answer["PhysicalResourceId"] == "bici-lookups-schema"
+    assert answer["Data"] == {"Applied": "none"}  # the session database is already migrated
+
+
+def test_migrate_delete_answers_success_without_touching_the_database(
+    app_env: dict[str, str],
+    invoke: Invoke,
+    cloudformation: tuple[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, answers = cloudformation
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    from leadlookup.runtime import set_runtime
+
+    set_runtime(None)
+
+    answer = invoke("migrate", _custom_resource("delete", url))
+
+    assert answers[0]["Status"] == answer["Status"] == "SUCCESS"
+
+
+def test_migrate_failure_answers_failed_without_database_text(
+    cloudformation: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, answers = cloudformation
+
+    def broken() -> list[str]:
+        raise RuntimeError('Failing row contains (+16045550142, "Ada")')
+
+    answer = custom_resource.handle(_custom_resource("create", url), lambda: 60_000, broken)
+
+    assert answers == [answer] and answer["Status"] == "FAILED"
+    assert "6045550142" not in answer["Reason"] and "Failing row" not in answer["Reason"]
+
+
+def test_migrate_retries_with_backoff_while_the_database_comes_up() -> None:
+    attempts: list[int] = []
+    sleeps: list[float] = []
+
+    def flaky() -> list[str]:
+        attempts.append(1)
+        if len(attempts) < 4:
+            raise Unavailable("database is unreachable")
+        return ["0001_schema"]
+
+    applied = custom_resource.migrate_with_retry(flaky, lambda: 600_000, sleeps.append)
+
+    assert applied == ["0001_schema"] and len(attempts) == 4
+    assert sleeps == [1.0, 2.0, 4.0]
+
+
+def test_migrate_gives_up_in_time_to_answer_cloudformation() -> None:
+    remaining = iter([20_000, 16_000, 15_500])
+
+    def down() -> list[str]:
+        raise Unavailable("database is unreachable")
+
+    with pytest.raises(Unavailable):
+        custom_resource.migrate_with_retry(down, lambda: next(remaining), lambda _s: None)
