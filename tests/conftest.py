@@ -26,6 +26,7 @@ from leadlookup.migrate import migrate
 from leadlookup.observability import RecordingMetricSink
 from leadlookup.runtime import Runtime, build_runtime
 from leadlookup.settings import Settings
+from tests.support.db import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -45,15 +46,7 @@ def _with_database(url: str, name: str) -> str:
 
 
 def _admin_connection(url: str) -> pg8000.native.Connection:
-    parts = urlsplit(url)
-    return pg8000.native.Connection(
-        user=parts.username or "postgres",
-        password=parts.password,
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 5432,
-        database="postgres",
-        timeout=10,
-    )
+    return connect(_with_database(url, "postgres"))
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +80,26 @@ def database_url(service_urls: dict[str, str]) -> Iterator[str]:
 def redis_url(service_urls: dict[str, str]) -> str:
     """URL of the shared test Redis (tests isolate themselves with a key prefix)."""
     return service_urls["REDIS_URL"]
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[pg8000.native.Connection]:
+    """A direct connection to the test database, for arranging and checking rows."""
+    conn = connect(database_url)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy AWS credentials and region; no profile or config file from this machine."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
 
 
 @pytest.fixture

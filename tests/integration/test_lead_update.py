@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pg8000.native
 import pytest
@@ -57,20 +56,6 @@ SAMPLE_CONVERSATIONS = [
     json.loads(load(name)["body"])["data"]["conversation_id"]
     for name in ("post_call_signed.json", "post_call_expired.json")
 ]
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[pg8000.native.Connection]:
-    url = urlsplit(database_url)
-    conn = pg8000.native.Connection(
-        user=url.username or "postgres",
-        password=url.password,
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 5432,
-        database=url.path.lstrip("/"),
-    )
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import hashlib
 import json
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pg8000.native
@@ -130,20 +129,6 @@ def message_record(**overrides: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def failures(result: dict[str, Any]) -> list[str]:
     return [item["itemIdentifier"] for item in result["batchItemFailures"]]
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[pg8000.native.Connection]:
-    url = urlsplit(database_url)
-    conn = pg8000.native.Connection(
-        user=url.username or "postgres",
-        password=url.password,
-        host=url.hostname or "127.0.0.1",
-        port=url.port or 5432,
-        database=url.path.lstrip("/"),
-    )
-    yield conn
-    conn.close()
 
 
 def message_rows(db: pg8000.native.Connection, sid: str) -> list[dict[str, Any]]:
@@ -467,18 +452,6 @@ def test_sms_webhook_behind_public_base_url_with_a_stage(
 
 
 # -- the queue -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy AWS credentials and region; no profile or config file from this machine."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
 
 
 def test_sms_webhook_enqueues_to_sqs_and_the_processor_stores_it(
