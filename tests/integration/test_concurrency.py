@@ -6,7 +6,6 @@ import dataclasses
 import multiprocessing
 import random
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -16,12 +15,9 @@ from leadlookup.observability import RecordingMetricSink
 from leadlookup.runtime import Runtime, build_runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.db import scalar
+from tests.support.faults import new_phone
 
 DEFAULT_ORG = DEFAULT_ORGANIZATION_ID
-
-
-def _caller() -> str:
-    return f"+1604555{uuid.uuid4().int % 10_000:04d}"
 
 
 def _first_contact(settings: Settings, caller: str, start: Any, results: Any) -> None:
@@ -67,7 +63,7 @@ def test_no_stale_set_when_an_update_lands_during_a_slow_load(
 ) -> None:
     reader = make_runtime(settings)
     writer = make_runtime(settings)
-    caller = _caller()
+    caller = new_phone()
     lead = writer.service.find_or_create_lead(caller, DEFAULT_ORG)
     writer.service.invalidate_lead(lead.phone_number_normalized, DEFAULT_ORG)
     key, lease = reader.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)
@@ -104,7 +100,7 @@ def test_no_stale_set_when_an_update_lands_during_a_slow_load(
 def test_no_stale_reads_after_update_returns_in_a_randomized_run(
     settings: Settings, make_runtime: Callable[..., Runtime]
 ) -> None:
-    caller = _caller()
+    caller = new_phone()
     writer = make_runtime(settings)
     checker = make_runtime(settings)
     lead = writer.service.find_or_create_lead(caller, DEFAULT_ORG)
@@ -146,7 +142,7 @@ def test_no_stale_reads_after_update_returns_in_a_randomized_run(
 def test_single_flight_twenty_concurrent_misses_load_once(
     settings: Settings, make_runtime: Callable[..., Runtime]
 ) -> None:
-    caller = _caller()
+    caller = new_phone()
     make_runtime(settings).service.find_or_create_lead(caller, DEFAULT_ORG)
     # Waiters give up after cache_wait_ms and read the database themselves; on a loaded CI
     # machine the holder's load can take longer than the default, so allow plenty here.

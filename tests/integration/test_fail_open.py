@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from devkit.proxy import TcpProxy
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 
 DEFAULT_ORG = DEFAULT_ORGANIZATION_ID
@@ -20,10 +20,6 @@ COOLDOWN_MS = 300
 # Generous: a lookup against a silent Redis must cost about one socket timeout, never the
 # seconds redis-py's defaults would spend (5 s per attempt, several attempts).
 BOUND_S = 10 * TIMEOUT_MS / 1000
-
-
-def _caller() -> str:
-    return f"+1604555{uuid.uuid4().int % 10_000:04d}"
 
 
 @pytest.fixture
@@ -54,7 +50,7 @@ def test_fail_open_redis_on_a_closed_port_still_answers(
     broken = make_runtime(
         dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}")
     )
-    caller = _caller()
+    caller = new_phone()
     expected = healthy.find_or_create_lead(caller, DEFAULT_ORG)
 
     first = broken.service.find_or_create_lead(caller, DEFAULT_ORG)
@@ -68,7 +64,7 @@ def test_fail_open_redis_on_a_closed_port_still_answers(
 def test_fail_open_silent_redis_costs_one_timeout_then_nothing(
     fragile: Runtime, redis_proxy: TcpProxy
 ) -> None:
-    caller = _caller()
+    caller = new_phone()
     expected = fragile.service.find_or_create_lead(caller, DEFAULT_ORG)
     redis_proxy.set_mode("blackhole")
     redis_proxy.reset_counters()
@@ -92,7 +88,7 @@ def test_fail_open_silent_redis_costs_one_timeout_then_nothing(
 def test_fail_open_breaker_closes_by_itself_when_redis_returns(
     fragile: Runtime, redis_proxy: TcpProxy
 ) -> None:
-    caller = _caller()
+    caller = new_phone()
     fragile.service.find_or_create_lead(caller, DEFAULT_ORG)
     redis_proxy.set_mode("cut")
     fragile.service.find_or_create_lead(caller, DEFAULT_ORG)
@@ -113,7 +109,7 @@ def test_fail_open_failed_invalidation_is_counted_and_the_write_kept(
     settings: Settings,
     make_runtime: Callable[..., Runtime],
 ) -> None:
-    lead = fragile.service.find_or_create_lead(_caller(), DEFAULT_ORG)
+    lead = fragile.service.find_or_create_lead(new_phone(), DEFAULT_ORG)
     redis_proxy.set_mode("cut")
 
     updated = fragile.service.update_lead(lead.id, {"customer_name": "Grace"})
@@ -124,7 +120,7 @@ def test_fail_open_failed_invalidation_is_counted_and_the_write_kept(
 
 
 def test_fail_open_reset_connections_are_misses(fragile: Runtime, redis_proxy: TcpProxy) -> None:
-    caller = _caller()
+    caller = new_phone()
     expected = fragile.service.find_or_create_lead(caller, DEFAULT_ORG)
     redis_proxy.set_mode("reset")
 

@@ -13,13 +13,9 @@ from leadlookup.errors import InvalidInput
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.db import execute, scalar
+from tests.support.faults import new_phone
 
 DEFAULT_ORG = DEFAULT_ORGANIZATION_ID
-
-
-def _unique_caller() -> str:
-    # 604-555-01xx numbers are reserved for fiction; the suffix keeps tests apart.
-    return f"+1604555{uuid.uuid4().int % 10_000:04d}"
 
 
 @pytest.fixture
@@ -115,7 +111,7 @@ def test_lookup_unknown_or_missing_number_gets_the_default_organization(
 def test_lookup_warm_known_lead_costs_no_database_and_one_redis_round_trip(
     counted: Runtime, pg_proxy: TcpProxy, redis_proxy: TcpProxy
 ) -> None:
-    caller = _unique_caller()
+    caller = new_phone()
     first = counted.service.find_or_create_lead(caller, DEFAULT_ORG)
     pg_proxy.reset_counters()
     redis_proxy.reset_counters()
@@ -131,10 +127,10 @@ def test_lookup_warm_known_lead_costs_no_database_and_one_redis_round_trip(
 def test_lookup_new_caller_costs_one_database_round_trip(
     counted: Runtime, pg_proxy: TcpProxy
 ) -> None:
-    counted.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)  # connect outside the count
+    counted.service.find_or_create_lead(new_phone(), DEFAULT_ORG)  # connect outside the count
     pg_proxy.reset_counters()
 
-    lead = counted.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
+    lead = counted.service.find_or_create_lead(new_phone(), DEFAULT_ORG)
 
     assert lead.status == "new" and lead.interaction_count == 0
     assert pg_proxy.round_trips == 1
@@ -155,7 +151,7 @@ def test_lookup_with_redis_disabled_gives_identical_answers_and_sends_nothing(
     pg_proxy: TcpProxy,
     redis_proxy: TcpProxy,
 ) -> None:
-    caller = _unique_caller()
+    caller = new_phone()
     cached = make_runtime(settings).service
     disabled = make_runtime(
         dataclasses.replace(
@@ -190,7 +186,7 @@ def test_lookup_update_is_visible_to_the_next_read(
 ) -> None:
     reader = make_runtime(settings).service
     writer = make_runtime(settings).service
-    lead = reader.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
+    lead = reader.find_or_create_lead(new_phone(), DEFAULT_ORG)
 
     writer.update_lead(lead.id, {"customer_name": "Ada"})
 
@@ -201,7 +197,7 @@ def test_lookup_cached_values_carry_a_format_version(
     settings: Settings, make_runtime: Callable[..., Runtime]
 ) -> None:
     runtime = make_runtime(settings)
-    caller = _unique_caller()
+    caller = new_phone()
     lead = runtime.service.find_or_create_lead(caller, DEFAULT_ORG)
     key, _lease = runtime.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)
     backend = runtime.cache.backend
@@ -238,7 +234,7 @@ def test_lookup_ttls_are_jittered_around_the_configured_values(
     client = redis.Redis.from_url(settings.redis_url or "")
     ttls = []
     for _ in range(30):
-        lead = runtime.service.find_or_create_lead(_unique_caller(), DEFAULT_ORG)
+        lead = runtime.service.find_or_create_lead(new_phone(), DEFAULT_ORG)
         ttls.append(
             client.ttl(runtime.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)[0])
         )

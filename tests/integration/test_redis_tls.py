@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from moto import mock_aws
 
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port, start_redis, stop
 
 USER, PASSWORD = "bici-app", "s3cret-Passw0rd"
@@ -66,10 +66,6 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
         stop(process)
 
 
-def _caller() -> str:
-    return f"+1604555{uuid.uuid4().int % 10_000:04d}"
-
-
 def test_redis_tls_with_rbac_user_in_the_url_caches(
     tls_redis: tuple[int, Path], settings: Settings, make_runtime: Callable[..., Runtime]
 ) -> None:
@@ -79,7 +75,7 @@ def test_redis_tls_with_rbac_user_in_the_url_caches(
             settings, redis_url=f"rediss://{USER}:{PASSWORD}@localhost:{port}?ssl_ca_certs={ca}"
         )
     )
-    caller = _caller()
+    caller = new_phone()
 
     first = runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
     second = runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
@@ -113,7 +109,7 @@ def test_redis_tls_credentials_from_secrets_manager(
                 redis_auth_arn=arn,
             )
         )
-        caller = _caller()
+        caller = new_phone()
 
         runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
         runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
@@ -131,7 +127,7 @@ def test_redis_tls_wrong_password_fails_open(
         )
     )
 
-    lead = runtime.service.find_or_create_lead(_caller(), DEFAULT_ORGANIZATION_ID)
+    lead = runtime.service.find_or_create_lead(new_phone(), DEFAULT_ORGANIZATION_ID)
 
     assert lead.status == "new"
     assert runtime.metrics.counts == {"LeadCacheError": 1}
