@@ -52,7 +52,7 @@ def run_scale(
             present = size
             picked = rng.sample(range(size), min(sample, size))
             phones = [database.lead_phone(i) for i in picked]
-            keys = [service.lead_keys(phone[1:], org_id)[0] for phone in phones]
+            keys = [service.leads.key(phone[1:], org_id) for phone in phones]
 
             cold, warm = _lookups(helper, functions, events, runtime, phones)
             usage = [int(client.memory_usage(key, samples=0) or 0) for key in keys]

@@ -46,8 +46,8 @@ def test_admin_flush_lead_makes_the_next_lookup_a_miss(
     answer = invoke(ADMIN, _event(ADMIN, "flush_lead"))
 
     assert answer == {"ok": True, "action": "flush_lead", "result": {"flushed": True}}
-    key, _ = service.lead_keys("16045550142", DEFAULT_ORGANIZATION_ID)
-    assert service.cache.backend is not None and service.cache.backend.get(key) is None
+    key = service.leads.key("16045550142", DEFAULT_ORGANIZATION_ID)
+    assert service.leads.peek(key) is None
 
 
 def test_admin_flush_all_removes_only_this_prefix(app_env: dict[str, str], invoke: Invoke) -> None:

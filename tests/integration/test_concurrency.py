@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from leadlookup.metrics import Cache
 from leadlookup.models import Lead
 from leadlookup.observability import RecordingMetricSink
 from leadlookup.runtime import Runtime, build_runtime
@@ -66,7 +65,7 @@ def test_no_stale_set_when_an_update_lands_during_a_slow_load(
     caller = new_phone()
     lead = writer.service.find_or_create_lead(caller, DEFAULT_ORG)
     writer.service.invalidate_lead(lead.phone_number_normalized, DEFAULT_ORG)
-    key, lease = reader.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)
+    key = reader.service.leads.key(lead.phone_number_normalized, DEFAULT_ORG)
     loaded_old_row = threading.Event()
     update_returned = threading.Event()
 
@@ -78,9 +77,7 @@ def test_no_stale_set_when_an_update_lands_during_a_slow_load(
 
     result: list[Lead | None] = []
     thread = threading.Thread(
-        target=lambda: result.append(
-            reader.cache.get_or_load(Cache.LEAD, key, lease, slow_load, Lead, 300)
-        )
+        target=lambda: result.append(reader.service.leads.get_or_create(key, slow_load))
     )
     thread.start()
     assert loaded_old_row.wait(timeout=10)
@@ -90,9 +87,7 @@ def test_no_stale_set_when_an_update_lands_during_a_slow_load(
     thread.join(timeout=10)
 
     assert result[0] is not None and result[0].customer_name is None  # it did load the old row
-    backend = reader.cache.backend
-    assert backend is not None
-    assert backend.get(key) is None  # ...but could not write it into the cache
+    assert reader.service.leads.peek(key) is None  # ...but could not write it into the cache
     fresh = make_runtime(settings).service.find_or_create_lead(caller, DEFAULT_ORG)
     assert fresh.customer_name == "New Name"
 

@@ -143,7 +143,7 @@ def summaries(db: pg8000.native.Connection, conversation_id: str) -> list[dict[s
 
 
 def cache_key(lead_digits: str = LEAD_DIGITS, org: str = ORG_ID) -> str:
-    return runtime_module.get_runtime().service.lead_keys(lead_digits, org)[0]
+    return runtime_module.get_runtime().service.leads.key(lead_digits, org)
 
 
 def post_call(

@@ -199,7 +199,7 @@ def test_lookup_cached_values_carry_a_format_version(
     runtime = make_runtime(settings)
     caller = new_phone()
     lead = runtime.service.find_or_create_lead(caller, DEFAULT_ORG)
-    key, _lease = runtime.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)
+    key = runtime.service.leads.key(lead.phone_number_normalized, DEFAULT_ORG)
     backend = runtime.cache.backend
     assert backend is not None
     assert backend.get(key).startswith('{"v":1,')
@@ -218,11 +218,11 @@ def test_lookup_keys_follow_the_documented_format(
 ) -> None:
     service = make_runtime(dataclasses.replace(settings, cache_key_prefix="bici:")).service
 
-    assert service.lead_keys("17786528784", DEFAULT_ORG) == (
-        f"bici:lead:{{17786528784}}:{DEFAULT_ORG}",
-        f"bici:lease:lead:{{17786528784}}:{DEFAULT_ORG}",
-    )
-    assert service.keys.org("17786528784") == "bici:org:{17786528784}"
+    key = service.leads.key("17786528784", DEFAULT_ORG)
+
+    assert key == f"bici:lead:{{17786528784}}:{DEFAULT_ORG}"
+    assert service.leads.lease_key(key) == f"bici:lease:lead:{{17786528784}}:{DEFAULT_ORG}"
+    assert service.orgs.key("17786528784") == "bici:org:{17786528784}"
 
 
 def test_lookup_ttls_are_jittered_around_the_configured_values(
@@ -236,7 +236,7 @@ def test_lookup_ttls_are_jittered_around_the_configured_values(
     for _ in range(30):
         lead = runtime.service.find_or_create_lead(new_phone(), DEFAULT_ORG)
         ttls.append(
-            client.ttl(runtime.service.lead_keys(lead.phone_number_normalized, DEFAULT_ORG)[0])
+            client.ttl(runtime.service.leads.key(lead.phone_number_normalized, DEFAULT_ORG))
         )
     client.close()
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from leadlookup.cache import CircuitBreaker, ReadThroughCache
+import pytest
+
+from leadlookup.cache import CacheRegion, CircuitBreaker, ReadThroughCache
 from leadlookup.cache.memory import MemoryBackend
 from leadlookup.db import render
+from leadlookup.errors import Unavailable
 from leadlookup.metrics import Cache
 from leadlookup.models import Organization
 from leadlookup.observability import RecordingMetricSink
@@ -32,6 +35,10 @@ def _cache(backend: Any) -> tuple[ReadThroughCache, RecordingMetricSink]:
     return ReadThroughCache(backend, CircuitBreaker(60), sink), sink
 
 
+def _region(cache: ReadThroughCache, kind: Cache = Cache.ORG) -> CacheRegion[Organization]:
+    return cache.region(kind, Organization, 60, lambda k: k, lambda k: f"lease:{k}")
+
+
 def test_readthrough_miss_loads_once_then_hits() -> None:
     cache, sink = _cache(MemoryBackend())
     loads = []
@@ -40,8 +47,8 @@ def test_readthrough_miss_loads_once_then_hits() -> None:
         loads.append(1)
         return ORG
 
-    first = cache.get_or_load(Cache.ORG, "k", "lease:k", load, Organization, 60)
-    second = cache.get_or_load(Cache.ORG, "k", "lease:k", load, Organization, 60)
+    first = _region(cache).get_or_create("k", load)
+    second = _region(cache).get_or_create("k", load)
 
     assert first == second == ORG
     assert len(loads) == 1
@@ -52,7 +59,7 @@ def test_readthrough_absent_value_is_not_cached_and_releases_the_lease() -> None
     backend = MemoryBackend()
     cache, _ = _cache(backend)
 
-    cache.get_or_load(Cache.LEAD, "k", "lease:k", lambda: None, Organization, 60)
+    _region(cache, Cache.LEAD).get_or_create("k", lambda: None)
 
     assert backend.get("k") is None and backend.get("lease:k") is None
 
@@ -61,10 +68,7 @@ def test_readthrough_broken_backend_fails_open_and_opens_the_breaker() -> None:
     cache, sink = _cache(BrokenBackend())
     BrokenBackend.calls = 0
 
-    values = [
-        cache.get_or_load(Cache.ORG, "k", "lease:k", lambda: ORG, Organization, 60)
-        for _ in range(3)
-    ]
+    values = [_region(cache).get_or_create("k", lambda: ORG) for _ in range(3)]
 
     assert values == [ORG, ORG, ORG]
     assert BrokenBackend.calls == 1
@@ -74,7 +78,7 @@ def test_readthrough_broken_backend_fails_open_and_opens_the_breaker() -> None:
 def test_readthrough_disabled_cache_only_bypasses() -> None:
     cache, sink = _cache(None)
 
-    value = cache.get_or_load(Cache.ORG, "k", "lease:k", lambda: ORG, Organization, 60)
+    value = _region(cache).get_or_create("k", lambda: ORG)
 
     assert value == ORG and sink.counts == {"OrgCacheBypass": 1}
 
@@ -82,7 +86,17 @@ def test_readthrough_disabled_cache_only_bypasses() -> None:
 def test_readthrough_failed_invalidation_is_counted() -> None:
     cache, sink = _cache(BrokenBackend())
 
-    assert cache.invalidate("k", "lease:k") is False
+    assert _region(cache).invalidate("k") is False
+    assert sink.counts == {"CacheInvalidationFailed": 1}
+
+
+def test_readthrough_failed_flush_all_opens_the_breaker_and_raises_unavailable() -> None:
+    cache, sink = _cache(BrokenBackend())
+
+    with pytest.raises(Unavailable):
+        cache.flush_prefix("bici:")
+
+    assert cache.breaker.state == "open"
     assert sink.counts == {"CacheInvalidationFailed": 1}
 
 

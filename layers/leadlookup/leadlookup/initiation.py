@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from leadlookup.auth import require_header_secret
 from leadlookup.errors import LookupServiceError
 from leadlookup.http import header, json_object
-from leadlookup.metrics import INITIATION_DEGRADED
 from leadlookup.models import Lead, Organization
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
@@ -138,7 +137,7 @@ def initiate(
         # A ringing phone is answered whatever broke; the type is logged, never the message
         # (database errors can quote personal data).
         logger.error("initiation lookup failed unexpectedly", error_type=type(exc).__name__)
-    service.cache.metrics.count(INITIATION_DEGRADED)
+    service.record_degraded()
     org = service.cached_organization(called) or service.default_organization()
     return answer(org, None, now_utc), True
 

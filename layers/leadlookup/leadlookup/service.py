@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from leadlookup.cache import CacheKeys, ReadThroughCache
+from leadlookup.cache import CacheKeys, CacheRegion, ReadThroughCache
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
-from leadlookup.metrics import Cache, Outcome
+from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
 from leadlookup.migrate import default_organization_snapshot
 from leadlookup.models import Lead, Organization
 from leadlookup.observability import logger
@@ -52,6 +52,12 @@ class LookupService:
         self.cache = cache
         self.settings = settings
         self.keys = CacheKeys(settings.cache_key_prefix)
+        self.orgs: CacheRegion[Organization] = cache.region(
+            Cache.ORG, Organization, settings.org_cache_ttl_seconds, self.keys.org, self.keys.lease
+        )
+        self.leads: CacheRegion[Lead] = cache.region(
+            Cache.LEAD, Lead, settings.lead_cache_ttl_seconds, self.keys.lead, self.keys.lease
+        )
         self._clock = clock
         self._org_l1: dict[str, tuple[float, Organization]] = {}
         self._l1_lock = threading.Lock()
@@ -67,10 +73,10 @@ class LookupService:
     ) -> Organization:
         """The organization reached at ``phone``, else the default one."""
         normalized = self.normalize(phone)
-        key = self.keys.org(normalized or DEFAULT_ORG_KEY)
+        key = self.orgs.key(normalized or DEFAULT_ORG_KEY)
         cached = self._l1_get(key)
         if cached is not None:
-            self.cache.record(Cache.ORG, Outcome.HIT)
+            self.orgs.record(Outcome.HIT)
             return cached
 
         def load() -> Organization:
@@ -85,23 +91,15 @@ class LookupService:
                 )
             return org or self.default_organization()
 
-        org = self.cache.get_or_load(
-            Cache.ORG,
-            key,
-            self.keys.lease(key),
-            load,
-            Organization,
-            self.settings.org_cache_ttl_seconds,
-            deadline,
-        )
+        org = self.orgs.get_or_create(key, load, deadline)
         assert org is not None
         self._l1_put(key, org)
         return org
 
     def cached_organization(self, phone: object) -> Organization | None:
         """The organization from the in-process or Redis cache only (degraded answers)."""
-        key = self.keys.org(self.normalize(phone) or DEFAULT_ORG_KEY)
-        return self._l1_get(key) or self.cache.peek(key, Organization)
+        key = self.orgs.key(self.normalize(phone) or DEFAULT_ORG_KEY)
+        return self._l1_get(key) or self.orgs.peek(key)
 
     def default_organization(self) -> Organization:
         """The layer's snapshot of the seeded default organization."""
@@ -127,12 +125,12 @@ class LookupService:
         numbers = {normalized, previous} - {None}
         if org.id == self.settings.default_organization_id:
             numbers.add(DEFAULT_ORG_KEY)
-        keys = [self.keys.org(str(n)) for n in numbers]
+        keys = [self.orgs.key(str(n)) for n in numbers]
         with self._l1_lock:
             for key in keys:
                 self._org_l1.pop(key, None)
         for key in keys:
-            self.cache.invalidate(key, self.keys.lease(key))
+            self.orgs.invalidate(key)
         return org
 
     def _l1_get(self, key: str) -> Organization | None:
@@ -150,11 +148,6 @@ class LookupService:
                 self._org_l1[key] = (self._clock() + self.settings.org_l1_ttl_seconds, org)
 
     # -- leads --------------------------------------------------------------------------
-
-    def lead_keys(self, phone_normalized: str, organization_id: str) -> tuple[str, str]:
-        """The cache key of a lead and its lease."""
-        key = self.keys.lead(phone_normalized, organization_id)
-        return key, self.keys.lease(key)
 
     def find_or_create_lead(
         self, phone: object, organization_id: str, deadline: float | None = None
@@ -175,10 +168,7 @@ class LookupService:
                 raise Unavailable("lead could not be created")
             return lead
 
-        key, lease = self.lead_keys(normalized, organization_id)
-        lead = self.cache.get_or_load(
-            Cache.LEAD, key, lease, load, Lead, self.settings.lead_cache_ttl_seconds, deadline
-        )
+        lead = self.leads.get_or_create(self.leads.key(normalized, organization_id), load, deadline)
         assert lead is not None
         return lead
 
@@ -188,14 +178,9 @@ class LookupService:
         if normalized is None:
             raise InvalidInput("phone is not a phone number")
         organization_id = parse_uuid(organization_id, "organization_id")
-        key, lease = self.lead_keys(normalized, organization_id)
-        return self.cache.get_or_load(
-            Cache.LEAD,
-            key,
-            lease,
+        return self.leads.get_or_create(
+            self.leads.key(normalized, organization_id),
             lambda: self.repo.find_lead(organization_id, normalized),
-            Lead,
-            self.settings.lead_cache_ttl_seconds,
         )
 
     def get_lead(self, lead_id: object) -> Lead:
@@ -231,7 +216,7 @@ class LookupService:
 
     def invalidate_lead(self, phone_normalized: str, organization_id: str) -> bool:
         """Delete a lead's cache entry and lease (after its write committed)."""
-        ok = self.cache.invalidate(*self.lead_keys(phone_normalized, organization_id))
+        ok = self.leads.invalidate(self.leads.key(phone_normalized, organization_id))
         if not ok:
             logger.warning(
                 "lead stays cached until its TTL", phone=mask_phone("+" + phone_normalized)
@@ -310,33 +295,26 @@ class LookupService:
         normalized = self.normalize(phone)
         if normalized is None:
             raise InvalidInput("phone is not a phone number")
-        key = self.keys.org(normalized)
+        key = self.orgs.key(normalized)
         with self._l1_lock:
             self._org_l1.pop(key, None)
-        return self.cache.invalidate(key, self.keys.lease(key))
+        return self.orgs.invalidate(key)
 
     def flush_all(self) -> int:
         """Drop every key under the prefix (on every cluster node); the number removed."""
         with self._l1_lock:
             self._org_l1.clear()
-        if self.cache.backend is None:
-            return 0
-        return self.cache.backend.delete_prefix(self.settings.cache_key_prefix)
+        return self.cache.flush_prefix(self.settings.cache_key_prefix)
 
     def cache_status(self) -> dict[str, Any]:
         """Whether caching is on, this container's breaker state, and Redis server facts."""
-        status: dict[str, Any] = {
-            "enabled": self.cache.enabled,
-            "breaker": self.cache.breaker.state,
-            "key_prefix": self.settings.cache_key_prefix,
-            "org_l1_entries": len(self._org_l1),
-        }
-        if self.cache.backend is not None:
-            try:
-                status["server"] = self.cache.backend.info()
-            except Exception as exc:
-                status["server"] = {"connected": False, "error": type(exc).__name__}
+        status = self.cache.status()
+        status.update(key_prefix=self.settings.cache_key_prefix, org_l1_entries=len(self._org_l1))
         return status
+
+    def record_degraded(self) -> None:
+        """Count one initiation answered as for an anonymous caller."""
+        self.cache.count(INITIATION_DEGRADED)
 
     def purge(self) -> dict[str, int]:
         """The daily retention run: messages and summaries older than ``RETENTION_DAYS``."""

@@ -4,10 +4,12 @@ from leadlookup.cache.base import CacheBackend, LeaseResult, LeaseState
 from leadlookup.cache.breaker import CircuitBreaker
 from leadlookup.cache.keys import CacheKeys
 from leadlookup.cache.readthrough import ReadThroughCache
+from leadlookup.cache.region import CacheRegion
 
 __all__ = [
     "CacheBackend",
     "CacheKeys",
+    "CacheRegion",
     "CircuitBreaker",
     "LeaseResult",
     "LeaseState",

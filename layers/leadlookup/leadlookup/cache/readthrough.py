@@ -1,27 +1,29 @@
-"""Read-through caching with leases (no stale set), single flight and a circuit breaker."""
+"""The shared part of every cache region: backend, breaker, metrics and the fail-open policy.
+
+One :class:`ReadThroughCache` per container; one :class:`~leadlookup.cache.region.CacheRegion`
+per cached kind (lead, organization) built from it. Every Redis failure is a miss (or, for a
+write, a counted failure), opens the breaker and drops the client.
+"""
 
 from __future__ import annotations
 
 import json
-import random
-import secrets
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from leadlookup.cache.base import CacheBackend, LeaseState
+from leadlookup.cache.base import CacheBackend
 from leadlookup.cache.breaker import CircuitBreaker
+from leadlookup.errors import Unavailable
 from leadlookup.metrics import CACHE_INVALIDATION_FAILED, Cache, Outcome, cache_metric
 from leadlookup.observability import logger
+
+if TYPE_CHECKING:
+    from leadlookup.cache.region import CacheRegion
 
 T = TypeVar("T")
 # Bumped whenever the cached JSON shape changes: a value of another version is a miss.
 FORMAT_VERSION = 1
-# TTLs vary by +/-10% so keys filled together do not all expire together.
-TTL_JITTER = 0.10
-# Waiting for another caller's fill: first sleep, growth factor.
-_WAIT_FIRST_S = 0.002
-_WAIT_GROWTH = 2.0
 
 
 class MetricSink(Protocol):
@@ -58,10 +60,7 @@ def decode(raw: str) -> dict[str, Any] | None:
 
 
 class ReadThroughCache:
-    """Get-or-load over a :class:`CacheBackend`; every Redis failure is a miss (fail open).
-
-    ``backend`` None means caching is off (``REDIS_ENABLED=false``): not one byte to Redis.
-    """
+    """What every region shares; ``backend`` None means caching is off (not one byte to Redis)."""
 
     def __init__(
         self,
@@ -78,10 +77,10 @@ class ReadThroughCache:
         self.backend = backend
         self.breaker = breaker
         self.metrics = metrics
-        self._lease_ms = lease_ms
-        self._wait_s = wait_ms / 1000
-        self._clock = clock
-        self._sleep = sleep
+        self.lease_ms = lease_ms
+        self.wait_s = wait_ms / 1000
+        self.clock = clock
+        self.sleep = sleep
         self._on_failure = on_failure
 
     @property
@@ -89,67 +88,28 @@ class ReadThroughCache:
         """Whether a backend is configured at all."""
         return self.backend is not None
 
-    def get_or_load(
+    def region(
         self,
         cache: Cache,
-        key: str,
-        lease_key: str,
-        load: Callable[[], T | None],
         codec: Codec[T],
         ttl_s: int,
-        deadline: float | None = None,
-    ) -> T | None:
-        """The cached value for ``key``, else ``load()``'s, filled into the cache under a lease.
+        key: Callable[..., str],
+        lease: Callable[[str], str],
+    ) -> CacheRegion[T]:
+        """A region over this cache: its codec, TTL and key/lease derivation."""
+        from leadlookup.cache.region import CacheRegion
 
-        Concurrent misses on one key cause one ``load()``: the others wait briefly for the
-        value, then call ``load()`` themselves without writing the cache.
-        """
-        backend = self.backend
-        if backend is None or not self.breaker.allow():
-            self.record(cache, Outcome.BYPASS)
-            return load()
-        token = secrets.token_hex(8)
-        try:
-            result = backend.get_or_lease(key, lease_key, token, self._lease_ms)
-        except Exception as exc:
-            self._failed(cache, exc)
-            return load()
-        self.breaker.success()
-        if result.state is LeaseState.HIT:
-            value = self._decoded(result.value, codec)
-            if value is not None:
-                self.record(cache, Outcome.HIT)
-                return value
-            # A value of another format version: drop it and load without filling.
-            self._safe_delete(key)
-            self.record(cache, Outcome.MISS)
-            return load()
-        if result.state is LeaseState.HELD:
-            return self._wait_for_fill(cache, key, load, codec, deadline)
-        self.record(cache, Outcome.MISS)
-        loaded: T | None = None
-        try:
-            loaded = load()
-        finally:
-            data = codec.to_json(loaded) if loaded is not None else None
-            self._fill(key, lease_key, token, data, ttl_s)
-        return loaded
+        return CacheRegion(self, cache, codec, ttl_s, key, lease)
 
-    def peek(self, key: str, codec: Codec[T]) -> T | None:
-        """The cached value without loading or leasing; None on a miss or any failure."""
-        if self.backend is None or not self.breaker.allow():
-            return None
-        try:
-            raw = self.backend.get(key)
-        except Exception as exc:
-            self.breaker.failure()
-            self._reset()
-            logger.warning("cache peek failed", error_type=type(exc).__name__)
-            return None
-        self.breaker.success()
-        return self._decoded(raw, codec)
+    def count(self, name: str) -> None:
+        """Add 1 to a metric (outcomes of the caller's own, e.g. a degraded answer)."""
+        self.metrics.count(name)
 
-    def invalidate(self, *keys_and_leases: str) -> bool:
+    def record(self, cache: Cache, outcome: Outcome) -> None:
+        """Count one lookup outcome."""
+        self.metrics.count(cache_metric(cache, outcome))
+
+    def delete(self, *keys: str) -> bool:
         """Delete values and leases after a committed write; False (and counted) on failure.
 
         Runs even while the breaker is open: a skipped invalidation is a stale read later.
@@ -157,89 +117,44 @@ class ReadThroughCache:
         if self.backend is None:
             return True
         try:
-            self.backend.delete(*keys_and_leases)
+            self.backend.delete(*keys)
         except Exception as exc:
-            self.breaker.failure()
-            self._reset()
+            self.failed(exc)
             self.metrics.count(CACHE_INVALIDATION_FAILED)
             logger.warning("cache invalidation failed", error_type=type(exc).__name__)
             return False
         self.breaker.success()
         return True
 
-    def _wait_for_fill(
-        self,
-        cache: Cache,
-        key: str,
-        load: Callable[[], T | None],
-        codec: Codec[T],
-        deadline: float | None,
-    ) -> T | None:
-        backend = self.backend
-        assert backend is not None
-        give_up = self._clock() + self._wait_s
-        if deadline is not None:
-            give_up = min(give_up, deadline)
-        pause = _WAIT_FIRST_S
-        while self._clock() + pause < give_up:
-            self._sleep(pause)
-            pause *= _WAIT_GROWTH
-            try:
-                raw = backend.get(key)
-            except Exception as exc:
-                self._failed(cache, exc)
-                return load()
-            if raw is not None:
-                value = self._decoded(raw, codec)
-                if value is not None:
-                    self.record(cache, Outcome.HIT)
-                    return value
-        # The loader is slow or gone: read the database, but leave the cache to the lease holder.
-        self.record(cache, Outcome.MISS)
-        return load()
+    def flush_prefix(self, prefix: str) -> int:
+        """Delete every key under ``prefix`` (every cluster node); the number removed.
 
-    def _fill(
-        self, key: str, lease_key: str, token: str, data: dict[str, Any] | None, ttl_s: int
-    ) -> None:
-        backend = self.backend
-        assert backend is not None
-        value = encode(data) if data is not None else None
-        jittered = max(1, round(ttl_s * random.uniform(1 - TTL_JITTER, 1 + TTL_JITTER)))  # noqa: S311
+        Like an invalidation it runs while the breaker is open; unlike a lookup it cannot
+        quietly do nothing, so a failure is counted and raised as :class:`Unavailable`.
+        """
+        if self.backend is None:
+            return 0
         try:
-            backend.fill(key, lease_key, token, value, jittered)
+            removed = self.backend.delete_prefix(prefix)
         except Exception as exc:
-            # The value is already in hand; a failed fill only costs a later miss.
-            self.breaker.failure()
-            self._reset()
-            logger.warning("cache fill failed", error_type=type(exc).__name__)
+            self.failed(exc)
+            self.metrics.count(CACHE_INVALIDATION_FAILED)
+            raise Unavailable("redis is unavailable; nothing was flushed") from exc
+        self.breaker.success()
+        return removed
 
-    def _decoded(self, raw: str | None, codec: Codec[T]) -> T | None:
-        data = decode(raw) if raw is not None else None
-        if data is None:
-            return None
-        try:
-            return codec.from_json(data)
-        except (KeyError, TypeError, ValueError):
-            return None
+    def status(self) -> dict[str, Any]:
+        """Whether caching is on, this container's breaker state, and Redis server facts."""
+        status: dict[str, Any] = {"enabled": self.enabled, "breaker": self.breaker.state}
+        if self.backend is not None:
+            try:
+                status["server"] = self.backend.info()
+            except Exception as exc:
+                status["server"] = {"connected": False, "error": type(exc).__name__}
+        return status
 
-    def _safe_delete(self, key: str) -> None:
-        try:
-            assert self.backend is not None
-            self.backend.delete(key)
-        except Exception:
-            self.breaker.failure()
-            self._reset()
-
-    def _failed(self, cache: Cache, exc: Exception) -> None:
+    def failed(self, _exc: Exception) -> None:
+        """A Redis call failed: open the breaker and drop the client."""
         self.breaker.failure()
-        self._reset()
-        self.record(cache, Outcome.ERROR)
-        logger.warning("cache unavailable; reading the database", error_type=type(exc).__name__)
-
-    def _reset(self) -> None:
         if self._on_failure is not None:
             self._on_failure()
-
-    def record(self, cache: Cache, outcome: Outcome) -> None:
-        """Count one lookup outcome (also for hits served in-process, before this cache)."""
-        self.metrics.count(cache_metric(cache, outcome))

@@ -1,0 +1,176 @@
+"""A cache region: one cached kind with its codec, TTL and key and lease derivation.
+
+The shape of dogpile.cache's region (``get_or_create(key, creator)``): callers name a key and a
+creator, never a lease, a backend or a metric. Reads are read-through under memcache-style
+leases (no stale set) with single flight; every Redis failure is a miss (fail open).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from leadlookup.cache.base import LeaseState
+from leadlookup.cache.readthrough import Codec, ReadThroughCache, decode, encode
+from leadlookup.metrics import Cache, Outcome
+from leadlookup.observability import logger
+
+T = TypeVar("T")
+# TTLs vary by +/-10% so keys filled together do not all expire together.
+TTL_JITTER = 0.10
+# Waiting for another caller's fill: first sleep, growth factor.
+_WAIT_FIRST_S = 0.002
+_WAIT_GROWTH = 2.0
+
+
+class CacheRegion(Generic[T]):
+    """Get-or-create for one kind of value over the shared :class:`ReadThroughCache`."""
+
+    def __init__(
+        self,
+        store: ReadThroughCache,
+        cache: Cache,
+        codec: Codec[T],
+        ttl_s: int,
+        key: Callable[..., str],
+        lease: Callable[[str], str],
+    ) -> None:
+        self._store = store
+        self.cache = cache
+        self._codec = codec
+        self.ttl_s = ttl_s
+        self._key = key
+        self._lease = lease
+
+    def key(self, *parts: str) -> str:
+        """The cache key of the value identified by ``parts``."""
+        return self._key(*parts)
+
+    def lease_key(self, key: str) -> str:
+        """The lease guarding ``key`` (the contract's key format; callers never need it)."""
+        return self._lease(key)
+
+    def get_or_create(
+        self, key: str, creator: Callable[[], T | None], deadline: float | None = None
+    ) -> T | None:
+        """The cached value for ``key``, else ``creator()``'s, filled into the cache under a lease.
+
+        Concurrent misses on one key cause one ``creator()``: the others wait briefly for the
+        value, then call ``creator()`` themselves without writing the cache.
+        """
+        store = self._store
+        backend = store.backend
+        if backend is None or not store.breaker.allow():
+            self.record(Outcome.BYPASS)
+            return creator()
+        lease = self._lease(key)
+        token = secrets.token_hex(8)
+        try:
+            result = backend.get_or_lease(key, lease, token, store.lease_ms)
+        except Exception as exc:
+            self._unavailable(exc)
+            return creator()
+        store.breaker.success()
+        if result.state is LeaseState.HIT:
+            value = self._decoded(result.value)
+            if value is not None:
+                self.record(Outcome.HIT)
+                return value
+            # A value of another format version: drop it and load without filling.
+            self._quiet_delete(key)
+            self.record(Outcome.MISS)
+            return creator()
+        if result.state is LeaseState.HELD:
+            return self._wait_for_fill(key, creator, deadline)
+        self.record(Outcome.MISS)
+        created: T | None = None
+        try:
+            created = creator()
+        finally:
+            self._fill(key, lease, token, created)
+        return created
+
+    def peek(self, key: str) -> T | None:
+        """The cached value without loading or leasing; None on a miss or any failure."""
+        store = self._store
+        if store.backend is None or not store.breaker.allow():
+            return None
+        try:
+            raw = store.backend.get(key)
+        except Exception as exc:
+            store.failed(exc)
+            logger.warning("cache peek failed", error_type=type(exc).__name__)
+            return None
+        store.breaker.success()
+        return self._decoded(raw)
+
+    def invalidate(self, key: str) -> bool:
+        """Delete the value and its lease after a committed write; False (counted) on failure."""
+        return self._store.delete(key, self._lease(key))
+
+    def record(self, outcome: Outcome) -> None:
+        """Count one lookup outcome (also for hits served in-process, before this region)."""
+        self._store.record(self.cache, outcome)
+
+    def _wait_for_fill(
+        self, key: str, creator: Callable[[], T | None], deadline: float | None
+    ) -> T | None:
+        store = self._store
+        backend = store.backend
+        assert backend is not None
+        give_up = store.clock() + store.wait_s
+        if deadline is not None:
+            give_up = min(give_up, deadline)
+        pause = _WAIT_FIRST_S
+        while store.clock() + pause < give_up:
+            store.sleep(pause)
+            pause *= _WAIT_GROWTH
+            try:
+                raw = backend.get(key)
+            except Exception as exc:
+                self._unavailable(exc)
+                return creator()
+            if raw is not None:
+                value = self._decoded(raw)
+                if value is not None:
+                    self.record(Outcome.HIT)
+                    return value
+        # The loader is slow or gone: read the database, but leave the cache to the lease holder.
+        self.record(Outcome.MISS)
+        return creator()
+
+    def _fill(self, key: str, lease: str, token: str, created: T | None) -> None:
+        backend = self._store.backend
+        assert backend is not None
+        value = encode(self._codec.to_json(created)) if created is not None else None
+        jittered = max(1, round(self.ttl_s * random.uniform(1 - TTL_JITTER, 1 + TTL_JITTER)))  # noqa: S311
+        try:
+            backend.fill(key, lease, token, value, jittered)
+        except Exception as exc:
+            # The value is already in hand; a failed fill only costs a later miss.
+            self._store.failed(exc)
+            logger.warning("cache fill failed", error_type=type(exc).__name__)
+
+    def _decoded(self, raw: str | None) -> T | None:
+        data = decode(raw) if raw is not None else None
+        if data is None:
+            return None
+        try:
+            return self._codec.from_json(data)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _quiet_delete(self, key: str) -> None:
+        backend = self._store.backend
+        assert backend is not None
+        try:
+            backend.delete(key)
+        except Exception as exc:
+            self._store.failed(exc)
+
+    def _unavailable(self, exc: Exception) -> None:
+        self._store.failed(exc)
+        self.record(Outcome.ERROR)
+        logger.warning("cache unavailable; reading the database", error_type=type(exc).__name__)
