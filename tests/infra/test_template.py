@@ -39,6 +39,16 @@ zoneinfo.reset_tzpath([])
 zoneinfo.ZoneInfo("America/Vancouver")
 import app
 assert callable(app.lambda_handler), "app.lambda_handler is not callable"
+import os, botocore
+assert botocore.__file__.startswith(boto_dir), f"botocore from {botocore.__file__}"
+built = (function_dir, layer_dir)
+uncompiled = sorted(
+    name for name, module in list(sys.modules.items())
+    if (getattr(module, "__file__", None) or "").startswith(built)
+    and module.__file__.endswith(".py")
+    and not os.path.exists(getattr(module, "__cached__", None) or "")
+)
+assert not uncompiled, f"imported from source without bytecode: {uncompiled}"
 """
 
 INVOKE_SCRIPT = """
@@ -103,7 +113,8 @@ def _layer_build_dir(template: dict[str, Any], build_dir: Path) -> Path:
 
 def _run_py313(python313: Path, script: str, *args: str | Path, env: dict[str, str]):
     return subprocess.run(
-        [str(python313), "-I", "-S", "-c", script, *map(str, args)],
+        # -B: Lambda's /var/task and /opt are read-only, so nothing may rely on writing .pyc.
+        [str(python313), "-I", "-S", "-B", "-c", script, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -229,6 +240,45 @@ def test_built_handlers_import_with_only_stdlib_layer_and_boto3(
             failures[name] = result.stderr[-3000:]
 
     assert not failures, "\n\n".join(f"{name}:\n{err}" for name, err in failures.items())
+
+
+def test_build_ships_unchecked_hash_bytecode_for_every_module(
+    template: dict[str, Any], sam_build: Path, python313: Path
+) -> None:
+    magic = bytes.fromhex(
+        _run_py313(
+            python313, "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())", env={}
+        ).stdout.strip()
+    )
+    roots = [_layer_build_dir(template, sam_build)] + [sam_build / n for n in _functions(template)]
+    sources = [path for root in roots for path in root.rglob("*.py")]
+    bad = []
+
+    for source in sources:
+        pyc = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        header = pyc.read_bytes()[:8] if pyc.exists() else b""
+        # PEP 552: flags 0b01 = hash-based and not checked against the source.
+        if header[:4] != magic or int.from_bytes(header[4:8], "little") != 1:
+            bad.append(str(source.relative_to(sam_build)))
+
+    assert len(sources) > 500, f"only {len(sources)} modules in the build"
+    assert not bad, f"{len(bad)} modules without unchecked-hash 3.13 bytecode: {bad[:20]}"
+
+
+def test_built_layer_leaves_boto3_and_its_dependencies_to_the_runtime(
+    template: dict[str, Any], sam_build: Path
+) -> None:
+    layer = _layer_build_dir(template, sam_build)
+
+    bundled = sorted(
+        path.name
+        for path in layer.iterdir()
+        if path.name.split("-")[0] in {"boto3", "botocore", "s3transfer", "urllib3"}
+    )
+
+    assert (layer / "leadlookup" / "__init__.py").exists()
+    assert (layer / "aws_xray_sdk").is_dir(), "the tracer's X-Ray SDK is still needed"
+    assert not bundled, f"the layer bundles what the runtime provides: {bundled}"
 
 
 def test_built_initiation_handler_answers_degraded_without_database_or_redis(
