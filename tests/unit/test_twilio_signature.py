@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
@@ -289,30 +288,3 @@ def test_message_group_id_is_to_colon_from_made_safe_for_sqs() -> None:
 def test_validated_message_names_the_problem(message: Any, problem: str) -> None:
     with pytest.raises(InvalidInput, match=problem):
         sms.validated_message(message)
-
-
-class FakeSqsClient:
-    """Records SendMessage calls."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_message(self, **kwargs: Any) -> dict[str, str]:
-        self.sent.append(kwargs)
-        return {"MessageId": "1"}
-
-
-def test_sqs_queue_deduplicates_on_message_sid_and_groups_by_conversation() -> None:
-    client = FakeSqsClient()
-    url = "https://sqs.us-east-1.amazonaws.com/123456789012/inbound.fifo"
-    queue = sms.SqsQueue(url, client_factory=lambda: client)
-    message = sms.form_fields(PAIRS)
-
-    queue.send(message)
-
-    assert len(client.sent) == 1
-    sent = client.sent[0]
-    assert sent["QueueUrl"] == url
-    assert sent["MessageDeduplicationId"] == "SM3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e"
-    assert sent["MessageGroupId"] == "+17786528784:+12505550134"
-    assert sms.validated_message(json.loads(sent["MessageBody"])) == message

@@ -1,4 +1,5 @@
-"""Leads and organizations as small frozen dataclasses with a JSON form for cache and API."""
+"""The layer's records: leads and organizations (with a JSON form for cache and API), and
+what the webhooks parse (an inbound SMS, a finished call) on its way to the repository."""
 
 from __future__ import annotations
 
@@ -104,3 +105,34 @@ class Lead:
             updated_at=_parse_time(data.get("updated_at")),
             version=int(data.get("version") or 1),
         )
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One inbound SMS as it is stored: its id, parties, text and every field received."""
+
+    message_sid: str
+    from_number: str | None
+    to_number: str | None
+    body: str
+    params: dict[str, Any]
+    # "out" (STOP and the like), "in" (START...) or None.
+    opt_change: str | None = None
+
+
+@dataclass(frozen=True)
+class PostCall:
+    """What one ``post_call_transcription`` event says about its call."""
+
+    conversation_id: str
+    payload: dict[str, Any]
+    lead_id: str | None = None
+    external_number: str | None = None
+    agent_number: str | None = None
+    agent_name: str | None = None
+    summary: str | None = None
+    classification: str | None = None
+    status: str | None = None
+    customer_name: str | None = None
+    bike_interest: dict[str, Any] = field(default_factory=dict)
+    qualification_data: dict[str, Any] = field(default_factory=dict)

@@ -18,13 +18,13 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from leadlookup.auth import configured_secret
 from leadlookup.errors import InvalidInput, NotFound, Unauthorized, Unavailable
 from leadlookup.http import MAX_JSON_DEPTH, header, raw_body
-from leadlookup.models import Lead, Organization
+from leadlookup.models import Lead, Organization, PostCall
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.service import LookupService, parse_uuid
@@ -105,24 +105,6 @@ def verify_signature(value: str | None, body: bytes, secret: str, now: float) ->
     if timestamp - now > MAX_FUTURE_SECONDS:
         raise Unauthorized(f"{SIGNATURE_HEADER} timestamp is in the future")
     return timestamp
-
-
-@dataclass(frozen=True)
-class PostCall:
-    """What one ``post_call_transcription`` event says about its call."""
-
-    conversation_id: str
-    payload: dict[str, Any]
-    lead_id: str | None = None
-    external_number: str | None = None
-    agent_number: str | None = None
-    agent_name: str | None = None
-    summary: str | None = None
-    classification: str | None = None
-    status: str | None = None
-    customer_name: str | None = None
-    bike_interest: dict[str, Any] = field(default_factory=dict)
-    qualification_data: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -209,20 +191,10 @@ def store_post_call(call: PostCall, service: LookupService) -> bool:
     """Resolve the lead (never creating one) and record the call; whether it was new."""
     organization = service.get_organization_by_phone(call.agent_number)
     lead = _resolve_lead(call, service, organization)
-    customer_name = call.customer_name
-    if customer_name and _is_agent_name(customer_name, organization, call.agent_name):
-        customer_name = None
+    if call.customer_name and _is_agent_name(call.customer_name, organization, call.agent_name):
+        call = replace(call, customer_name=None)
     inserted = service.record_call_summary(
-        conversation_id=call.conversation_id,
-        organization_id=lead.organization_id if lead else organization.id,
-        lead_id=lead.id if lead else None,
-        summary=call.summary,
-        classification=call.classification,
-        payload=call.payload,
-        customer_name=customer_name,
-        bike_interest=call.bike_interest,
-        qualification_data=call.qualification_data,
-        status=call.status,
+        call, lead.organization_id if lead else organization.id, lead
     )
     logger.info(
         "post-call summary recorded" if inserted else "post-call summary already recorded",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from leadlookup.models import Lead, Organization
+from leadlookup.models import InboundMessage, Lead, Organization, PostCall
 
 _STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
 
@@ -251,61 +251,41 @@ class Repository:
         return str(rows[0]["organization_id"]), rows[0]["phone_number_normalized"]
 
     def insert_inbound_message(
-        self,
-        *,
-        organization_id: str,
-        lead_id: str | None,
-        external_id: str,
-        from_number: str | None,
-        to_number: str | None,
-        body: str,
-        params: dict[str, Any],
-        opt_change: str | None,
+        self, message: InboundMessage, organization_id: str, lead_id: str | None
     ) -> tuple[bool, bool]:
-        """Store an inbound SMS once; (inserted, lead updated). ``opt_change``: out, in, None."""
+        """Store an inbound SMS once; (inserted, lead updated)."""
         row = self.db.query(
             INSERT_INBOUND_MESSAGE,
             {
                 "organization_id": organization_id,
                 "lead_id": lead_id,
-                "external_id": external_id,
-                "from_number": from_number,
-                "to_number": to_number,
-                "body": body,
-                "params": params,
-                "opt_change": opt_change,
+                "external_id": message.message_sid,
+                "from_number": message.from_number,
+                "to_number": message.to_number,
+                "body": message.body,
+                "params": message.params,
+                "opt_change": message.opt_change,
             },
         )[0]
         return bool(row["inserted"]), bool(row["lead_updated"])
 
     def insert_call_summary(
-        self,
-        *,
-        conversation_id: str,
-        organization_id: str | None,
-        lead_id: str | None,
-        summary: str | None,
-        classification: str | None,
-        payload: dict[str, Any],
-        customer_name: str | None,
-        bike_interest: dict[str, Any],
-        qualification_data: dict[str, Any],
-        status: str | None,
+        self, call: PostCall, organization_id: str | None, lead_id: str | None
     ) -> tuple[bool, tuple[str, str] | None]:
         """Store a call summary once and merge it into the lead; (inserted, lead identity)."""
         row = self.db.query(
             INSERT_CALL_SUMMARY,
             {
-                "conversation_id": conversation_id,
+                "conversation_id": call.conversation_id,
                 "organization_id": organization_id,
                 "lead_id": lead_id,
-                "summary": summary,
-                "classification": classification,
-                "payload": payload,
-                "customer_name": customer_name,
-                "bike_interest": bike_interest,
-                "qualification_data": qualification_data,
-                "status": status,
+                "summary": call.summary,
+                "classification": call.classification,
+                "payload": call.payload,
+                "customer_name": call.customer_name,
+                "bike_interest": call.bike_interest,
+                "qualification_data": call.qualification_data,
+                "status": call.status,
             },
         )[0]
         identity = None

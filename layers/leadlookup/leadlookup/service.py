@@ -15,7 +15,7 @@ from leadlookup.cache import CacheKeys, CacheRegion, ReadThroughCache
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
 from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
 from leadlookup.migrate import default_organization_snapshot
-from leadlookup.models import Lead, Organization
+from leadlookup.models import InboundMessage, Lead, Organization, PostCall
 from leadlookup.observability import logger
 from leadlookup.patch import apply_patch, validate_patch
 from leadlookup.phones import mask_phone, national_digits, normalize_phone
@@ -224,58 +224,22 @@ class LookupService:
         return ok
 
     def record_inbound_message(
-        self,
-        *,
-        organization_id: str,
-        lead: Lead | None,
-        external_id: str,
-        from_number: str | None,
-        to_number: str | None,
-        body: str,
-        params: dict[str, Any],
-        opt_change: str | None = None,
+        self, message: InboundMessage, organization_id: str, lead: Lead | None
     ) -> bool:
         """Store an inbound SMS exactly once, touch its lead, invalidate; whether it was new."""
         inserted, lead_updated = self.repo.insert_inbound_message(
-            organization_id=organization_id,
-            lead_id=lead.id if lead else None,
-            external_id=external_id,
-            from_number=from_number,
-            to_number=to_number,
-            body=body,
-            params=params,
-            opt_change=opt_change,
+            message, organization_id, lead.id if lead else None
         )
         if lead is not None and lead_updated:
             self.invalidate_lead(lead.phone_number_normalized, lead.organization_id)
         return inserted
 
     def record_call_summary(
-        self,
-        *,
-        conversation_id: str,
-        organization_id: str | None,
-        lead_id: str | None,
-        summary: str | None,
-        classification: str | None,
-        payload: dict[str, Any],
-        customer_name: str | None = None,
-        bike_interest: dict[str, Any] | None = None,
-        qualification_data: dict[str, Any] | None = None,
-        status: str | None = None,
+        self, call: PostCall, organization_id: str | None, lead: Lead | None
     ) -> bool:
         """Store a post-call summary once and merge it into its lead; whether it was new."""
         inserted, identity = self.repo.insert_call_summary(
-            conversation_id=conversation_id,
-            organization_id=organization_id,
-            lead_id=lead_id,
-            summary=summary,
-            classification=classification,
-            payload=payload,
-            customer_name=customer_name,
-            bike_interest=bike_interest or {},
-            qualification_data=qualification_data or {},
-            status=status,
+            call, organization_id, lead.id if lead else None
         )
         if identity is not None:
             self.invalidate_lead(identity[1], identity[0])

@@ -1,8 +1,8 @@
 """Inbound SMS from Twilio, storage first (design section 3.2).
 
-The webhook verifies ``X-Twilio-Signature`` and hands the received form fields to a queue (the
-FIFO queue ``INBOUND_SMS_QUEUE_URL``, or this module's processor in-process when it is unset);
-the processor stores each message once, keyed by ``MessageSid``.
+The webhook verifies ``X-Twilio-Signature`` and hands the received form fields to a queue
+(:mod:`leadlookup.queue`: the FIFO queue ``INBOUND_SMS_QUEUE_URL``, or this module's processor
+in-process when it is unset); the processor stores each message once, keyed by ``MessageSid``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import hashlib
 import hmac
 import json
 import re
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
-from urllib.parse import ParseResult, parse_qsl, urlparse, urlsplit
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import ParseResult, parse_qsl, urlparse
 
 from leadlookup.auth import configured_secret
 from leadlookup.errors import Forbidden, InvalidInput, LookupServiceError, Unavailable
 from leadlookup.http import header, raw_body
+from leadlookup.models import InboundMessage
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
+from leadlookup.queue import fifo_id, queue_for
 from leadlookup.service import LookupService
 from leadlookup.settings import ConfigError, Settings
 
@@ -39,15 +40,9 @@ OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 # With Advanced Opt-Out, Twilio classifies the message itself (custom keywords included).
 _OPT_OUT_TYPES = {"STOP": "out", "START": "in", "HELP": None}
 
-# SQS FIFO ids: at most 128 characters, letters, digits and punctuation (no spaces).
-_SQS_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_SQS_ID_UNSAFE = re.compile(r"[^\x21-\x7e]")
-_SQS_ID_MAX = 128
-# Hosts whose SQS endpoint botocore resolves itself (FIPS, dual-stack and VPC endpoint
-# settings included); any other queue host (ElasticMQ, LocalStack) is used as the endpoint.
-_AWS_QUEUE_HOST = re.compile(
-    r"^(?:sqs\.(?P<a>[a-z0-9-]+)|(?P<b>[a-z0-9-]+)\.queue)\.amazonaws\.com(?:\.cn)?$"
-)
+# The MessageSid is the FIFO deduplication id, so it must be one as it is: at most 128
+# characters, letters, digits and punctuation (no spaces).
+_MESSAGE_SID = re.compile(r"[\x21-\x7e]{1,128}")
 
 FormPairs = list[tuple[str, str]]
 Message = dict[str, Any]
@@ -232,7 +227,7 @@ def validated_message(message: object) -> Message:
     sid = first_value(message, "MessageSid")
     if not sid:
         raise InvalidInput("field 'MessageSid' is required")
-    if not _SQS_ID.fullmatch(sid):
+    if not _MESSAGE_SID.fullmatch(sid):
         raise InvalidInput("field 'MessageSid' is not a message id")
     return message
 
@@ -243,7 +238,7 @@ def message_group_id(to: str | None, sender: str | None) -> str:
     Characters SQS refuses in a group id (spaces in alphanumeric sender ids) become ``_``;
     the group only orders delivery, so a rare merge of two groups is harmless.
     """
-    return _SQS_ID_UNSAFE.sub("_", f"{to or ''}:{sender or ''}")[:_SQS_ID_MAX]
+    return fifo_id(f"{to or ''}:{sender or ''}")
 
 
 def opt_change(message: Mapping[str, Any]) -> str | None:
@@ -285,33 +280,34 @@ def _storable(fields: Message) -> Message:
     return {clean(name): clean(value) for name, value in fields.items()}
 
 
-def process_message(service: LookupService, message: Mapping[str, Any]) -> bool:
+def inbound_message(fields: Mapping[str, Any]) -> InboundMessage:
+    """The message to store from a queued message's fields (validated, NULs dropped)."""
+    stored = _storable(validated_message(dict(fields)))
+    return InboundMessage(
+        message_sid=str(first_value(stored, "MessageSid")),
+        from_number=first_value(stored, "From"),
+        to_number=first_value(stored, "To"),
+        body=first_value(stored, "Body") or "",
+        params=stored,
+        opt_change=opt_change(stored),
+    )
+
+
+def process_message(service: LookupService, fields: Mapping[str, Any]) -> bool:
     """Store one inbound SMS once (lead found or created by ``From``); whether it was new."""
-    fields = _storable(validated_message(dict(message)))
-    sid = str(first_value(fields, "MessageSid"))
-    to, sender = first_value(fields, "To"), first_value(fields, "From")
-    organization = service.get_organization_by_phone(to)
+    message = inbound_message(fields)
+    organization = service.get_organization_by_phone(message.to_number)
     # A short code or alphanumeric sender is nobody's lead: store the message without one.
     lead = None
-    if service.normalize(sender) is not None:
-        lead = service.find_or_create_lead(sender, organization.id)
-    change = opt_change(fields)
-    inserted = service.record_inbound_message(
-        organization_id=organization.id,
-        lead=lead,
-        external_id=sid,
-        from_number=sender,
-        to_number=to,
-        body=first_value(fields, "Body") or "",
-        params=fields,
-        opt_change=change,
-    )
+    if service.normalize(message.from_number) is not None:
+        lead = service.find_or_create_lead(message.from_number, organization.id)
+    inserted = service.record_inbound_message(message, organization.id, lead)
     logger.info(
         "inbound sms stored" if inserted else "inbound sms already stored",
-        message_sid=sid,
+        message_sid=message.message_sid,
         lead_id=lead.id if lead else None,
-        opt_change=change,
-        **_parties(fields),
+        opt_change=message.opt_change,
+        **_parties(message.params),
     )
     return inserted
 
@@ -353,104 +349,6 @@ def process_record(service: LookupService, body: str, message_id: str | None = N
         raise
 
 
-# -- queues --------------------------------------------------------------------------------
-
-
-class InboundQueue(Protocol):
-    """Where the webhook hands a verified message (its form fields)."""
-
-    def send(self, message: dict[str, Any]) -> None:
-        """Accept the message for processing, or raise :class:`Unavailable`."""
-
-
-class InProcessQueue:
-    """No queue configured (local runs, tests): the processor runs in the webhook's request."""
-
-    def __init__(self, service: LookupService) -> None:
-        self.service = service
-
-    def send(self, message: dict[str, Any]) -> None:
-        """Process the message now."""
-        process_message(self.service, message)
-
-
-def sqs_client(queue_url: str) -> Any:
-    """A boto3 SQS client for the queue: short timeouts, one retry (Twilio waits 15 s)."""
-    # Imported here: boto3 comes with the Lambda runtime, and runs without a queue never need it.
-    import boto3
-    from botocore.config import Config
-
-    parts = urlsplit(queue_url)
-    match = _AWS_QUEUE_HOST.match(parts.hostname or "")
-    options: dict[str, Any] = {}
-    if match:
-        options["region_name"] = match.group("a") or match.group("b")
-    else:
-        options["endpoint_url"] = f"{parts.scheme}://{parts.netloc}"
-    # botocore's `max_attempts` counts retries after the first try; `total_max_attempts`
-    # counts the first try too: one try plus one retry, so a silent queue costs at most ~6 s.
-    config = Config(
-        connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 2, "mode": "standard"}
-    )
-    return boto3.client("sqs", config=config, **options)
-
-
-class SqsQueue:
-    """The inbound FIFO queue: deduplicated on ``MessageSid``, grouped by ``To:From``."""
-
-    def __init__(self, queue_url: str, client_factory: Callable[[], Any] | None = None) -> None:
-        self.queue_url = queue_url
-        self._factory = client_factory or (lambda: sqs_client(queue_url))
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def client(self) -> Any:
-        """The SQS client, built on first use and reused by later invocations."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._factory()
-        return self._client
-
-    def send(self, message: dict[str, Any]) -> None:
-        """``SendMessage``; any AWS or network error is :class:`Unavailable` (503)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        fields = validated_message(message)
-        try:
-            self.client.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=json.dumps(fields, separators=(",", ":")),
-                MessageDeduplicationId=first_value(fields, "MessageSid"),
-                MessageGroupId=message_group_id(
-                    first_value(fields, "To"), first_value(fields, "From")
-                ),
-            )
-        except (BotoCoreError, ClientError) as exc:
-            code = None
-            if isinstance(exc, ClientError):
-                code = exc.response.get("Error", {}).get("Code")
-            logger.warning("inbound sms not queued", error=type(exc).__name__, code=code)
-            raise Unavailable("queue is unreachable") from exc
-
-
-_sqs_queues: dict[str, SqsQueue] = {}
-_sqs_lock = threading.Lock()
-
-
-def inbound_queue(settings: Settings, service: LookupService) -> InboundQueue:
-    """The FIFO queue of ``INBOUND_SMS_QUEUE_URL`` (one client per container), else in-process."""
-    url = settings.inbound_sms_queue_url
-    if not url:
-        return InProcessQueue(service)
-    with _sqs_lock:
-        queue = _sqs_queues.get(url)
-        if queue is None:
-            queue = _sqs_queues[url] = SqsQueue(url)
-    return queue
-
-
 # -- the webhook ---------------------------------------------------------------------------
 
 
@@ -464,6 +362,11 @@ def receive(event: dict[str, Any], settings: Settings, service: LookupService) -
     verify_signature(event, pairs, settings)
     message = validated_message(form_fields(pairs))
     sid = str(first_value(message, "MessageSid"))
-    inbound_queue(settings, service).send(message)
+    queue = queue_for(settings.inbound_sms_queue_url, lambda body: process_message(service, body))
+    queue.send(
+        message,
+        deduplication_id=sid,
+        group_id=message_group_id(first_value(message, "To"), first_value(message, "From")),
+    )
     logger.info("inbound sms accepted", message_sid=sid, **_parties(message))
     return sid
