@@ -1,0 +1,612 @@
+"""The ElevenLabs post-call webhook (LeadUpdateFunction) through the real handler, against real
+PostgreSQL and Redis: signatures, storage and the merge rules."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pg8000.native
+import pytest
+import redis
+
+from devkit.postcall_events import sign_elevenlabs, sign_event
+from leadlookup import runtime as runtime_module
+from tests.support.lead_update import (
+    AGENT_ORG_CALLER,
+    AGENT_ORG_ID,
+    AGENT_ORG_LEAD_ID,
+    AGENT_ORG_PHONE,
+    FUNCTION,
+    LEAD_ID,
+    LEAD_PHONE,
+    ORG_ID,
+    SAMPLE_CONVERSATIONS,
+    SECRET,
+    SIGNED,
+    SIGNED_AT,
+    STRANGER,
+    Invoke,
+    body_of,
+    count,
+    fetch_lead,
+    load,
+    summaries,
+)
+
+
+def post_call(
+    change: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    conversation_id: str | None = None,
+    at: int = SIGNED_AT,
+    secret: str = SECRET,
+) -> tuple[dict[str, Any], str]:
+    """The signed sample with a fresh conversation id, changed by ``change``, signed at ``at``."""
+    body = json.loads(SIGNED["body"])
+    conversation_id = conversation_id or f"conv_test_{uuid.uuid4().hex}"
+    body["data"]["conversation_id"] = conversation_id
+    if change is not None:
+        change(body)
+    event = copy.deepcopy(SIGNED)
+    event["body"] = json.dumps(body)
+    return sign_event(event, secret, at), conversation_id
+
+
+def results(body: dict[str, Any]) -> dict[str, Any]:
+    return body["data"]["analysis"]["data_collection_results"]
+
+
+def set_result(name: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(body: dict[str, Any]) -> None:
+        results(body)[name]["value"] = value
+
+    return change
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(body: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = body
+        for name in parents:
+            node = node[name]
+        node[last] = value
+
+    return change
+
+
+def without_lead_variable(body: dict[str, Any]) -> None:
+    del body["data"]["conversation_initiation_client_data"]["dynamic_variables"]["lead_id"]
+
+
+# -- the sample events -------------------------------------------------------------------
+
+
+def test_post_call_signed_event_merges_into_lead(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    response = invoke(FUNCTION, load("post_call_signed.json"))
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"status": "ok"}
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["customer_name"] == "Ada"
+    assert row["status"] == "qualified"
+    assert row["bike_interest"] == {"type": "gravel"}
+    assert row["qualification_data"] == {
+        "budget_range": "$2,000-$3,000",
+        "timeline": "within a month",
+    }
+    assert row["last_summary"].startswith("Ada called about gravel bikes")
+    assert (row["interaction_count"], row["version"]) == (1, 2)
+    [summary] = summaries(db, SAMPLE_CONVERSATIONS[0])
+    assert (summary["lead_id"], summary["organization_id"]) == (LEAD_ID, ORG_ID)
+    assert summary["classification"] == "qualified"
+    assert summary["payload"]["data"]["conversation_id"] == SAMPLE_CONVERSATIONS[0]
+
+
+def test_post_call_expired_event_is_rejected(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    # The clock stands where the sample pair was signed: the expired one is 2 hours older.
+    response = invoke(FUNCTION, load("post_call_expired.json"))
+
+    assert response["statusCode"] == 401
+    assert "expired" in body_of(response)["message"]
+    assert summaries(db, SAMPLE_CONVERSATIONS[1]) == []
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["interaction_count"], row["version"]) == (0, 1)
+
+
+# -- post-call: signatures ---------------------------------------------------------------
+
+
+def _forged(event: dict[str, Any]) -> None:
+    event["headers"]["elevenlabs-signature"] = sign_elevenlabs(event["body"], "wrong", SIGNED_AT)
+
+
+def _truncated(event: dict[str, Any]) -> None:
+    event["headers"]["elevenlabs-signature"] = event["headers"]["elevenlabs-signature"][:-8]
+
+
+def _tampered(event: dict[str, Any]) -> None:
+    event["body"] = event["body"].replace('"qualified"', '"customer"')
+
+
+def _missing(event: dict[str, Any]) -> None:
+    del event["headers"]["elevenlabs-signature"]
+
+
+def _malformed(event: dict[str, Any]) -> None:
+    event["headers"]["elevenlabs-signature"] = "sha256=abc"
+
+
+def _expired(event: dict[str, Any]) -> None:
+    at = SIGNED_AT - 31 * 60
+    event["headers"]["elevenlabs-signature"] = sign_elevenlabs(event["body"], SECRET, at)
+
+
+def _future(event: dict[str, Any]) -> None:
+    at = SIGNED_AT + 6 * 60
+    event["headers"]["elevenlabs-signature"] = sign_elevenlabs(event["body"], SECRET, at)
+
+
+@pytest.mark.parametrize(
+    "spoil", [_forged, _truncated, _tampered, _missing, _malformed, _expired, _future]
+)
+def test_post_call_bad_signature_is_401_and_writes_nothing(
+    spoil: Callable[[dict[str, Any]], None],
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    event, conversation_id = post_call()
+    spoil(event)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 401
+    assert body_of(response)["message"]
+    assert summaries(db, conversation_id) == []
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["customer_name"], row["interaction_count"], row["version"]) == (None, 0, 1)
+
+
+def test_post_call_inside_window_edges_is_accepted(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    old, old_id = post_call(at=SIGNED_AT - 30 * 60)
+    early, early_id = post_call(at=SIGNED_AT + 5 * 60)
+
+    statuses = [invoke(FUNCTION, old)["statusCode"], invoke(FUNCTION, early)["statusCode"]]
+
+    assert statuses == [200, 200]
+    assert len(summaries(db, old_id)) == len(summaries(db, early_id)) == 1
+
+
+def test_post_call_without_secret_fails_closed(
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ELEVENLABS_WEBHOOK_SECRET")
+    event, conversation_id = post_call()
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 401
+    assert summaries(db, conversation_id) == []
+
+
+def test_post_call_over_body_limit_is_413(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    def pad(body: dict[str, Any]) -> None:
+        body["data"]["padding"] = "x" * (4 * 1024 * 1024)
+
+    event, conversation_id = post_call(pad)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 413
+    assert summaries(db, conversation_id) == []
+
+
+# -- post-call: storage and merge rules --------------------------------------------------
+
+
+def test_post_call_redelivery_records_once(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, conversation_id = post_call()
+
+    responses = [invoke(FUNCTION, event), invoke(FUNCTION, copy.deepcopy(event))]
+
+    assert [r["statusCode"] for r in responses] == [200, 200]
+    assert [body_of(r) for r in responses] == [{"status": "ok"}, {"status": "ok"}]
+    assert len(summaries(db, conversation_id)) == 1
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["interaction_count"], row["version"]) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("before", "classification", "after"),
+    [
+        ("new", "qualified", "qualified"),
+        ("contacted", "Hot", "hot"),
+        ("hot", "qualified", "hot"),
+        ("customer", "new", "customer"),
+        ("closed", "customer", "closed"),
+        ("closed", "hot", "closed"),
+        ("new", "closed", "new"),
+        ("qualified", "vip", "qualified"),
+    ],
+)
+def test_post_call_status_only_upgrades(
+    before: str,
+    classification: str,
+    after: str,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    db.run("UPDATE leads SET status = :s WHERE id = :id", s=before, id=LEAD_ID)
+    event, _ = post_call(set_result("call_classification", classification))
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["status"] == after
+    assert row["interaction_count"] == 1
+
+
+@pytest.mark.parametrize("value", ["", "   ", None, "Unknown", "N/A", "not provided", 7, ["Bo"]])
+def test_post_call_keeps_name_over_placeholders(
+    value: Any,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    db.run("UPDATE leads SET customer_name = 'Ada' WHERE id = :id", id=LEAD_ID)
+    event, _ = post_call(set_result("customer_name", value))
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["customer_name"], row["interaction_count"]) == ("Ada", 1)
+
+
+@pytest.mark.parametrize("value", ["Sofia", "sofia.", " SOFIA "])
+def test_post_call_ignores_agents_own_name(
+    value: str,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        without_lead_variable(body)
+        body["data"]["metadata"]["phone_call"]["agent_number"] = AGENT_ORG_PHONE
+        body["data"]["metadata"]["phone_call"]["external_number"] = AGENT_ORG_CALLER
+        results(body)["customer_name"]["value"] = value
+
+    event, conversation_id = post_call(change)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    row = fetch_lead(db, AGENT_ORG_LEAD_ID)
+    assert row is not None
+    assert (row["customer_name"], row["interaction_count"]) == ("Grace", 1)
+    [summary] = summaries(db, conversation_id)
+    assert (summary["lead_id"], summary["organization_id"]) == (AGENT_ORG_LEAD_ID, AGENT_ORG_ID)
+
+
+def test_post_call_sets_a_real_name(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, _ = post_call(set_result("customer_name", "  Ada Lovelace "))
+
+    invoke(FUNCTION, event)
+
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["customer_name"] == "Ada Lovelace"
+
+
+def test_post_call_empty_values_do_not_clobber(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    db.run(
+        'UPDATE leads SET bike_interest = \'{"type": "road", "size": "56"}\', '
+        'qualification_data = \'{"budget_range": "$1,500", "timeline": "spring"}\', '
+        "last_summary = 'earlier call' WHERE id = :id",
+        id=LEAD_ID,
+    )
+
+    def change(body: dict[str, Any]) -> None:
+        for name in ("bike_type", "budget_range", "purchase_timeline"):
+            results(body)[name]["value"] = ""
+        body["data"]["analysis"]["transcript_summary"] = ""
+
+    event, _ = post_call(change)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["bike_interest"] == {"type": "road", "size": "56"}
+    assert row["qualification_data"] == {"budget_range": "$1,500", "timeline": "spring"}
+    assert row["last_summary"] == "earlier call"
+    assert row["interaction_count"] == 1
+
+
+def test_post_call_merges_without_dropping_keys(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    db.run(
+        'UPDATE leads SET bike_interest = \'{"type": "road", "size": "56"}\' WHERE id = :id',
+        id=LEAD_ID,
+    )
+    event, _ = post_call(set_result("budget_range", 2500))
+
+    invoke(FUNCTION, event)
+
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["bike_interest"] == {"type": "gravel", "size": "56"}
+    assert row["qualification_data"] == {"budget_range": 2500, "timeline": "within a month"}
+
+
+def test_post_call_lead_variable_wins_over_phone(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, conversation_id = post_call(_set("data.metadata.phone_call.external_number", STRANGER))
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    [summary] = summaries(db, conversation_id)
+    assert summary["lead_id"] == LEAD_ID
+    assert (
+        count(db, "SELECT count(*) FROM leads WHERE phone_number_normalized = '12365550177'") == 0
+    )
+
+
+def test_post_call_finds_lead_by_phone_without_variable(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, conversation_id = post_call(without_lead_variable)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    [summary] = summaries(db, conversation_id)
+    assert summary["lead_id"] == LEAD_ID
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["customer_name"], row["interaction_count"]) == ("Ada", 1)
+
+
+def test_post_call_unknown_lead_variable_falls_back_to_phone(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        variables = body["data"]["conversation_initiation_client_data"]["dynamic_variables"]
+        variables["lead_id"] = str(uuid.uuid4())
+
+    event, conversation_id = post_call(change)
+
+    invoke(FUNCTION, event)
+
+    [summary] = summaries(db, conversation_id)
+    assert summary["lead_id"] == LEAD_ID
+
+
+@pytest.mark.parametrize("lead_variable", [None, "", "not-a-uuid"])
+def test_post_call_unresolved_stores_summary_without_lead(
+    lead_variable: str | None,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        variables = body["data"]["conversation_initiation_client_data"]["dynamic_variables"]
+        variables["lead_id"] = lead_variable
+        body["data"]["metadata"]["phone_call"]["external_number"] = STRANGER
+
+    event, conversation_id = post_call(change)
+    leads_before = count(db, "SELECT count(*) FROM leads")
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    [summary] = summaries(db, conversation_id)
+    assert (summary["lead_id"], summary["organization_id"]) == (None, ORG_ID)
+    assert summary["summary"].startswith("Ada called about gravel bikes")
+    assert count(db, "SELECT count(*) FROM leads") == leads_before
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["interaction_count"] == 0
+
+
+def test_post_call_web_call_without_phone_stores_summary(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        without_lead_variable(body)
+        del body["data"]["metadata"]["phone_call"]
+
+    event, conversation_id = post_call(change)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    [summary] = summaries(db, conversation_id)
+    assert (summary["lead_id"], summary["organization_id"]) == (None, ORG_ID)
+
+
+def test_post_call_refreshes_cached_lookup(
+    lead: str, invoke: Invoke, cache: redis.Redis, frozen: Callable[[int], None]
+) -> None:
+    service = runtime_module.get_runtime().service
+    service.find_or_create_lead(LEAD_PHONE, ORG_ID)
+    event, _ = post_call()
+
+    invoke(FUNCTION, event)
+
+    lead_now = service.find_or_create_lead(LEAD_PHONE, ORG_ID)
+    assert (lead_now.customer_name, lead_now.status, lead_now.interaction_count) == (
+        "Ada",
+        "qualified",
+        1,
+    )
+
+
+@pytest.mark.parametrize("kind", ["post_call_audio", "call_initiation_failure", 5, None])
+def test_post_call_other_types_are_ignored(
+    kind: Any,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        body["type"] = kind
+
+    event, conversation_id = post_call(change)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"status": "ignored"}
+    assert summaries(db, conversation_id) == []
+
+
+def test_post_call_missing_conversation_id_is_400(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, _ = post_call(lambda body: body["data"].pop("conversation_id"))
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 400
+    assert "data.conversation_id" in body_of(response)["message"]
+    row = fetch_lead(db)
+    assert row is not None
+    assert row["interaction_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "named"),
+    [
+        (_set("data", []), 400, "data"),
+        (_set("data", "x"), 400, "data"),
+        (_set("data.conversation_id", 42), 400, "data.conversation_id"),
+        (_set("data.conversation_id", ""), 400, "data.conversation_id"),
+        (_set("data.conversation_id", "c" * 300), 400, "data.conversation_id"),
+        (_set("data.analysis", "x"), 200, None),
+        (_set("data.analysis.data_collection_results", []), 200, None),
+        (_set("data.analysis.data_collection_results.customer_name", "Ada"), 200, None),
+        (_set("data.analysis.data_collection_results.customer_name.value", {"a": 1}), 200, None),
+        (_set("data.analysis.data_collection_results.bike_type.value", ["gravel"]), 200, None),
+        (_set("data.analysis.data_collection_results.budget_range.value", True), 200, None),
+        (_set("data.analysis.data_collection_results.call_classification.value", 3), 200, None),
+        (_set("data.analysis.transcript_summary", {"text": "x"}), 200, None),
+        (_set("data.conversation_initiation_client_data", []), 200, None),
+        (_set("data.conversation_initiation_client_data.dynamic_variables", "x"), 200, None),
+        (_set("data.conversation_initiation_client_data.dynamic_variables.lead_id", 7), 200, None),
+        (_set("data.metadata", None), 200, None),
+        (_set("data.metadata.phone_call", []), 200, None),
+        (_set("data.metadata.phone_call.external_number", 12365550199), 200, None),
+        (_set("data.metadata.phone_call.agent_number", {"n": 1}), 200, None),
+        (_set("data.transcript", "x" * 10), 200, None),
+        (_set("data.analysis.transcript_summary", "a\u0000b"), 200, None),
+        (_set("data.analysis.data_collection_results.customer_name.value", "Ada\ud800"), 200, None),
+        (
+            _set(
+                "data.transcript",
+                [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+            ),
+            400,
+            "nested",
+        ),
+    ],
+)
+def test_post_call_odd_payloads_never_500(
+    change: Callable[[dict[str, Any]], None],
+    status: int,
+    named: str | None,
+    lead: str,
+    invoke: Invoke,
+    frozen: Callable[[int], None],
+) -> None:
+    event, _ = post_call(change)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == status
+    if named is not None:
+        assert named in body_of(response)["message"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["[1, 2]", '"text"', "not json", '{"type": "post_call_transcription", "x": NaN}', "{" * 5000],
+)
+def test_post_call_non_object_bodies_are_400(
+    raw: str, lead: str, invoke: Invoke, frozen: Callable[[int], None]
+) -> None:
+    event = copy.deepcopy(SIGNED)
+    event["body"] = raw
+    event["headers"]["elevenlabs-signature"] = sign_elevenlabs(raw, SECRET, SIGNED_AT)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 400
+    assert "body" in body_of(response)["message"]
+
+
+def test_post_call_strips_nul_from_stored_text(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, conversation_id = post_call(
+        _set("data.analysis.transcript_summary", "Wants\u0000 a bike")
+    )
+
+    invoke(FUNCTION, event)
+
+    [summary] = summaries(db, conversation_id)
+    assert summary["summary"] == "Wants a bike"
+
+
+def test_post_call_base64_body_is_verified_decoded(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    event, conversation_id = post_call()
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    assert len(summaries(db, conversation_id)) == 1
