@@ -12,8 +12,8 @@ import pytest
 
 from devkit.proxy import TcpProxy
 from leadlookup.db import Database, ssl_context_for
-from leadlookup.errors import DeadlineExceeded, InvalidInput, Unavailable
-from leadlookup.migrate import MIGRATIONS_DIR, MigrationError, migrate, migrations_hash
+from leadlookup.errors import DeadlineExceeded, InvalidInput, MigrationError, Unavailable
+from leadlookup.migrate import MIGRATIONS_DIR, migrate, migrations_hash
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.db import execute, scalar

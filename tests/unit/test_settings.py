@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, ConfigError, Settings
+from leadlookup.errors import ConfigError
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 
 
 def test_settings_defaults_match_the_design() -> None:

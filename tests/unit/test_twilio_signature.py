@@ -14,6 +14,7 @@ from twilio.request_validator import RequestValidator, add_port, remove_port
 from devkit.sms_events import event_params, set_params, sign_event, webhook_event
 from leadlookup import sms
 from leadlookup.errors import Forbidden, InvalidInput
+from leadlookup.http import error_status
 from leadlookup.settings import Settings
 
 TOKEN = "test-twilio-auth-token"
@@ -207,7 +208,7 @@ def test_verify_rejects_a_bad_signature_with_403(change: str, message: str) -> N
         sms.verify_signature(event, pairs, settings())
 
     assert str(raised.value) == message
-    assert raised.value.status == 403
+    assert error_status(raised.value) == 403
 
 
 def test_verify_without_a_configured_token_fails_closed() -> None:

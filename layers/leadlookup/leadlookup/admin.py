@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from leadlookup.errors import InvalidInput, LookupServiceError
+from leadlookup.http import error_status
 from leadlookup.observability import logger
 from leadlookup.service import LookupService
 
@@ -53,6 +54,6 @@ def run_action(service: LookupService, event: Any) -> dict[str, Any]:
             raise InvalidInput(f"action must be one of {', '.join(ACTIONS)}")
         result = handler(service, event)
     except LookupServiceError as exc:
-        return {"ok": False, "action": action, "status": exc.status, "message": str(exc)}
+        return {"ok": False, "action": action, "status": error_status(exc), "message": str(exc)}
     logger.info("cache admin action done", action=action)
     return {"ok": True, "action": action, "result": result}

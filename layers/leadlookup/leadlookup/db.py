@@ -25,9 +25,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
 
-from leadlookup.errors import DeadlineExceeded, InvalidInput, Unavailable
+from leadlookup.errors import (
+    ConfigError,
+    ConnectionLost,
+    DatabaseError,
+    DeadlineExceeded,
+    InvalidInput,
+    Unavailable,
+)
 from leadlookup.observability import logger
-from leadlookup.settings import ConfigError, Settings
+from leadlookup.settings import Settings
 
 # `:name` placeholders; the look-behind leaves PostgreSQL casts (`::jsonb`) alone.
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
@@ -286,20 +293,6 @@ class Database:
                 )
                 raise Unavailable("database is unreachable") from exc
         return self._conn
-
-
-class ConnectionLost(Unavailable):
-    """The connection broke under a statement; the statement may be retried on a new one."""
-
-    server_terminated = False
-
-
-class DatabaseError(Unavailable):
-    """A statement failed on the server; carries the SQLSTATE, never the server's message."""
-
-    def __init__(self, sqlstate: str | None) -> None:
-        super().__init__(f"database error {sqlstate or 'unknown'}")
-        self.sqlstate = sqlstate
 
 
 def _open(params: ConnectParams, timeout: float) -> pg8000.native.Connection:

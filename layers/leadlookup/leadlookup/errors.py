@@ -1,4 +1,4 @@
-"""The layer's errors: one base, a few kinds, each mapped to one HTTP status in one place."""
+"""The layer's errors: one base and a few kinds. Their HTTP statuses live in ``http.py`` only."""
 
 from __future__ import annotations
 
@@ -6,56 +6,60 @@ from __future__ import annotations
 class LookupServiceError(Exception):
     """Base of every error the layer raises on purpose."""
 
-    status = 500
-
 
 class InvalidInput(LookupServiceError):
     """The request names something that cannot be accepted (field, value, shape)."""
-
-    status = 400
 
 
 class Unauthorized(LookupServiceError):
     """Missing or wrong webhook secret or signature."""
 
-    status = 401
-
 
 class Forbidden(LookupServiceError):
     """A signature scheme that answers 403 (Twilio)."""
-
-    status = 403
 
 
 class NotFound(LookupServiceError):
     """The addressed lead does not exist."""
 
-    status = 404
-
 
 class PreconditionFailed(LookupServiceError):
     """``If-Match`` named a version that is not the current one."""
-
-    status = 412
 
 
 class UnsupportedMediaType(LookupServiceError):
     """The body's content type is not one the route accepts."""
 
-    status = 415
-
 
 class PayloadTooLarge(LookupServiceError):
     """The body is over the route's size limit."""
 
-    status = 413
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed; the message names it."""
 
 
 class Unavailable(LookupServiceError):
     """A dependency (database, queue) cannot be reached now; the caller may retry."""
 
-    status = 503
-
 
 class DeadlineExceeded(Unavailable):
     """The remaining time budget ran out before (or while) talking to a dependency."""
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke under a statement; the statement may be retried on a new one."""
+
+    server_terminated = False
+
+
+class DatabaseError(Unavailable):
+    """A statement failed on the server; carries the SQLSTATE, never the server's message."""
+
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(f"database error {sqlstate or 'unknown'}")
+        self.sqlstate = sqlstate
+
+
+class MigrationError(RuntimeError):
+    """An applied migration's file was changed after it ran."""

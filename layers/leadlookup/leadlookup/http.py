@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the API handlers: error mapping in one place, bodies, headers."""
+"""HTTP plumbing shared by the API handlers: the one error-to-status mapping, bodies, headers."""
 
 from __future__ import annotations
 
@@ -11,19 +11,46 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
 from leadlookup.errors import (
+    ConfigError,
+    Forbidden,
     InvalidInput,
     LookupServiceError,
+    NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
+    Unauthorized,
     Unavailable,
     UnsupportedMediaType,
 )
 from leadlookup.observability import logger
-from leadlookup.settings import ConfigError
 
 # "3", 3 or W/"3": a lead's ETag is its version; the weak form names the same version.
 _ETAG_VERSION = re.compile(r'\s*(?:W/)?("?)([0-9]{1,10})\1\s*')
 # Deeper JSON than this is refused before it can exhaust the stack of a recursive walk.
 MAX_JSON_DEPTH = 32
+
+# The status of every error kind, most specific first: the one place errors meet HTTP (the
+# cache-admin results are built from it too). A LookupServiceError not listed here is a 500.
+ERROR_STATUSES: tuple[tuple[type[LookupServiceError], int], ...] = (
+    (InvalidInput, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (PreconditionFailed, 412),
+    (PayloadTooLarge, 413),
+    (UnsupportedMediaType, 415),
+    (Unavailable, 503),
+)
+CONFIG_ERROR_STATUS = 503
+CONFIG_ERROR_MESSAGE = "service is not configured"
+
+
+def error_status(exc: LookupServiceError) -> int:
+    """The HTTP status that answers ``exc``."""
+    for kind, status in ERROR_STATUSES:
+        if isinstance(exc, kind):
+            return status
+    return 500
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -49,12 +76,12 @@ def create_resolver() -> APIGatewayHttpResolver:
     def _service_error(exc: LookupServiceError) -> Response:
         if isinstance(exc, Unavailable):
             logger.warning("dependency unavailable", error=str(exc))
-        return error_response(exc.status, str(exc))
+        return error_response(error_status(exc), str(exc))
 
     @app.exception_handler(ConfigError)
     def _config_error(exc: ConfigError) -> Response:
         logger.error("configuration error", error=str(exc))
-        return error_response(503, "service is not configured")
+        return error_response(CONFIG_ERROR_STATUS, CONFIG_ERROR_MESSAGE)
 
     @app.not_found
     def _not_found(_exc: Exception) -> Response:

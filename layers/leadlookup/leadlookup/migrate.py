@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from leadlookup.db import Database, render
+from leadlookup.errors import MigrationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 DEFAULT_ORGANIZATION_FILE = Path(__file__).parent / "default_organization.json"
@@ -43,10 +44,6 @@ class Migration:
     def checksum(self) -> str:
         """SHA-256 of the file, so an edited, already-applied migration is noticed."""
         return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
-class MigrationError(RuntimeError):
-    """An applied migration's file was changed after it ran."""
 
 
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:

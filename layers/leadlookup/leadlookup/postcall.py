@@ -22,13 +22,13 @@ from dataclasses import replace
 from typing import Any
 
 from leadlookup.auth import configured_secret
-from leadlookup.errors import InvalidInput, NotFound, Unauthorized, Unavailable
+from leadlookup.errors import ConfigError, InvalidInput, NotFound, Unauthorized, Unavailable
 from leadlookup.http import MAX_JSON_DEPTH, header, raw_body
 from leadlookup.models import Lead, Organization, PostCall
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.service import LookupService, parse_uuid
-from leadlookup.settings import ConfigError, Settings
+from leadlookup.settings import Settings
 
 SIGNATURE_HEADER = "ElevenLabs-Signature"
 SECRET_NAME = "ELEVENLABS_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadlookup.errors import Unavailable
+from leadlookup.errors import ConfigError, Unavailable
 
 DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
 # How long a secret fetched from Secrets Manager is reused before it is read again.
@@ -17,10 +17,6 @@ SECRET_TIMEOUT_S = 2
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-class ConfigError(ValueError):
-    """A configuration variable is missing or malformed; the message names it."""
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -17,14 +17,20 @@ from typing import Any
 from urllib.parse import ParseResult, parse_qsl, urlparse
 
 from leadlookup.auth import configured_secret
-from leadlookup.errors import Forbidden, InvalidInput, LookupServiceError, Unavailable
+from leadlookup.errors import (
+    ConfigError,
+    Forbidden,
+    InvalidInput,
+    LookupServiceError,
+    Unavailable,
+)
 from leadlookup.http import header, raw_body
 from leadlookup.models import InboundMessage
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.queue import fifo_id, queue_for
 from leadlookup.service import LookupService
-from leadlookup.settings import ConfigError, Settings
+from leadlookup.settings import Settings
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 TWIML_CONTENT_TYPE = "text/xml"
