@@ -335,6 +335,12 @@ def test_privacy_no_phone_secret_or_database_text_leaves_the_container(
     assert KNOWN_CALLER in forbidden and "+" + "17786528784" in forbidden
     refused_sms, refused_webhook, refused_upsert = outcomes["database errors"]
     assert len(refused_sms["batchItemFailures"]) == 1
-    assert json.loads(refused_webhook["body"]) == {"message": "database error 23514"}
-    assert (refused_upsert["status"], refused_upsert["message"]) == (503, "database error 23505")
+    # A refused statement is no outage: 500, told nothing; a taken number is the caller's 409.
+    assert refused_webhook["statusCode"] == 500
+    assert json.loads(refused_webhook["body"]) == {"message": "internal error"}
+    assert (refused_upsert["ok"], refused_upsert["status"], refused_upsert["message"]) == (
+        False,
+        409,
+        "field 'phone_number' belongs to another organization",
+    )
     assert outcomes["healthy"] != outcomes["postgres down"]

@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from leadlookup.errors import Unavailable
+from leadlookup.errors import LookupServiceError, Unavailable
 from leadlookup.observability import logger
 
 PHYSICAL_RESOURCE_ID = "bici-lookups-schema"
@@ -32,7 +32,11 @@ def migrate_with_retry(
     remaining_ms: Callable[[], int],
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
-    """Run ``migrate``, retrying with backoff while the database (RDS Proxy) comes up."""
+    """Run ``migrate``, retrying with backoff while the database (RDS Proxy) comes up.
+
+    Only :class:`Unavailable` is retried: a migration whose SQL fails fails the same way
+    every time, so it fails the deploy at once.
+    """
     delay = 1.0
     while True:
         try:
@@ -65,10 +69,12 @@ def handle(
             applied = migrate_with_retry(migrate, remaining_ms)
             answer["Data"] = {"Applied": ",".join(applied) or "none"}
         except Exception as exc:
-            # Only the type: database messages can quote row contents.
-            logger.error("migration failed", error_type=type(exc).__name__)
+            # The layer's own messages name the migration and the SQLSTATE; anything else gets
+            # only its type, because database and driver messages can quote row contents.
+            cause = str(exc) if isinstance(exc, LookupServiceError) else type(exc).__name__
+            logger.error("migration failed", error_type=type(exc).__name__, cause=cause)
             answer["Status"] = "FAILED"
-            answer["Reason"] = f"migration failed: {type(exc).__name__}; see the function's logs"
+            answer["Reason"] = f"{cause} ({type(exc).__name__}); see the function's logs"
     if event.get("ResponseURL"):
         send(event["ResponseURL"], answer)
     return answer

@@ -27,6 +27,7 @@ import pg8000.native
 
 from leadlookup.errors import (
     ConfigError,
+    Conflict,
     ConnectionLost,
     DatabaseError,
     DeadlineExceeded,
@@ -41,6 +42,7 @@ _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 # SQLSTATE classes that mean "the connection is gone", not "the statement is wrong".
 _TERMINATION_STATES = ("57P01", "57P02", "57P03")
 _CONNECTION_LOST_STATES = (*_TERMINATION_STATES, "08000", "08003", "08006")
+_UNIQUE_VIOLATION = "23505"
 
 
 class Clock(Protocol):
@@ -271,6 +273,8 @@ class Database:
         # Only the SQLSTATE is kept: server messages can quote the row (personal data).
         if state and state.startswith("22"):
             raise InvalidInput(f"a value was rejected by the database ({state})") from exc
+        if state == _UNIQUE_VIOLATION:
+            raise Conflict(f"a row with the same unique key already exists ({state})") from exc
         raise DatabaseError(state) from exc
 
     def _connection(self, deadline: float | None) -> pg8000.native.Connection:

@@ -23,6 +23,10 @@ class NotFound(LookupServiceError):
     """The addressed lead does not exist."""
 
 
+class Conflict(LookupServiceError):
+    """The write would duplicate a unique key another row already holds."""
+
+
 class PreconditionFailed(LookupServiceError):
     """``If-Match`` named a version that is not the current one."""
 
@@ -35,8 +39,8 @@ class PayloadTooLarge(LookupServiceError):
     """The body is over the route's size limit."""
 
 
-class ConfigError(ValueError):
-    """A configuration variable is missing or malformed; the message names it."""
+class ConfigError(LookupServiceError, ValueError):
+    """A configuration variable is missing or malformed; the message names it (operators only)."""
 
 
 class Unavailable(LookupServiceError):
@@ -53,13 +57,16 @@ class ConnectionLost(Unavailable):
     server_terminated = False
 
 
-class DatabaseError(Unavailable):
-    """A statement failed on the server; carries the SQLSTATE, never the server's message."""
+class DatabaseError(LookupServiceError):
+    """A statement failed on the server (not an outage: a retry fails the same way).
+
+    Carries the SQLSTATE, never the server's message, which can quote the row.
+    """
 
     def __init__(self, sqlstate: str | None) -> None:
         super().__init__(f"database error {sqlstate or 'unknown'}")
         self.sqlstate = sqlstate
 
 
-class MigrationError(RuntimeError):
-    """An applied migration's file was changed after it ran."""
+class MigrationError(LookupServiceError):
+    """A migration failed, or an applied migration's file was changed after it ran."""

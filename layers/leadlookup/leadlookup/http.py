@@ -9,9 +9,12 @@ import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
 
 from leadlookup.errors import (
     ConfigError,
+    Conflict,
+    DatabaseError,
     Forbidden,
     InvalidInput,
     LookupServiceError,
@@ -30,19 +33,21 @@ _ETAG_VERSION = re.compile(r'\s*(?:W/)?("?)([0-9]{1,10})\1\s*')
 MAX_JSON_DEPTH = 32
 
 # The status of every error kind, most specific first: the one place errors meet HTTP (the
-# cache-admin results are built from it too). A LookupServiceError not listed here is a 500.
+# cache-admin results are built from it too). 503 is only for a dependency that is down or
+# timed out (a retry may succeed); anything not listed (a database error that is not an
+# outage, a configuration error, a bug) is a 500 whose message tells the client nothing.
 ERROR_STATUSES: tuple[tuple[type[LookupServiceError], int], ...] = (
     (InvalidInput, 400),
     (Unauthorized, 401),
     (Forbidden, 403),
     (NotFound, 404),
+    (Conflict, 409),
     (PreconditionFailed, 412),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
     (Unavailable, 503),
 )
-CONFIG_ERROR_STATUS = 503
-CONFIG_ERROR_MESSAGE = "service is not configured"
+INTERNAL_ERROR_MESSAGE = "internal error"
 
 
 def error_status(exc: LookupServiceError) -> int:
@@ -51,6 +56,32 @@ def error_status(exc: LookupServiceError) -> int:
         if isinstance(exc, kind):
             return status
     return 500
+
+
+def error_message(exc: LookupServiceError) -> str:
+    """What the client is told: the error's own words, except for a 500."""
+    return INTERNAL_ERROR_MESSAGE if error_status(exc) == 500 else str(exc)
+
+
+def log_internal_error(exc: BaseException) -> None:
+    """Log a failure that answers 500, once: its type and where it was raised, never its text.
+
+    Database and driver messages can quote the row (personal data), so only a configuration
+    error, whose message names a variable, is logged in its own words.
+    """
+    frame = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+    logger.error(
+        "internal error",
+        error_type=type(exc).__name__,
+        sqlstate=exc.sqlstate if isinstance(exc, DatabaseError) else None,
+        reason=str(exc) if isinstance(exc, ConfigError) else None,
+        raised_at=f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+        if frame is not None
+        else None,
+    )
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -74,14 +105,20 @@ def create_resolver() -> APIGatewayHttpResolver:
 
     @app.exception_handler(LookupServiceError)
     def _service_error(exc: LookupServiceError) -> Response:
-        if isinstance(exc, Unavailable):
+        status = error_status(exc)
+        if status == 500:
+            log_internal_error(exc)
+        elif isinstance(exc, Unavailable):
             logger.warning("dependency unavailable", error=str(exc))
-        return error_response(error_status(exc), str(exc))
+        return error_response(status, error_message(exc))
 
-    @app.exception_handler(ConfigError)
-    def _config_error(exc: ConfigError) -> Response:
-        logger.error("configuration error", error=str(exc))
-        return error_response(CONFIG_ERROR_STATUS, CONFIG_ERROR_MESSAGE)
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, ServiceError):
+            raise exc  # Powertools' own HTTP errors: it answers them itself
+        # A bug: answered like any other 500 instead of API Gateway's non-JSON error.
+        log_internal_error(exc)
+        return error_response(500, INTERNAL_ERROR_MESSAGE)
 
     @app.not_found
     def _not_found(_exc: Exception) -> Response:

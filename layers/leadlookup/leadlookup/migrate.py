@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from leadlookup.db import Database, render
-from leadlookup.errors import MigrationError
+from leadlookup.errors import LookupServiceError, MigrationError, Unavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 DEFAULT_ORGANIZATION_FILE = Path(__file__).parent / "default_organization.json"
@@ -84,8 +84,14 @@ def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:
             record = render(
                 RECORD_APPLIED, {"version": migration.version, "checksum": migration.checksum}
             )
-            # One simple-protocol message with several statements runs as one transaction.
-            db.query(f"{migration.sql};\n{record}", retry=False)
+            try:
+                # One simple-protocol message with several statements runs as one transaction.
+                db.query(f"{migration.sql};\n{record}", retry=False)
+            except Unavailable:
+                raise  # the database is down: the custom resource retries
+            except LookupServiceError as exc:
+                # The SQL itself failed: retrying cannot help, so the deploy fails now.
+                raise MigrationError(f"migration {migration.version} failed: {exc}") from exc
             done.append(migration.version)
         db.query(SEED_DEFAULT_ORGANIZATION, default_organization_snapshot())
         return done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from leadlookup.errors import Conflict
 from leadlookup.models import InboundMessage, Lead, Organization, PostCall
 
 _STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
@@ -210,17 +211,21 @@ class Repository:
 
     def upsert_organization(self, org: Organization) -> tuple[Organization, str | None]:
         """Create or replace an organization; also returns its previous normalized number."""
-        rows = self.db.query(
-            UPSERT_ORGANIZATION,
-            {
-                "id": org.id,
-                "name": org.name,
-                "phone_number": org.phone_number,
-                "phone_normalized": org.phone_number_normalized,
-                "settings": org.settings,
-            },
-            retry=False,
-        )
+        try:
+            rows = self.db.query(
+                UPSERT_ORGANIZATION,
+                {
+                    "id": org.id,
+                    "name": org.name,
+                    "phone_number": org.phone_number,
+                    "phone_normalized": org.phone_number_normalized,
+                    "settings": org.settings,
+                },
+                retry=False,
+            )
+        except Conflict:
+            # The id is the upsert's conflict target, so only a number can collide.
+            raise Conflict("field 'phone_number' belongs to another organization") from None
         row = rows[0]
         return Organization.from_json(row), row["previous_phone_normalized"]
 
