@@ -10,11 +10,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
+from leadlookup import secretsmanager
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.faults import new_phone
+from tests.support.moto_server import CREDENTIALS, REGION, moto_server
 from tests.support.redis_servers import free_port, start_redis, stop
 
 USER, PASSWORD = "bici-app", "s3cret-Passw0rd"
@@ -91,14 +92,13 @@ def test_redis_tls_credentials_from_secrets_manager(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     port, ca = tls_redis
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
+    for name, value in {"AWS_DEFAULT_REGION": REGION, **CREDENTIALS}.items():
         monkeypatch.setenv(name, value)
-    with mock_aws():
-        arn = boto3.client("secretsmanager").create_secret(
+    with moto_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        secretsmanager.reset()
+        client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION)
+        arn = client.create_secret(
             Name="bici/redis-auth",
             SecretString=json.dumps({"username": USER, "password": PASSWORD}),
         )["ARN"]

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from leadlookup import postcall
-from leadlookup import settings as settings_module
+from leadlookup import postcall, secretsmanager
 from leadlookup.runtime import set_runtime
 from tests.conftest import EVENTS, TEST_SECRETS
+from tests.support.moto_server import CREDENTIALS, REGION, moto_server
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 
@@ -25,23 +26,20 @@ def _event(function_dir: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def secrets_from_arns(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Every webhook secret only as an ARN of a Secrets Manager secret."""
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
+    """Every webhook secret only as an ARN of a Secrets Manager secret (moto, over HTTP)."""
+    for name, value in {"AWS_DEFAULT_REGION": REGION, **CREDENTIALS}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(settings_module, "_secrets_provider", None)
-    with mock_aws():
-        client = boto3.client("secretsmanager")
+    with moto_server() as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION)
         for name, value in TEST_SECRETS.items():
             arn = client.create_secret(Name=f"bici/{name.lower()}", SecretString=value)["ARN"]
             monkeypatch.delenv(name)
             monkeypatch.setenv(f"{name}_ARN", arn)
+        secretsmanager.reset()
         set_runtime(None)
         yield
-    monkeypatch.setattr(settings_module, "_secrets_provider", None)
+    secretsmanager.reset()
 
 
 def test_secrets_from_arns_authenticate_every_webhook(
@@ -79,3 +77,28 @@ def test_secrets_arn_that_cannot_be_read_fails_closed(
 
     assert response["statusCode"] == 503
     assert "message" in json.loads(response["body"])
+
+
+def test_secrets_manager_blackholed_initiation_answers_degraded_by_the_deadline(
+    secrets_from_arns: None, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        blackhole.listen(16)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{blackhole.getsockname()[1]}")
+        monkeypatch.setenv("INITIATION_DEADLINE_MS", "400")
+        secretsmanager.reset()
+        set_runtime(None)
+        started = time.monotonic()
+
+        response = invoke(
+            "conversation_initiation", _event("conversation_initiation", "known_caller")
+        )
+        elapsed = time.monotonic() - started
+
+    assert response["statusCode"] == 200
+    variables = json.loads(response["body"])["dynamic_variables"]
+    assert variables["lead_id"] == ""
+    assert variables["customer_phone"] == ""
+    # A bound, not a benchmark: unbounded, the secret read alone would take 2 x 2 s.
+    assert elapsed < 1.5

@@ -14,11 +14,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadlookup.auth import require_header_secret
-from leadlookup.errors import LookupServiceError
+from leadlookup.errors import DeadlineExceeded, LookupServiceError
 from leadlookup.http import header, json_object
 from leadlookup.models import Lead, Organization
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
+from leadlookup.secretsmanager import deadline_scope
 from leadlookup.service import LookupService
 
 RESPONSE_TYPE = "conversation_initiation_client_data"
@@ -147,11 +148,37 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def respond(event: dict[str, Any], service: LookupService) -> dict[str, Any]:
-    """Authenticate and answer one initiation webhook event (401/400/413, else 200)."""
+def respond(
+    event: dict[str, Any], service: LookupService, clock: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
+    """Authenticate and answer one initiation webhook event (401/400/413, else 200).
+
+    The deadline runs from here: reading the webhook secret and the data stores' credentials,
+    signing tokens and TLS connects all spend it (design section 9). A secret that Secrets
+    Manager does not deliver in time gets the degraded answer, which holds no caller data.
+    """
     settings = service.settings
-    provided = header(event, settings.initiation_secret_header)
-    require_header_secret(settings, "INITIATION_WEBHOOK_SECRET", provided)
-    request = json_object(event, settings.max_body_bytes)
-    body, _degraded = initiate(service, request, utc_now(), settings.initiation_deadline_ms)
+    started = clock()
+    deadline = started + settings.initiation_deadline_ms / 1000
+    with deadline_scope(deadline - ANSWER_RESERVE_S):
+        provided = header(event, settings.initiation_secret_header)
+        try:
+            require_header_secret(settings, "INITIATION_WEBHOOK_SECRET", provided)
+        except DeadlineExceeded:
+            logger.warning("initiation secret not read in time; answering degraded")
+            service.record_degraded()
+            request = _lenient_object(event, settings.max_body_bytes)
+            org = service.cached_organization(request.get("called_number"))
+            return answer(org or service.default_organization(), None, utc_now())
+        request = json_object(event, settings.max_body_bytes)
+        left_ms = max(1, int((deadline - clock()) * 1000))
+        body, _degraded = initiate(service, request, utc_now(), left_ms, clock)
     return body
+
+
+def _lenient_object(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    # Unauthenticated: only used to pick the store for the degraded answer.
+    try:
+        return json_object(event, max_bytes)
+    except LookupServiceError:
+        return {}

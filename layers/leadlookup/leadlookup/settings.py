@@ -8,12 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from leadlookup.errors import ConfigError, Unavailable
+from leadlookup.errors import ConfigError
 
 DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
-# How long a secret fetched from Secrets Manager is reused before it is read again.
-SECRET_MAX_AGE_SECONDS = 300
-SECRET_TIMEOUT_S = 2
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -159,30 +156,13 @@ class Settings:
         return value
 
 
-_secrets_provider: Any = None
-
-
 def fetch_secret(arn: str) -> str:
-    """Read a secret through Powertools parameters, which caches it per container."""
-    global _secrets_provider
-    if _secrets_provider is None:
-        # Imported here: boto3 costs ~100 ms of cold start, and local runs never read ARNs.
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-        from botocore.config import Config
+    """Read a secret from Secrets Manager, cached per container (leadlookup.secretsmanager).
 
-        # botocore's defaults (60 s timeouts, legacy retries) would outlast every deadline here.
-        _secrets_provider = SecretsProvider(
-            boto_config=Config(
-                connect_timeout=SECRET_TIMEOUT_S,
-                read_timeout=SECRET_TIMEOUT_S,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-            )
-        )
-    try:
-        value = _secrets_provider.get(arn, max_age=SECRET_MAX_AGE_SECONDS)
-    except Exception as exc:
-        # Fail closed but retryable: the caller answers 503, never with the secret unchecked.
-        raise Unavailable("a secret could not be read from Secrets Manager") from exc
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value)
+    Raises :class:`Unavailable` (fail closed: the caller answers 503, never with the secret
+    unchecked), or its subclass ``DeadlineExceeded`` when a deadline scope ran out.
+    """
+    # Imported here: local runs, which give secrets as plain values, never need it.
+    from leadlookup import secretsmanager
+
+    return secretsmanager.client().get(arn)
