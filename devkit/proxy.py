@@ -90,6 +90,12 @@ class TcpProxy:
         return (self._host, self._port)
 
     @property
+    def open_connections(self) -> int:
+        """Client connections open through the proxy now (closed ones leave once drained)."""
+        with self._lock:
+            return len(self._links)
+
+    @property
     def mode(self) -> str:
         """The current fault mode."""
         return self._mode

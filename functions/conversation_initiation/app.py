@@ -6,8 +6,10 @@ from leadlookup import initiation
 from leadlookup.http import create_resolver
 from leadlookup.observability import logger, metrics, tracer
 from leadlookup.runtime import get_runtime
+from leadlookup.snapstart import register_hooks
 
 app = create_resolver()
+register_hooks()  # used only when the InitiationSnapStart parameter is on
 
 
 @app.post("/webhooks/elevenlabs/conversation-initiation")

@@ -159,6 +159,12 @@ _sqs_queues: dict[str, SqsQueue] = {}
 _sqs_lock = threading.Lock()
 
 
+def forget_clients() -> None:
+    """Drop every SQS queue's client (built again on next use)."""
+    with _sqs_lock:
+        _sqs_queues.clear()
+
+
 def queue_for(url: str | None, handler: Handler) -> Queue:
     """The SQS queue at ``url`` (one client per queue and container), else in-process."""
     if not url:

@@ -25,6 +25,14 @@ class Runtime:
     cache: ReadThroughCache
     service: LookupService
 
+    def close(self) -> None:
+        """Close the PostgreSQL connection and the Redis client (their next use reconnects)."""
+        self.db.close()
+        # The Redis backend (not a test's fake) holds a connection pool.
+        reset = getattr(self.cache.backend, "reset", None)
+        if reset is not None:
+            reset()
+
 
 def build_runtime(
     settings: Settings,
@@ -67,5 +75,5 @@ def set_runtime(runtime: Runtime | None) -> None:
     global _runtime
     with _lock:
         if _runtime is not None and _runtime is not runtime:
-            _runtime.db.close()
+            _runtime.close()
         _runtime = runtime
