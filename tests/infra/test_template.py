@@ -523,3 +523,29 @@ def test_migrations_rerun_when_the_layer_changes(template: dict[str, Any]) -> No
     assert props["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
     assert props["MigrationsHash"] == {"Ref": "LeadLookupLayer"}
     assert 0 < props["ServiceTimeout"] <= 3600
+
+
+def test_template_failed_scheduled_purge_raises_an_alarm(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    schedules = [
+        event["Properties"]
+        for event in resources["CacheAdminFunction"]["Properties"]["Events"].values()
+        if event["Type"] == "Schedule"
+    ]
+    alarms = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("Namespace") == "AWS/Lambda"
+        and r["Properties"].get("MetricName") == "Errors"
+        and r["Properties"].get("Dimensions")
+        == [{"Name": "FunctionName", "Value": {"Ref": "CacheAdminFunction"}}]
+    ]
+
+    assert [json.loads(s["Input"]) for s in schedules] == [{"action": "purge"}]
+    assert len(alarms) == 1
+    assert (alarms[0]["Threshold"], alarms[0]["ComparisonOperator"]) == (
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarms[0]["AlarmActions"] == alarms[0]["OKActions"]

@@ -12,13 +12,15 @@ import pytest
 
 from leadlookup import custom_resource
 from leadlookup.errors import Unavailable
-from leadlookup.runtime import get_runtime
+from leadlookup.runtime import get_runtime, set_runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
+from tests.support.redis_servers import free_port
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 ADMIN = "cache_admin"
+DEFAULT_ORG = DEFAULT_ORGANIZATION_ID
 
 
 def _event(function_dir: str, name: str) -> dict[str, Any]:
@@ -107,6 +109,45 @@ def test_admin_bad_requests_are_refused_with_a_message(
     assert named in answer["message"]
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"action": "flush_all"},
+        {
+            "action": "flush_lead",
+            "phone": "+16045550142",
+            "organization_id": DEFAULT_ORGANIZATION_ID,
+        },
+        {"action": "flush_org", "phone": "+17786528784"},
+    ],
+)
+def test_admin_flush_with_redis_down_raises_once_logged(
+    event: dict[str, Any],
+    app_env: dict[str, str],
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    set_runtime(None)
+
+    with pytest.raises(Unavailable, match=r"^redis is unavailable; nothing was flushed$"):
+        invoke(ADMIN, event)
+
+    failures = [r for r in caplog.records if r.getMessage() == "cache admin action failed"]
+    assert [(r.action, r.error_type) for r in failures] == [(event["action"], "Unavailable")]  # type: ignore[attr-defined]
+
+
+def test_admin_purge_with_the_database_down_raises_so_its_alarm_fires(
+    app_env: dict[str, str], invoke: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    set_runtime(None)
+
+    with pytest.raises(Unavailable, match="database is unreachable"):
+        invoke(ADMIN, _event(ADMIN, "scheduled_purge"))
+
+
 def test_admin_scheduled_purge_deletes_only_rows_past_retention(
     app_env: dict[str, str], invoke: Invoke, database_url: str
 ) -> None:
@@ -183,8 +224,6 @@ def test_migrate_delete_answers_success_without_touching_the_database(
 ) -> None:
     url, answers = cloudformation
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
-    from leadlookup.runtime import set_runtime
-
     set_runtime(None)
 
     answer = invoke("migrate", _custom_resource("delete", url))
