@@ -10,8 +10,9 @@ import io
 import json
 import logging
 import re
+import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 from devkit.postcall_events import signature_timestamp
 from devkit.proxy import TcpProxy
 from leadlookup import observability, postcall
-from leadlookup.phones import normalize_phone
+from leadlookup.phones import mask_phone, normalize_phone
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import EVENTS, TEST_SECRETS
 from tests.support.db import execute
@@ -29,8 +30,12 @@ from tests.support.faults import (
     Figures,
     Invoke,
     db_connection,
+    initiation_event,
+    new_phone,
+    post_call_event,
     reset_container,
     sample,
+    sign_post_call_event,
     sms_event,
     sms_fields,
     sqs_record,
@@ -344,3 +349,147 @@ def test_privacy_no_phone_secret_or_database_text_leaves_the_container(
         "field 'phone_number' belongs to another organization",
     )
     assert outcomes["healthy"] != outcomes["postgres down"]
+
+
+# -- masking by digits: every format, every path that logs a number ------------------------
+
+# Log fields that carry numbers of their own (times, sizes, ids), not a caller's digits.
+_NUMERIC_FIELDS = frozenset(
+    {"timestamp", "xray_trace_id", "function_request_id", "function_memory_size", "sampling_rate"}
+)
+# Ids made of hex digits (UUIDs, hex message and conversation ids) hold digit runs by chance.
+_HEX_IDS = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|[0-9a-fA-F]{16,}")
+# A run of digits as a person would write it: separated by spaces, dots, dashes or brackets.
+_DIGIT_RUN = re.compile(r"\d(?:[ .()-]{0,2}\d)*")
+# A masked number shows at most the country code and area code (4 digits for +1) before the
+# stars and the last four after them: any five digits of a number in a row are a leak.
+_WINDOW = 5
+
+
+def _formats(e164: str) -> list[str]:
+    """One NANP number (``+1AAAXXXNNNN``) written every way a caller id or form field comes."""
+    area, exchange, line = e164[2:5], e164[5:8], e164[8:]
+    national = f"{area}{exchange}{line}"
+    return [
+        e164,
+        e164[1:],
+        national,
+        f"({area}) {exchange}-{line}",
+        f"{area}-{exchange}-{line}",
+        f"{area}.{exchange}.{line}",
+        f"{area} {exchange} {line}",
+        f"+1 {area} {exchange} {line}",
+        f"1-{area}-{exchange}-{line}",
+        f"tel:{e164}",
+        f"tel:{national}",
+    ]
+
+
+def _shipped_text(powertools_lines: str) -> str:
+    """What the run sent to the logs, without the fields that are numbers by nature."""
+    kept = []
+    for line in powertools_lines.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            kept.append(line)
+            continue
+        if isinstance(record, dict):
+            record = {k: v for k, v in record.items() if k not in _NUMERIC_FIELDS}
+        kept.append(json.dumps(record))
+    return _HEX_IDS.sub("<id>", "\n".join(kept))
+
+
+def digit_leaks(text: str, numbers: list[str]) -> list[str]:
+    """Runs of digits in ``text`` that show five digits in a row of any of ``numbers``."""
+    windows = {
+        digits[i : i + _WINDOW]
+        for number in numbers
+        for digits in (number.lstrip("+"),)
+        for i in range(len(digits) - _WINDOW + 1)
+    }
+    leaks = []
+    for run in _DIGIT_RUN.findall(text):
+        digits = re.sub(r"\D", "", run)
+        if any(digits[i : i + _WINDOW] in windows for i in range(len(digits) - _WINDOW + 1)):
+            leaks.append(run)
+    return leaks
+
+
+def _post_call_from(number: str) -> dict[str, Any]:
+    event, _ = post_call_event(None)
+    body = json.loads(event["body"])
+    body["data"]["metadata"]["phone_call"]["external_number"] = number
+    event["body"] = json.dumps(body)
+    return sign_post_call_event(event, TEST_SECRETS["ELEVENLABS_WEBHOOK_SECRET"], int(time.time()))
+
+
+def _every_logging_path(invoke: Invoke, number: str) -> list[Any]:
+    """The number through every handler that can log one: the caller of a call, the sender
+    of an SMS (webhook and processor), the caller a post-call report names, an admin flush."""
+    fields = sms_fields(sms_event("+16045550100"))
+    fields["From"] = number
+    return [
+        invoke("conversation_initiation", initiation_event(number)),
+        invoke("sms_webhook", sms_event(number)),
+        invoke("sms_processor", {"Records": [sqs_record(fields)]}),
+        invoke("lead_update", _post_call_from(number)),
+        invoke(
+            "cache_admin",
+            {"action": "flush_lead", "phone": number, "organization_id": DEFAULT_ORGANIZATION_ID},
+        ),
+    ]
+
+
+def _attempt(call: Callable[[], Any]) -> Any:
+    # A failed admin flush raises (Redis down): what it logged on the way is what counts here.
+    try:
+        return call()
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def test_privacy_every_phone_format_is_masked_on_every_path_healthy_and_degraded(
+    fault_env: dict[str, str],
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    handler_output: io.StringIO,
+    figures: Figures,
+) -> None:
+    figures.fault = "masking: 11 phone formats x 5 logging paths, healthy, Redis down, both down"
+    numbers = [new_phone() for _ in range(3)]
+    written = [(n, f) for n in numbers for f in _formats(n)]
+    outcomes: dict[str, list[Any]] = {}
+
+    for phase in ("healthy", "redis down", "redis and postgres down"):
+        with contextlib.ExitStack() as stack:
+            if phase != "healthy":
+                redis_proxy = stack.enter_context(TcpProxy.from_url(fault_env["REDIS_URL"]))
+                monkeypatch.setenv("REDIS_URL", redis_proxy.rewrite_url(fault_env["REDIS_URL"]))
+                redis_proxy.set_mode("cut")
+            if phase == "redis and postgres down":
+                pg_proxy = stack.enter_context(TcpProxy.from_url(fault_env["DATABASE_URL"]))
+                monkeypatch.setenv("DATABASE_URL", pg_proxy.rewrite_url(fault_env["DATABASE_URL"]))
+                pg_proxy.set_mode("cut")
+            reset_container()
+            outcomes[phase] = [
+                _attempt(lambda f=f: _every_logging_path(invoke, f)) for _, f in written
+            ]
+            monkeypatch.setenv("REDIS_URL", fault_env["REDIS_URL"])
+            monkeypatch.setenv("DATABASE_URL", fault_env["DATABASE_URL"])
+        reset_container()
+    shipped = _shipped_text(handler_output.getvalue())
+    leaks = digit_leaks(shipped, numbers)
+    figures.requests = sum(len(v) for v in outcomes.values()) * 5
+    figures.failures = len(leaks)
+    figures.notes.update(formats=len(written), log_lines=shipped.count("\n") + 1, leaks=len(leaks))
+
+    assert leaks == []
+    # The paths logged these numbers (masked), and the check does catch what used to leak:
+    # the length-based mask of a national number and a raw dotted one.
+    masked = mask_phone(numbers[0])
+    assert masked.endswith(numbers[0][-4:]) and masked in shipped
+    assert "initiation degraded" in shipped and "inbound sms" in shipped
+    national = numbers[0][2:]
+    assert digit_leaks(f'"caller": "{national[:5]}***{national[-4:]}"', numbers)
+    assert digit_leaks(f"{national[:3]}.{national[3:6]}.{national[6:]}", numbers)

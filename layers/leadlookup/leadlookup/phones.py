@@ -50,9 +50,37 @@ def national_digits(normalized: str) -> str:
     return str(number.national_number)
 
 
-def mask_phone(raw: object) -> str:
-    """A phone number safe for logs: ``+1604***0142``; anything short is fully masked."""
-    text = str(raw or "")
-    if len(text) <= 8:
-        return "***"
-    return f"{text[:5]}***{text[-4:]}"
+# A masked number hides at least this many digits of its national number.
+_MIN_HIDDEN_DIGITS = 3
+_SHOWN_TAIL = 4
+
+
+def mask_phone(raw: object, region: str = "CA") -> str:
+    """A phone number safe for logs, from its digits whatever the format: ``+1604***0142``.
+
+    At most the country code, the area code and the last four digits show, and never fewer
+    than three digits hide (short numbers show less). Input that is no phone number shows at
+    most its last four characters, and nothing when it is short.
+    """
+    return _mask(str(raw or "")[: _MAX_INPUT_CHARS * 2], region)
+
+
+@lru_cache(maxsize=4096)
+def _mask(text: str, region: str) -> str:
+    stripped = _strip_prefix(text)
+    number = None
+    if stripped and len(stripped) <= _MAX_INPUT_CHARS:
+        try:
+            number = phonenumbers.parse(stripped, region)
+        except phonenumbers.NumberParseException:
+            number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        return "***" + stripped[-_SHOWN_TAIL:] if len(stripped) > 2 * _SHOWN_TAIL else "***"
+    national = phonenumbers.national_significant_number(number)
+    area = phonenumbers.length_of_geographical_area_code(
+        number
+    ) or phonenumbers.length_of_national_destination_code(number)
+    tail = min(_SHOWN_TAIL, max(len(national) - _MIN_HIDDEN_DIGITS, 0))
+    area = min(area, max(len(national) - tail - _MIN_HIDDEN_DIGITS, 0))
+    shown_tail = national[len(national) - tail :] if tail else ""
+    return f"+{number.country_code}{national[:area]}***{shown_tail}"
