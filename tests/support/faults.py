@@ -268,8 +268,10 @@ def new_phone() -> str:
     """A valid, fictional (555) British Columbia number that no other test uses, very likely."""
     while True:
         draw = uuid.uuid4().int
-        phone = f"+1{_AREAS[draw % len(_AREAS)]}555{draw // 7 % 10_000:04d}"
-        if normalize_phone(phone):
+        line = draw // 7 % 10_000
+        # 555-0100..0199 are the sample events' numbers, which other tests assert about.
+        phone = f"+1{_AREAS[draw % len(_AREAS)]}555{line:04d}"
+        if not 100 <= line < 200 and normalize_phone(phone):
             return phone
 
 
