@@ -9,12 +9,16 @@ import copy
 import json
 
 import pytest
+import redis
 
+from leadlookup.cache import CacheKeys
+from leadlookup.cache.base import value_seq
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.support.db import scalar
 from tests.support.faults import (
     TWIML,
     Figures,
+    dynamic_variables,
     initiation_event,
     insert_lead,
     invoke_concurrently,
@@ -147,3 +151,36 @@ def test_race_post_call_redelivered_at_once_records_one_summary(
 
     assert figures.failures == 0, figures.failed
     assert increments == [(1, 1, 2)] * ROUNDS
+
+
+def test_race_writes_at_once_leave_the_newest_committed_row_in_the_cache(
+    fault_env: dict[str, str], database_url: str, figures: Figures
+) -> None:
+    figures.fault = "two PATCHes and an SMS to one cached caller at once (processes), then a call"
+    cache = redis.Redis.from_url(fault_env["REDIS_URL"], decode_responses=True)
+    keys = CacheKeys(fault_env["CACHE_KEY_PREFIX"])
+    outcomes = []
+
+    for round_ in range(ROUNDS):
+        caller = new_phone()
+        ((known, _),) = invoke_concurrently([(INITIATION, initiation_event(caller))])
+        lead_id = (dynamic_variables(known) or {}).get("lead_id", "")
+        calls = [(LEADS, patch_event(lead_id, {"customer_name": f"Writer {n}"})) for n in range(2)]
+        calls.append((PROCESSOR, {"Records": [sqs_record(sms_fields(sms_event(caller)))]}))
+        writes = invoke_concurrently(calls)
+        row = lead_row(database_url, lead_id)
+        assert row is not None
+        raw = cache.get(keys.lead(caller[1:], DEFAULT_ORGANIZATION_ID))
+        ((call, ms),) = invoke_concurrently([(INITIATION, initiation_event(caller))])
+        name = (dynamic_variables(call) or {}).get("customer_name")
+        in_cache = value_seq(raw) if raw else None
+        right = (in_cache, name) == (row["write_seq"], row["customer_name"])
+        for answer, write_ms in writes:
+            figures.record("writes", write_ms, answer.get("statusCode", 200) == 200, str(answer))
+        figures.record("call after", ms, right, f"round {round_}: {in_cache} {name} vs {row}")
+        outcomes.append(right)
+    cache.close()
+    figures.notes["cache_held_the_newest_row"] = outcomes
+
+    assert figures.failures == 0, figures.failed
+    assert outcomes == [True] * ROUNDS

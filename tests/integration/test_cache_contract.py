@@ -1,19 +1,22 @@
-"""One cache-backend contract, run against the in-memory fake, a real Redis and a Redis Cluster."""
+"""One cache-backend contract, run against the in-memory fake, a real Redis, a Redis Cluster
+and a TLS-only Redis with an RBAC user."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from leadlookup.cache import CacheKeys, LeaseState
 from leadlookup.cache.base import CacheBackend
 from leadlookup.cache.memory import MemoryBackend
+from leadlookup.cache.readthrough import encode
 from leadlookup.cache.redis_backend import RedisBackend, build_client
 from leadlookup.settings import Settings
-from tests.support.redis_servers import redis_cluster
+from tests.support.redis_servers import TLS_PASSWORD, TLS_USER, redis_cluster, tls_redis_server
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +25,23 @@ def cluster_ports() -> Iterator[list[int]]:
         yield ports
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    with tls_redis_server(tmp_path_factory.mktemp("tls-contract")) as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis", "cluster", "tls"])
 def backend(request: pytest.FixtureRequest, redis_url: str) -> Iterator[CacheBackend]:
     if request.param == "memory":
         yield MemoryBackend()
         return
     if request.param == "redis":
         settings = Settings(redis_url=redis_url)
+    elif request.param == "tls":
+        port, ca = request.getfixturevalue("tls_server")
+        url = f"rediss://{TLS_USER}:{TLS_PASSWORD}@localhost:{port}?ssl_ca_certs={ca}"
+        settings = Settings(redis_url=url)
     else:
         port = request.getfixturevalue("cluster_ports")[0]
         settings = Settings(redis_url=f"redis://127.0.0.1:{port}", redis_cluster=True)
@@ -144,3 +157,55 @@ def test_backend_delete_prefix_removes_only_that_prefix_on_every_node(
 
 def test_backend_info_reports_a_connected_server(backend: CacheBackend) -> None:
     assert backend.info()["connected"] is True
+
+
+def _cached(backend: CacheBackend, keys: CacheKeys, key: str, value: str) -> None:
+    backend.get_or_lease(key, keys.lease(key), "t", 5000)
+    backend.fill(key, keys.lease(key), "t", value, 60)
+
+
+def test_backend_write_replaces_an_older_value(backend: CacheBackend, keys: CacheKeys) -> None:
+    key = keys.lead("16045550142", "org")
+    _cached(backend, keys, key, encode({"notes": "old"}, seq=5))
+
+    stored = backend.write(key, keys.lease(key), encode({"notes": "new"}, seq=6), 60)
+
+    assert stored is True
+    assert backend.get(key) == encode({"notes": "new"}, seq=6)
+
+
+def test_backend_write_never_replaces_a_newer_or_equal_value(
+    backend: CacheBackend, keys: CacheKeys
+) -> None:
+    key = keys.lead("16045550142", "org")
+    _cached(backend, keys, key, encode({"notes": "newer"}, seq=9))
+
+    older = backend.write(key, keys.lease(key), encode({"notes": "older"}, seq=8), 60)
+    equal = backend.write(key, keys.lease(key), encode({"notes": "same"}, seq=9), 60)
+
+    assert (older, equal) == (False, False)
+    assert backend.get(key) == encode({"notes": "newer"}, seq=9)
+
+
+def test_backend_write_of_an_absent_key_stores_nothing_and_voids_a_readers_lease(
+    backend: CacheBackend, keys: CacheKeys
+) -> None:
+    key = keys.lead("16045550142", "org")
+    backend.get_or_lease(key, keys.lease(key), "reader", 5000)  # a reader loading the old row
+
+    stored = backend.write(key, keys.lease(key), encode({"notes": "new"}, seq=3), 60)
+    filled = backend.fill(key, keys.lease(key), "reader", encode({"notes": "old"}, seq=2), 60)
+
+    assert (stored, filled) == (False, False)
+    assert backend.get(key) is None and backend.get(keys.lease(key)) is None
+
+
+def test_backend_write_replaces_a_value_of_an_older_format(
+    backend: CacheBackend, keys: CacheKeys
+) -> None:
+    key = keys.lead("16045550142", "org")
+    _cached(backend, keys, key, '{"v":1,"data":{"notes":"v1"}}')
+
+    stored = backend.write(key, keys.lease(key), encode({"notes": "v2"}, seq=1), 60)
+
+    assert stored is True and backend.get(key) == encode({"notes": "v2"}, seq=1)

@@ -6,10 +6,12 @@ import dataclasses
 import multiprocessing
 import random
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from leadlookup.models import Lead
+from leadlookup.cache.redis_backend import WRITE_THROUGH, RedisBackend, build_client
+from leadlookup.models import InboundMessage, Lead
 from leadlookup.observability import RecordingMetricSink
 from leadlookup.runtime import Runtime, build_runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
@@ -172,3 +174,182 @@ def test_single_flight_twenty_concurrent_misses_load_once(
     assert len(loads) == 1
     hits = sum(r.metrics.counts.get("LeadCacheHit", 0) for r in runtimes)
     assert hits == 19
+
+
+# -- write-through ordering ------------------------------------------------------------------
+
+# The write-through script with its seq check taken out: what the check prevents.
+UNORDERED_WRITE = """
+redis.call('DEL', KEYS[2])
+if not redis.call('GET', KEYS[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+class HeldWrites:
+    """A backend whose next write-throughs wait for ``release`` (a writer slowed after commit)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.committed = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, *args: Any) -> bool:
+        self.committed.set()
+        self.release.wait(timeout=10)
+        return bool(self.inner.write(*args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class JitteredWrites:
+    """A backend that pauses a random 0-10 ms before each write-through (widens the races)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.rng = random.Random()
+
+    def write(self, *args: Any) -> bool:
+        threading.Event().wait(self.rng.uniform(0, 0.01))
+        return bool(self.inner.write(*args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _backend(settings: Settings, ordered: bool) -> RedisBackend:
+    script = WRITE_THROUGH if ordered else UNORDERED_WRITE
+    return RedisBackend(lambda: build_client(settings), write_script=script)
+
+
+def _slow_writer_lands_last(
+    settings: Settings, make_runtime: Callable[..., Runtime], ordered: bool
+) -> tuple[Lead, str | None]:
+    """Writer A commits first but its write-through lands after writer B's; what a reader sees."""
+    caller = new_phone()
+    reader = make_runtime(settings)
+    held = HeldWrites(_backend(settings, ordered))
+    slow = make_runtime(settings, backend=held)
+    fast = make_runtime(settings)
+    lead = reader.service.find_or_create_lead(caller, DEFAULT_ORG)  # cached
+    thread = threading.Thread(target=slow.service.update_lead, args=(lead.id, {"notes": "A"}))
+    thread.start()
+    assert held.committed.wait(timeout=10)
+
+    newest = fast.service.update_lead(lead.id, {"notes": "B"})
+    held.release.set()
+    thread.join(timeout=10)
+
+    seen = reader.service.find_or_create_lead(caller, DEFAULT_ORG)
+    assert reader.metrics.counts.get("LeadCacheHit") == 1  # the read came from the cache
+    return newest, seen.notes
+
+
+def test_no_stale_read_when_an_older_write_through_lands_after_a_newer_one(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    newest, seen = _slow_writer_lands_last(settings, make_runtime, ordered=True)
+
+    assert (newest.notes, seen) == ("B", "B")
+
+
+def test_without_the_seq_check_an_older_write_through_makes_a_stale_read(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    newest, seen = _slow_writer_lands_last(settings, make_runtime, ordered=False)
+
+    assert (newest.notes, seen) == ("B", "A")  # the interleaving above is a real hazard
+
+
+def _two_writers_and_readers(
+    settings: Settings, make_runtime: Callable[..., Runtime], ordered: bool, cycles: int
+) -> tuple[int, int]:
+    """Two writers (PATCH and SMS) on one lead, three readers; (stale reads, cache hits).
+
+    A read is stale when it shows an older write_seq than a write that had returned before it.
+    """
+    caller = new_phone()
+    lead = make_runtime(settings).service.find_or_create_lead(caller, DEFAULT_ORG)
+    readers = [make_runtime(settings) for _ in range(3)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    stale: list[str] = []
+
+    def read_forever(runtime: Runtime) -> None:
+        rng = random.Random()
+        while not stop.is_set():
+            try:
+                runtime.service.find_or_create_lead(caller, DEFAULT_ORG)
+                if rng.random() < 0.1:
+                    runtime.service.invalidate_lead(lead.phone_number_normalized, DEFAULT_ORG)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    returned = [0]  # the largest write_seq of a write that returned
+    lock = threading.Lock()
+
+    def write(name: str) -> None:
+        runtime = make_runtime(settings, backend=JitteredWrites(_backend(settings, ordered)))
+        check = make_runtime(settings)
+        committed: list[int] = []
+        insert = runtime.service.repo.insert_inbound_message
+
+        def remembering_insert(*args: Any) -> Any:
+            inserted, touched = insert(*args)
+            committed.append(touched.write_seq)
+            return inserted, touched
+
+        runtime.service.repo.insert_inbound_message = remembering_insert  # type: ignore[method-assign]
+        try:
+            for cycle in range(cycles):
+                if cycle % 2:
+                    saved = runtime.service.update_lead(lead.id, {"notes": f"{name} {cycle}"})
+                    committed.append(saved.write_seq)
+                else:
+                    message = InboundMessage(
+                        f"SM{uuid.uuid4().hex}", caller, "+17786528784", f"{name} {cycle}", {}
+                    )
+                    runtime.service.record_inbound_message(message, DEFAULT_ORG, lead)
+                # Nothing older than any write that returned, this writer's or the other's.
+                with lock:
+                    returned[0] = floor = max(returned[0], committed[-1])
+                seen = check.service.find_or_create_lead(caller, DEFAULT_ORG).write_seq
+                if seen < floor:
+                    stale.append(f"{name} cycle {cycle}: saw {seen} < {floor}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read_forever, args=(r,)) for r in readers]
+    writers = [threading.Thread(target=write, args=(n,)) for n in ("w1", "w2")]
+    for thread in threads + writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=120)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert not errors, errors
+    hits = sum(r.metrics.counts.get("LeadCacheHit", 0) for r in readers)
+    return len(stale), hits
+
+
+def test_no_stale_reads_with_two_writers_writing_through_in_a_randomized_run(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    stale, hits = _two_writers_and_readers(settings, make_runtime, ordered=True, cycles=200)
+
+    assert stale == 0
+    assert hits > 0  # the cache really served reads during the run
+
+
+def test_without_the_seq_check_two_writers_make_stale_reads_in_a_randomized_run(
+    settings: Settings, make_runtime: Callable[..., Runtime]
+) -> None:
+    stale, _hits = _two_writers_and_readers(settings, make_runtime, ordered=False, cycles=200)
+    print(f"stale reads without the seq check: {stale}")
+
+    assert stale > 0, stale

@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from devkit.proxy import TcpProxy
+from leadlookup.cache.readthrough import FORMAT_VERSION
 from leadlookup.errors import InvalidInput
+from leadlookup.initiation import initiate
+from leadlookup.models import InboundMessage
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.db import execute, scalar
@@ -202,7 +206,7 @@ def test_lookup_cached_values_carry_a_format_version(
     key = runtime.service.leads.key(lead.phone_number_normalized, DEFAULT_ORG)
     backend = runtime.cache.backend
     assert backend is not None
-    assert backend.get(key).startswith('{"v":1,')
+    assert backend.get(key).startswith(f'{{"v":{FORMAT_VERSION},"s":{lead.write_seq},')
     backend.delete(key)
     backend.get_or_lease(key, key + ":l", "t", 1000)
     backend.fill(key, key + ":l", "t", '{"v":0,"data":{"id":"stale"}}', 60)
@@ -242,3 +246,48 @@ def test_lookup_ttls_are_jittered_around_the_configured_values(
 
     assert all(270 <= t <= 330 for t in ttls)
     assert len(set(ttls)) > 1
+
+
+@pytest.mark.parametrize("write", ["patch", "sms", "stop"])
+def test_lookup_initiation_after_a_write_costs_no_database_round_trip_and_shows_it(
+    write: str,
+    settings: Settings,
+    counted: Runtime,
+    make_runtime: Callable[..., Runtime],
+    pg_proxy: TcpProxy,
+    redis_proxy: TcpProxy,
+) -> None:
+    caller = new_phone()
+    request = {"caller_id": caller, "called_number": "+17786528784"}
+    writer = make_runtime(settings).service  # another container
+    initiate(counted.service, request, datetime.now(UTC), 1500)  # the caller is known and cached
+    lead = writer.find_or_create_lead(caller, DEFAULT_ORG)
+    if write == "patch":
+        writer.update_lead(lead.id, {"customer_name": "Ada", "bike_interest": {"type": "gravel"}})
+    else:
+        message = InboundMessage(
+            f"SM{uuid.uuid4().hex}",
+            caller,
+            "+17786528784",
+            "STOP" if write == "stop" else "Ada here",
+            {},
+            opt_change="out" if write == "stop" else None,
+        )
+        writer.record_inbound_message(message, DEFAULT_ORG, lead)
+    committed = writer.get_lead(lead.id)
+    pg_proxy.reset_counters()
+    redis_proxy.reset_counters()
+
+    body, degraded = initiate(counted.service, request, datetime.now(UTC), 1500)
+
+    assert pg_proxy.round_trips == 0
+    assert redis_proxy.round_trips == 1
+    assert not degraded
+    variables = body["dynamic_variables"]
+    assert variables["lead_id"] == lead.id
+    if write == "patch":
+        assert (variables["customer_name"], variables["bike_interest"]) == ("Ada", "gravel")
+    cached = counted.service.leads.peek(counted.service.leads.key(caller[1:], DEFAULT_ORG))
+    assert cached == committed  # last_contact_at, opted_out_at and write_seq included
+    if write == "stop":
+        assert cached is not None and cached.opted_out_at is not None

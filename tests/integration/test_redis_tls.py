@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,55 +15,16 @@ from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.faults import new_phone
 from tests.support.moto_server import CREDENTIALS, REGION, moto_server
-from tests.support.redis_servers import free_port, start_redis, stop
+from tests.support.redis_servers import TLS_PASSWORD, TLS_USER, tls_redis_server
 
-USER, PASSWORD = "bici-app", "s3cret-Passw0rd"
+USER, PASSWORD = TLS_USER, TLS_PASSWORD
 
 
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """A TLS-only Redis with an RBAC user and no default-user access; yields (port, CA file)."""
-    directory = tmp_path_factory.mktemp("tls-redis")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    port = free_port()
-    # fmt: off
-    process = start_redis(
-        directory, 0,
-        "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
-        # Each ACL rule is its own argument; the default user is switched off.
-        "--user", "default", "off",
-        "--user", USER, "on", f">{PASSWORD}", "~*", "&*", "+@all",
-        tls_port=port,
-    )
-    # fmt: on
-    try:
-        yield port, cert
-    finally:
-        stop(process)
+    with tls_redis_server(tmp_path_factory.mktemp("tls-redis")) as server:
+        yield server
 
 
 def test_redis_tls_with_rbac_user_in_the_url_caches(

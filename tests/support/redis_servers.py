@@ -1,4 +1,4 @@
-"""Throwaway Redis servers on loopback ports: single nodes and a 3-node cluster."""
+"""Throwaway Redis servers on loopback ports: single nodes, TLS with RBAC, a 3-node cluster."""
 
 from __future__ import annotations
 
@@ -143,3 +143,51 @@ def _cluster_ok(client: redis.Redis) -> bool:
         return str(info.get("cluster_state")) == "ok"
     text = info.decode() if isinstance(info, bytes) else str(info)
     return "cluster_state:ok" in text
+
+
+TLS_USER, TLS_PASSWORD = "bici-app", "s3cret-Passw0rd"
+
+
+@contextmanager
+def tls_redis_server(directory: Path) -> Iterator[tuple[int, Path]]:
+    """A TLS-only Redis with an RBAC user and no default-user access; yields (port, CA file)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    port = free_port()
+    # fmt: off
+    process = start_redis(
+        directory, 0,
+        "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+        # Each ACL rule is its own argument; the default user is switched off.
+        "--user", "default", "off",
+        "--user", TLS_USER, "on", f">{TLS_PASSWORD}", "~*", "&*", "+@all",
+        tls_port=port,
+    )
+    # fmt: on
+    try:
+        yield port, cert
+    finally:
+        stop(process)

@@ -74,6 +74,8 @@ class Lead:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 1
+    # Orders cached copies (migration 0005): larger after every write; not the ETag.
+    write_seq: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; times as ISO 8601 strings."""
@@ -104,6 +106,7 @@ class Lead:
             created_at=_parse_time(data.get("created_at")),
             updated_at=_parse_time(data.get("updated_at")),
             version=int(data.get("version") or 1),
+            write_seq=int(data.get("write_seq") or 0),
         )
 
 

@@ -12,7 +12,7 @@ _STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
 LEAD_COLUMNS = (
     "id, organization_id, phone_number, phone_number_normalized, customer_name, email, status, "
     "sentiment, bike_interest, qualification_data, notes, last_summary, interaction_count, "
-    "last_contact_at, opted_out_at, created_at, updated_at, version"
+    "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq"
 )
 ORG_COLUMNS = "id, name, phone_number, phone_number_normalized, settings"
 
@@ -70,8 +70,9 @@ DELETE_LEAD = """
 DELETE FROM leads WHERE id = :id RETURNING organization_id, phone_number_normalized"""
 
 # Storage first and exactly once: the message row is unique on the MessageSid, and the lead is
-# touched only when this delivery inserted it, so a redelivery changes nothing.
-INSERT_INBOUND_MESSAGE = """
+# touched only when this delivery inserted it, so a redelivery changes nothing. The touched
+# row comes back so that the cache can be given the committed value (write-through).
+INSERT_INBOUND_MESSAGE = f"""
 WITH ins AS (
     INSERT INTO messages (organization_id, lead_id, external_id, direction, from_number,
                           to_number, body, params)
@@ -87,9 +88,10 @@ WITH ins AS (
             WHEN 'in' THEN NULL
             ELSE opted_out_at END
     WHERE id = (SELECT lead_id FROM ins)
-    RETURNING id
+    RETURNING {LEAD_COLUMNS}
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM upd) AS lead_updated"""
+SELECT (SELECT count(*) FROM ins) AS inserted, upd.*
+FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 # The summary row is unique on conversation_id; the lead changes only if this delivery inserted
 # it (one statement, so one transaction). Status only moves up the ladder; 'closed' is final
@@ -117,9 +119,9 @@ WITH ins AS (
         version = version + 1,
         updated_at = now()
     WHERE id = (SELECT lead_id FROM ins)
-    RETURNING organization_id, phone_number_normalized
+    RETURNING {LEAD_COLUMNS}
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, upd.organization_id, upd.phone_number_normalized
+SELECT (SELECT count(*) FROM ins) AS inserted, upd.*
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 PURGE_OLD_ROWS = """
@@ -257,8 +259,8 @@ class Repository:
 
     def insert_inbound_message(
         self, message: InboundMessage, organization_id: str, lead_id: str | None
-    ) -> tuple[bool, bool]:
-        """Store an inbound SMS once; (inserted, lead updated)."""
+    ) -> tuple[bool, Lead | None]:
+        """Store an inbound SMS once; (inserted, the lead as updated)."""
         row = self.db.query(
             INSERT_INBOUND_MESSAGE,
             {
@@ -272,12 +274,12 @@ class Repository:
                 "opt_change": message.opt_change,
             },
         )[0]
-        return bool(row["inserted"]), bool(row["lead_updated"])
+        return bool(row["inserted"]), _lead_or_none(row)
 
     def insert_call_summary(
         self, call: PostCall, organization_id: str | None, lead_id: str | None
-    ) -> tuple[bool, tuple[str, str] | None]:
-        """Store a call summary once and merge it into the lead; (inserted, lead identity)."""
+    ) -> tuple[bool, Lead | None]:
+        """Store a call summary once and merge it into the lead; (inserted, the lead as merged)."""
         row = self.db.query(
             INSERT_CALL_SUMMARY,
             {
@@ -293,12 +295,14 @@ class Repository:
                 "status": call.status,
             },
         )[0]
-        identity = None
-        if row["organization_id"] is not None:
-            identity = (str(row["organization_id"]), row["phone_number_normalized"])
-        return bool(row["inserted"]), identity
+        return bool(row["inserted"]), _lead_or_none(row)
 
     def purge(self, retention_days: int) -> dict[str, int]:
         """Delete messages and call summaries older than the retention period."""
         row = self.db.query(PURGE_OLD_ROWS, {"days": retention_days})[0]
         return {"messages": int(row["messages"]), "call_summaries": int(row["call_summaries"])}
+
+
+def _lead_or_none(row: dict[str, Any]) -> Lead | None:
+    # A LEFT JOIN row: the lead's columns are NULL when no lead was written.
+    return Lead.from_json(row) if row.get("id") is not None else None

@@ -1,6 +1,8 @@
-"""The lookup service: read-through cached organizations and leads, and writes that invalidate.
+"""The lookup service: read-through cached organizations and leads, and writes that write through.
 
-Every write commits first, then invalidates every cache entry of what it changed.
+Every write commits first; then a lead's cached value is replaced by the committed row
+(ordered by its write_seq, so an older value never wins), an organization's is invalidated,
+and an erased lead's is deleted.
 """
 
 from __future__ import annotations
@@ -56,7 +58,12 @@ class LookupService:
             Cache.ORG, Organization, settings.org_cache_ttl_seconds, self.keys.org, self.keys.lease
         )
         self.leads: CacheRegion[Lead] = cache.region(
-            Cache.LEAD, Lead, settings.lead_cache_ttl_seconds, self.keys.lead, self.keys.lease
+            Cache.LEAD,
+            Lead,
+            settings.lead_cache_ttl_seconds,
+            self.keys.lead,
+            self.keys.lease,
+            seq=lambda lead: lead.write_seq,
         )
         self._clock = clock
         self._org_l1: dict[str, tuple[float, Organization]] = {}
@@ -191,7 +198,7 @@ class LookupService:
         return lead
 
     def update_lead(self, lead_id: object, body: Any, if_match: int | None = None) -> Lead:
-        """Merge-patch a lead (optimistic concurrency), commit, then invalidate its cache."""
+        """Merge-patch a lead (optimistic concurrency), commit, then write it through."""
         lead_id = parse_uuid(lead_id)
         patch = validate_patch(body)
         for _ in range(_PATCH_ATTEMPTS):
@@ -200,7 +207,7 @@ class LookupService:
                 raise PreconditionFailed(f"lead is at version {current.version}, not {if_match}")
             saved = self.repo.update_lead(apply_patch(current, patch), current.version)
             if saved is not None:
-                self.invalidate_lead(saved.phone_number_normalized, saved.organization_id)
+                self.lead_written(saved)
                 return saved
             if if_match is not None:
                 raise PreconditionFailed("lead was changed by another request")
@@ -214,6 +221,22 @@ class LookupService:
         organization_id, normalized = identity
         self.invalidate_lead(normalized, organization_id)
 
+    def lead_written(self, lead: Lead) -> bool:
+        """Give the cache a lead's committed row (every lead write calls this after commit).
+
+        It replaces an older cached value and drops any lease; False (counted) when Redis could
+        not be told, and the old value then lives until its TTL.
+        """
+        ok = self.leads.put(
+            self.leads.key(lead.phone_number_normalized, lead.organization_id), lead
+        )
+        if not ok:
+            logger.warning(
+                "lead stays cached until its TTL",
+                phone=mask_phone("+" + lead.phone_number_normalized),
+            )
+        return ok
+
     def invalidate_lead(self, phone_normalized: str, organization_id: str) -> bool:
         """Delete a lead's cache entry and lease (after its write committed)."""
         ok = self.leads.invalidate(self.leads.key(phone_normalized, organization_id))
@@ -226,23 +249,23 @@ class LookupService:
     def record_inbound_message(
         self, message: InboundMessage, organization_id: str, lead: Lead | None
     ) -> bool:
-        """Store an inbound SMS exactly once, touch its lead, invalidate; whether it was new."""
-        inserted, lead_updated = self.repo.insert_inbound_message(
+        """Store an inbound SMS exactly once, touch its lead, write it through; whether new."""
+        inserted, touched = self.repo.insert_inbound_message(
             message, organization_id, lead.id if lead else None
         )
-        if lead is not None and lead_updated:
-            self.invalidate_lead(lead.phone_number_normalized, lead.organization_id)
+        if touched is not None:
+            self.lead_written(touched)
         return inserted
 
     def record_call_summary(
         self, call: PostCall, organization_id: str | None, lead: Lead | None
     ) -> bool:
         """Store a post-call summary once and merge it into its lead; whether it was new."""
-        inserted, identity = self.repo.insert_call_summary(
+        inserted, merged = self.repo.insert_call_summary(
             call, organization_id, lead.id if lead else None
         )
-        if identity is not None:
-            self.invalidate_lead(identity[1], identity[0])
+        if merged is not None:
+            self.lead_written(merged)
         return inserted
 
     # -- administration -----------------------------------------------------------------

@@ -1,16 +1,28 @@
 """The cache backend contract, shared by Redis, Redis Cluster and the in-memory fake.
 
-A backend stores opaque strings under keys with a TTL and supports memcache-style leases:
-a miss hands out a lease token, and only the holder of the current token may fill the key.
-Invalidation deletes the value and the lease, so a reader that loaded a row before an update
-can no longer write it into the cache afterwards.
+A backend stores strings under keys with a TTL and supports memcache-style leases: a miss
+hands out a lease token, and only the holder of the current token may fill the key. A write
+(write-through after commit) and an invalidation delete the lease, so a reader that loaded a
+row before an update can no longer write it into the cache afterwards.
+
+Values are ordered: each starts ``{"v":<format>,"s":<seq>,`` (see :func:`value_seq`), and a
+fill or a write stores its value only over one of a smaller ``seq``, in the same atomic step.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
+
+_SEQ = re.compile(r'^\{"v":\d+,"s":(\d+)')
+
+
+def value_seq(raw: str) -> int:
+    """The ``seq`` a stored value starts with; -1 for a value without one (any older format)."""
+    match = _SEQ.match(raw)
+    return int(match.group(1)) if match else -1
 
 
 class LeaseState(Enum):
@@ -43,7 +55,15 @@ class CacheBackend(Protocol):
     def fill(self, key: str, lease_key: str, token: str, value: str | None, ttl_s: int) -> bool:
         """Store ``value`` only while ``token`` still holds the lease; release the lease.
 
-        ``value`` None only releases the lease. Returns whether the value was stored.
+        ``value`` None only releases the lease; a held value of a larger or equal ``seq`` is
+        kept. Returns whether the value was stored.
+        """
+        ...
+
+    def write(self, key: str, lease_key: str, value: str, ttl_s: int) -> bool:
+        """After a committed write: delete the lease, and replace the held value with ``value``
+        if one is held and its ``seq`` is smaller (an absent key stays absent, so a slow writer
+        cannot bring back an erased lead). Returns whether the value was stored.
         """
         ...
 

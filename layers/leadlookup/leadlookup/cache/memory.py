@@ -7,14 +7,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from leadlookup.cache.base import LeaseResult, LeaseState
+from leadlookup.cache.base import LeaseResult, LeaseState, value_seq
 
 
 class MemoryBackend:
     """A dict with expiry and leases, safe across threads of one process."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, ordered: bool = True
+    ) -> None:
         self._clock = clock
+        # False only in tests that show what the seq check prevents.
+        self._ordered = ordered
         self._data: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
         self.commands = 0
@@ -54,10 +58,24 @@ class MemoryBackend:
             if self._live(lease_key) != token:
                 return False
             del self._data[lease_key]
-            if value is None:
+            if value is None or not self._newer(key, value):
                 return False
             self._data[key] = (value, self._clock() + ttl_s)
             return True
+
+    def write(self, key: str, lease_key: str, value: str, ttl_s: int) -> bool:
+        """Drop the lease; replace a held value of a smaller seq."""
+        with self._lock:
+            self.commands += 1
+            self._data.pop(lease_key, None)
+            if self._live(key) is None or not self._newer(key, value):
+                return False
+            self._data[key] = (value, self._clock() + ttl_s)
+            return True
+
+    def _newer(self, key: str, value: str) -> bool:
+        held = self._live(key)
+        return held is None or not self._ordered or value_seq(held) < value_seq(value)
 
     def delete(self, *keys: str) -> None:
         """Remove keys."""

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 # Bumped whenever the cached JSON shape changes: a value of another version is a miss.
-FORMAT_VERSION = 1
+# 2: the envelope carries the value's write seq ("s") ahead of its data.
+FORMAT_VERSION = 2
 
 
 class MetricSink(Protocol):
@@ -42,9 +43,14 @@ class Codec(Protocol[T]):
     def from_json(self, data: dict[str, Any]) -> T: ...
 
 
-def encode(data: dict[str, Any]) -> str:
-    """The stored form: versioned JSON (never pickle)."""
-    return json.dumps({"v": FORMAT_VERSION, "data": data}, separators=(",", ":"), default=str)
+def encode(data: dict[str, Any], seq: int = 0) -> str:
+    """The stored form: versioned JSON (never pickle), ``{"v":..,"s":<seq>,"data":..}``.
+
+    ``seq`` comes first after the version so that the backend's atomic step can read it
+    without parsing the JSON (:func:`leadlookup.cache.base.value_seq`).
+    """
+    envelope = {"v": FORMAT_VERSION, "s": seq, "data": data}
+    return json.dumps(envelope, separators=(",", ":"), default=str)
 
 
 def decode(raw: str) -> dict[str, Any] | None:
@@ -95,11 +101,12 @@ class ReadThroughCache:
         ttl_s: int,
         key: Callable[..., str],
         lease: Callable[[str], str],
+        seq: Callable[[T], int] | None = None,
     ) -> CacheRegion[T]:
-        """A region over this cache: its codec, TTL and key/lease derivation."""
+        """A region over this cache: its codec, TTL, key/lease derivation and value order."""
         from leadlookup.cache.region import CacheRegion
 
-        return CacheRegion(self, cache, codec, ttl_s, key, lease)
+        return CacheRegion(self, cache, codec, ttl_s, key, lease, seq)
 
     def count(self, name: str) -> None:
         """Add 1 to a metric (outcomes of the caller's own, e.g. a degraded answer)."""
@@ -122,6 +129,23 @@ class ReadThroughCache:
             self.failed(exc)
             self.metrics.count(CACHE_INVALIDATION_FAILED)
             logger.warning("cache invalidation failed", error_type=type(exc).__name__)
+            return False
+        self.breaker.success()
+        return True
+
+    def write(self, key: str, lease: str, value: str, ttl_s: int) -> bool:
+        """Write-through after a committed write; False (counted as a failed invalidation).
+
+        Runs even while the breaker is open, like an invalidation.
+        """
+        if self.backend is None:
+            return True
+        try:
+            self.backend.write(key, lease, value, ttl_s)
+        except Exception as exc:
+            self.failed(exc)
+            self.metrics.count(CACHE_INVALIDATION_FAILED)
+            logger.warning("cache write-through failed", error_type=type(exc).__name__)
             return False
         self.breaker.success()
         return True

@@ -23,14 +23,41 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 return {0}
 """
 
-# Fill only while our token still holds the lease; an invalidation deleted it otherwise.
-FILL_IF_LEASED = """
+# The seq a stored value starts with (base.value_seq); -1 for older formats.
+_SEQ_OF = """
+local function seq(value)
+  return tonumber(string.match(value, '^{"v":%d+,"s":(%d+)')) or -1
+end
+"""
+
+# Fill only while our token still holds the lease (a write or an invalidation deleted it
+# otherwise), and never over a value of a larger or equal seq.
+FILL_IF_LEASED = (
+    _SEQ_OF
+    + """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 if ARGV[2] == '' then return 0 end
+local held = redis.call('GET', KEYS[1])
+if held and seq(held) >= seq(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 """
+)
+
+# Write-through after a commit: the lease goes (a reader's older row must not land later), and
+# a held value is replaced only by a newer one. An absent key stays absent: nothing is cached
+# that was not, and a writer delayed past an erasure cannot bring the lead back.
+WRITE_THROUGH = (
+    _SEQ_OF
+    + """
+redis.call('DEL', KEYS[2])
+local held = redis.call('GET', KEYS[1])
+if not held or seq(held) >= seq(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+)
 
 _SCAN_BATCH = 500
 
@@ -87,8 +114,10 @@ def build_client(settings: Settings) -> redis.Redis | RedisCluster:
 class RedisBackend:
     """The cache contract over one Redis or a Redis Cluster. The client is built on first use."""
 
-    def __init__(self, factory: ClientFactory) -> None:
+    def __init__(self, factory: ClientFactory, *, write_script: str = WRITE_THROUGH) -> None:
         self._factory = factory
+        # Replaceable only so that tests can show what the seq check prevents.
+        self._write_script = write_script
         self._client: redis.Redis | RedisCluster | None = None
         self._lock = threading.Lock()
 
@@ -127,6 +156,10 @@ class RedisBackend:
         """Store while ``token`` holds the lease, and release it (one EVAL round trip)."""
         stored = self.client.eval(FILL_IF_LEASED, 2, key, lease_key, token, value or "", ttl_s)
         return bool(stored)
+
+    def write(self, key: str, lease_key: str, value: str, ttl_s: int) -> bool:
+        """Replace a held value of a smaller seq, drop the lease (one EVAL round trip)."""
+        return bool(self.client.eval(self._write_script, 2, key, lease_key, value, ttl_s))
 
     def delete(self, *keys: str) -> None:
         """Remove keys (one round trip; callers pass keys of one hash slot)."""

@@ -36,8 +36,11 @@ class CacheRegion(Generic[T]):
         ttl_s: int,
         key: Callable[..., str],
         lease: Callable[[str], str],
+        seq: Callable[[T], int] | None = None,
     ) -> None:
         self._store = store
+        # Orders the values of one key (a lead's write_seq); None: the region has no writes.
+        self._seq = seq
         self.cache = cache
         self._codec = codec
         self.ttl_s = ttl_s
@@ -106,6 +109,14 @@ class CacheRegion(Generic[T]):
         store.breaker.success()
         return self._decoded(raw)
 
+    def put(self, key: str, value: T) -> bool:
+        """Write-through after a committed write: ``value`` replaces an older cached value and
+        the lease is dropped; False (counted) when Redis could not be told.
+        """
+        if self._seq is None:
+            raise TypeError(f"the {self.cache} region has no order for writes")
+        return self._store.write(key, self._lease(key), self._encode(value), self._ttl())
+
     def invalidate(self, key: str) -> bool:
         """Delete the value and its lease after a committed write; False (counted) on failure."""
         return self._store.delete(key, self._lease(key))
@@ -144,14 +155,19 @@ class CacheRegion(Generic[T]):
     def _fill(self, key: str, lease: str, token: str, created: T | None) -> None:
         backend = self._store.backend
         assert backend is not None
-        value = encode(self._codec.to_json(created)) if created is not None else None
-        jittered = max(1, round(self.ttl_s * random.uniform(1 - TTL_JITTER, 1 + TTL_JITTER)))  # noqa: S311
+        value = self._encode(created) if created is not None else None
         try:
-            backend.fill(key, lease, token, value, jittered)
+            backend.fill(key, lease, token, value, self._ttl())
         except Exception as exc:
             # The value is already in hand; a failed fill only costs a later miss.
             self._store.failed(exc)
             logger.warning("cache fill failed", error_type=type(exc).__name__)
+
+    def _encode(self, value: T) -> str:
+        return encode(self._codec.to_json(value), self._seq(value) if self._seq else 0)
+
+    def _ttl(self) -> int:
+        return max(1, round(self.ttl_s * random.uniform(1 - TTL_JITTER, 1 + TTL_JITTER)))  # noqa: S311
 
     def _decoded(self, raw: str | None) -> T | None:
         data = decode(raw) if raw is not None else None
