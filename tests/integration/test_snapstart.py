@@ -13,20 +13,24 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import boto3
 import pytest
 from snapshot_restore_py import get_after_restore, get_before_snapshot
 
 from devkit.proxy import TcpProxy
+from leadlookup import credentials, secretsmanager, snapstart
 from leadlookup import runtime as runtime_module
-from leadlookup import secretsmanager, snapstart
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import load_handler
 from tests.support.faults import initiation_event, insert_lead, new_phone
+from tests.support.moto_server import REGION, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 FN = "conversation_initiation"
@@ -130,6 +134,73 @@ def test_snapstart_hooks_are_registered_once(proxied: tuple[TcpProxy, TcpProxy])
     after = [func for func, _, _ in get_after_restore()]
     assert before.count(snapstart.before_snapshot) == 1
     assert after.count(snapstart.after_restore) == 1
+
+
+class CredentialsEndpoint(BaseHTTPRequestHandler):
+    """Lambda's container credentials endpoint, as SnapStart functions get it."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        body = json.dumps(
+            {
+                "AccessKeyId": "ASIASNAPSTART",
+                "SecretAccessKey": "restored-secret",
+                "Token": "restored-token",
+                "Expiration": "2099-01-01T00:00:00Z",
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def credentials_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CredentialsEndpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    CredentialsEndpoint.seen = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/2021-04-23/credentials"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_snapstart_secrets_are_read_with_the_container_endpoint_credentials(
+    credentials_endpoint: str,
+) -> None:
+    # A SnapStart function has no AWS_ACCESS_KEY_ID: they would be stale after a restore.
+    with moto_server() as endpoint:
+        arn = boto3.client(
+            "secretsmanager",
+            endpoint_url=endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_secret(Name="bici/snapstart", SecretString="webhook-secret")["ARN"]
+        env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": REGION,
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials_endpoint,
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-token",
+        }
+        credentials.reset()
+
+        first = secretsmanager.SecretsClient(env).get(arn)
+        snapstart.before_snapshot()
+        after_restore = secretsmanager.SecretsClient(env).get(arn)
+
+    assert first == after_restore == "webhook-secret"
+    # Fetched once, then again after the snapshot dropped them.
+    assert CredentialsEndpoint.seen == ["container-token", "container-token"]
 
 
 # The initiation handler imported as Lambda's init does, then the before-snapshot hooks,

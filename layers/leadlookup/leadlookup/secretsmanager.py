@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from leadlookup import sigv4
+from leadlookup import credentials, sigv4
 from leadlookup.errors import DeadlineExceeded, Unavailable
 
 SERVICE = "secretsmanager"
@@ -84,16 +84,9 @@ def region(env: Mapping[str, str]) -> str:
     return (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1").strip()
 
 
-def env_credentials(env: Mapping[str, str]) -> sigv4.Credentials:
-    """The function's role credentials, which Lambda puts in the environment."""
-    access_key = (env.get("AWS_ACCESS_KEY_ID") or "").strip()
-    if not access_key:
-        raise Unavailable("no AWS credentials (AWS_ACCESS_KEY_ID) to read secrets with")
-    return sigv4.Credentials(
-        access_key,
-        (env.get("AWS_SECRET_ACCESS_KEY") or "").strip(),
-        (env.get("AWS_SESSION_TOKEN") or "").strip() or None,
-    )
+def env_credentials(env: Mapping[str, str], timeout_s: float = TIMEOUT_S) -> sigv4.Credentials:
+    """The function's role credentials (the environment's, or SnapStart's container endpoint)."""
+    return credentials.lambda_credentials(env, timeout_s)
 
 
 class SecretsClient:
@@ -153,7 +146,7 @@ class SecretsClient:
                 body,
                 service=SERVICE,
                 region=region(self._env),
-                credentials=env_credentials(self._env),
+                credentials=env_credentials(self._env, timeout),
             )
             request = urllib.request.Request(  # noqa: S310 - the endpoint above
                 url, data=body, headers={**headers, **signed}, method="POST"
