@@ -7,6 +7,7 @@ from leadlookup import postcall
 from leadlookup.errors import InvalidInput, NotFound
 from leadlookup.http import (
     create_resolver,
+    header,
     if_match_version,
     json_object,
     json_response,
@@ -14,6 +15,7 @@ from leadlookup.http import (
 )
 from leadlookup.models import Lead
 from leadlookup.observability import logger, metrics, tracer
+from leadlookup.replies.wiring import pipeline_for
 from leadlookup.runtime import get_runtime
 
 PATCH_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
@@ -43,7 +45,27 @@ def patch_lead(lead_id: str) -> Response:
     if_match = if_match_version(event)
     runtime = get_runtime()
     body = json_object(event, runtime.settings.max_body_bytes)
-    return _lead(runtime.service.update_lead(lead_id, body, if_match))
+    return _lead(pipeline_for(runtime.service).patch_lead(lead_id, body, if_match))
+
+
+@app.get("/leads/<lead_id>/messages")
+def list_messages(lead_id: str) -> dict:
+    params = app.current_event.query_string_parameters or {}
+    return pipeline_for(get_runtime().service).messages(
+        lead_id, params.get("limit"), params.get("before")
+    )
+
+
+@app.post("/leads/<lead_id>/messages")
+def send_message(lead_id: str) -> Response:
+    event = app.current_event.raw_event
+    require_media_type(event, ("application/json",))
+    runtime = get_runtime()
+    body = json_object(event, runtime.settings.max_body_bytes)
+    key = pipeline_for(runtime.service).send_staff_text(
+        lead_id, body.get("body"), header(event, "idempotency-key")
+    )
+    return json_response(202, {"key": key, "status": "queued"})
 
 
 @app.delete("/leads/<lead_id>")

@@ -1,5 +1,6 @@
-"""Fixtures shared by the LeadUpdateFunction tests (lead routes, post-call webhook)."""
+"""Fixtures shared by the integration tests: LeadUpdateFunction's, and the reply path's stand-ins."""
 
 from tests.support.lead_update import cache, frozen, lead
+from tests.support.replies import agent, agent_server, twilio, twilio_server
 
-__all__ = ["cache", "frozen", "lead"]
+__all__ = ["agent", "agent_server", "cache", "frozen", "lead", "twilio", "twilio_server"]

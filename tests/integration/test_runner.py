@@ -338,6 +338,8 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "GET /leads/{lead_id}": "LeadUpdateFunction",
         "PATCH /leads/{lead_id}": "LeadUpdateFunction",
         "DELETE /leads/{lead_id}": "LeadUpdateFunction",
+        "GET /leads/{lead_id}/messages": "LeadUpdateFunction",
+        "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /webhooks/elevenlabs/post-call": "LeadUpdateFunction",
     }
 

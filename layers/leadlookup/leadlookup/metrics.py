@@ -33,7 +33,27 @@ def cache_metric(cache: Cache, outcome: Outcome) -> str:
 CACHE_METRICS: tuple[str, ...] = tuple(cache_metric(c, o) for c in Cache for o in Outcome)
 CACHE_INVALIDATION_FAILED = "CacheInvalidationFailed"
 INITIATION_DEGRADED = "InitiationDegraded"
-ALL_METRICS: tuple[str, ...] = (*CACHE_METRICS, CACHE_INVALIDATION_FAILED, INITIATION_DEGRADED)
+# SMS replies (design section 3.2a): texts Twilio accepted, agent failures answered with the
+# fixed text, sends that failed, jobs skipped for want of configuration, and the latency from
+# the inbound text reaching the processor to Twilio accepting the reply (milliseconds).
+SMS_REPLY_SENT = "SmsReplySent"
+SMS_REPLY_FALLBACK = "SmsReplyFallback"
+SMS_REPLY_FAILED = "SmsReplyFailed"
+SMS_REPLY_NOT_CONFIGURED = "SmsReplyNotConfigured"
+SMS_REPLY_LATENCY = "SmsReplyLatency"
+REPLY_METRICS: tuple[str, ...] = (
+    SMS_REPLY_SENT,
+    SMS_REPLY_FALLBACK,
+    SMS_REPLY_FAILED,
+    SMS_REPLY_NOT_CONFIGURED,
+    SMS_REPLY_LATENCY,
+)
+ALL_METRICS: tuple[str, ...] = (
+    *CACHE_METRICS,
+    CACHE_INVALIDATION_FAILED,
+    INITIATION_DEGRADED,
+    *REPLY_METRICS,
+)
 
 SERVICE_NAME = "bici-lookups"
 NAMESPACE = "BiciLookups"

@@ -76,6 +76,8 @@ class Lead:
     version: int = 1
     # Orders cached copies (migration 0005): larger after every write; not the ETag.
     write_seq: int = 0
+    # Staff took the conversation over: the agent does not answer texts (design 3.2a).
+    human_control: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; times as ISO 8601 strings."""
@@ -107,6 +109,7 @@ class Lead:
             updated_at=_parse_time(data.get("updated_at")),
             version=int(data.get("version") or 1),
             write_seq=int(data.get("write_seq") or 0),
+            human_control=bool(data.get("human_control") or False),
         )
 
 

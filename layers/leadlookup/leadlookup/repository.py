@@ -12,7 +12,7 @@ _STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
 LEAD_COLUMNS = (
     "id, organization_id, phone_number, phone_number_normalized, customer_name, email, status, "
     "sentiment, bike_interest, qualification_data, notes, last_summary, interaction_count, "
-    "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq"
+    "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq, human_control"
 )
 ORG_COLUMNS = "id, name, phone_number, phone_number_normalized, settings"
 
@@ -133,6 +133,76 @@ WITH old_messages AS (
 )
 SELECT (SELECT count(*) FROM old_messages) AS messages,
        (SELECT count(*) FROM old_summaries) AS call_summaries"""
+
+
+# -- SMS replies (design section 3.2a) ------------------------------------------------------
+
+MESSAGE_COLUMNS = (
+    "id, lead_id, external_id, direction, sender_kind, from_number, to_number, body, "
+    "twilio_sid, status, created_at"
+)
+
+# What the reply decision needs, in one round trip: the lead's flags, whether this inbound
+# text was already answered (a redelivery), and the texts before it, newest first.
+SELECT_REPLY_CONTEXT = """
+SELECT l.opted_out_at IS NOT NULL AS opted_out, l.human_control,
+       EXISTS (SELECT 1 FROM messages WHERE external_id = :reply_key) AS replied,
+       COALESCE((
+           SELECT json_agg(json_build_object('direction', h.direction, 'body', h.body)
+                           ORDER BY h.created_at DESC, h.id DESC)
+           FROM (SELECT direction, body, created_at, id FROM messages
+                 WHERE lead_id = l.id AND external_id <> :external_id
+                 ORDER BY created_at DESC, id DESC LIMIT :history) AS h
+       ), '[]'::json) AS history
+FROM leads l WHERE l.id = :lead_id"""
+
+# external_id is the job key, so an outcome delivered twice is stored once.
+INSERT_OUTBOUND_MESSAGE = """
+INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
+                      from_number, to_number, body, params, twilio_sid, status)
+VALUES (:organization_id, :lead_id, :external_id, 'outbound', :sender_kind, :from_number,
+        :to_number, :body, :params::jsonb, :twilio_sid, :status)
+ON CONFLICT (external_id) DO NOTHING
+RETURNING id"""
+
+# The flag, the version (it is the ETag) and, only when the flag changed, a system message in
+# the history - one statement, so one transaction.
+SET_HUMAN_CONTROL = f"""
+WITH cur AS (
+    SELECT id, human_control FROM leads
+    WHERE id = :id AND (CAST(:version AS integer) IS NULL OR version = :version)
+), upd AS (
+    UPDATE leads SET human_control = :on, version = version + 1, updated_at = now()
+    WHERE id = (SELECT id FROM cur) AND human_control IS DISTINCT FROM :on
+    RETURNING {LEAD_COLUMNS}
+), note AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
+                          params)
+    SELECT organization_id, id, :note_key, 'system', 'system', :note, :params::jsonb FROM upd
+    RETURNING 1
+)
+SELECT upd.*, (SELECT count(*) FROM note) AS noted FROM upd
+UNION ALL
+SELECT l.*, 0 FROM (SELECT {LEAD_COLUMNS} FROM leads WHERE id = (SELECT id FROM cur)) AS l
+WHERE NOT EXISTS (SELECT 1 FROM upd)"""
+
+# Newest first; the cursor is the (created_at, id) of the last row of the previous page.
+SELECT_MESSAGES_PAGE = f"""
+SELECT {MESSAGE_COLUMNS} FROM messages
+WHERE lead_id = :lead_id
+  AND (CAST(:before_at AS timestamptz) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit"""
+
+# The follow-up rate limit as one atomic claim: only one automation per lead per window, never
+# to an opted-out number.
+CLAIM_AUTOMATION = f"""
+UPDATE leads SET last_automation_at = now()
+WHERE id = :id AND opted_out_at IS NULL
+  AND (last_automation_at IS NULL
+       OR last_automation_at < now() - make_interval(secs => :window_seconds))
+RETURNING {LEAD_COLUMNS}"""
 
 
 class Queryable(Protocol):
@@ -301,6 +371,68 @@ class Repository:
         """Delete messages and call summaries older than the retention period."""
         row = self.db.query(PURGE_OLD_ROWS, {"days": retention_days})[0]
         return {"messages": int(row["messages"]), "call_summaries": int(row["call_summaries"])}
+
+    # -- SMS replies ----------------------------------------------------------------------
+
+    def reply_context(
+        self, lead_id: str, external_id: str, reply_key: str, history: int
+    ) -> dict[str, Any] | None:
+        """The lead's opt-out and control flags, whether it was answered, the texts before."""
+        rows = self.db.query(
+            SELECT_REPLY_CONTEXT,
+            {
+                "lead_id": lead_id,
+                "external_id": external_id,
+                "reply_key": reply_key,
+                "history": history,
+            },
+        )
+        return rows[0] if rows else None
+
+    def insert_outbound_message(self, **fields: Any) -> bool:
+        """Store an outbound text once (keyed by its job key); whether it was new."""
+        return bool(self.db.query(INSERT_OUTBOUND_MESSAGE, fields))
+
+    def set_human_control(
+        self, lead_id: str, on: bool, version: int | None, note_key: str, note: str
+    ) -> tuple[Lead, bool] | None:
+        """Set the flag (at ``version``, if given); the lead and whether it changed."""
+        rows = self.db.query(
+            SET_HUMAN_CONTROL,
+            {
+                "id": lead_id,
+                "on": on,
+                "version": version,
+                "note_key": note_key,
+                "note": note,
+                "params": {"human_control": on},
+            },
+            retry=False,
+        )
+        if not rows:
+            return None
+        return Lead.from_json(rows[0]), bool(rows[0]["noted"])
+
+    def messages_page(
+        self, lead_id: str, limit: int, before: tuple[str, str] | None
+    ) -> list[dict[str, Any]]:
+        """One page of a lead's history, newest first."""
+        return self.db.query(
+            SELECT_MESSAGES_PAGE,
+            {
+                "lead_id": lead_id,
+                "limit": limit,
+                "before_at": before[0] if before else None,
+                "before_id": before[1] if before else None,
+            },
+        )
+
+    def claim_automation(self, lead_id: str, window_seconds: int) -> Lead | None:
+        """The lead if a follow-up may go out now (and the window starts), else None."""
+        rows = self.db.query(
+            CLAIM_AUTOMATION, {"id": lead_id, "window_seconds": window_seconds}, retry=False
+        )
+        return Lead.from_json(rows[0]) if rows else None
 
 
 def _lead_or_none(row: dict[str, Any]) -> Lead | None:

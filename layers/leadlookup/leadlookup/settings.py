@@ -11,6 +11,8 @@ from typing import Any
 from leadlookup.errors import ConfigError
 
 DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
+ELEVENLABS_WS_URL = "wss://api.elevenlabs.io/v1/convai/conversation"
+TWILIO_API_URL = "https://api.twilio.com"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -87,6 +89,17 @@ class Settings:
     retention_days: int = 365
     allow_unsigned_webhooks: bool = False
 
+    # SMS replies (design section 3.2a): no agent id or account SID means no reply is tried.
+    elevenlabs_agent_id: str | None = None
+    elevenlabs_ws_url: str = ELEVENLABS_WS_URL
+    twilio_account_sid: str | None = None
+    twilio_api_url: str = TWILIO_API_URL
+    twilio_timeout_ms: int = 5000
+    sms_reply_deadline_ms: int = 20000
+    reply_queue_url: str | None = None
+    reply_outcome_queue_url: str | None = None
+    idempotency_table: str | None = None
+
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -131,6 +144,15 @@ class Settings:
             max_body_bytes=_int(e, "MAX_BODY_BYTES", 65536, 1),
             retention_days=_int(e, "RETENTION_DAYS", 365, 1),
             allow_unsigned_webhooks=_bool(e, "ALLOW_UNSIGNED_WEBHOOKS", False),
+            elevenlabs_agent_id=_str(e, "ELEVENLABS_AGENT_ID"),
+            elevenlabs_ws_url=_str(e, "ELEVENLABS_WS_URL", ELEVENLABS_WS_URL) or ELEVENLABS_WS_URL,
+            twilio_account_sid=_str(e, "TWILIO_ACCOUNT_SID"),
+            twilio_api_url=_str(e, "TWILIO_API_URL", TWILIO_API_URL) or TWILIO_API_URL,
+            twilio_timeout_ms=_int(e, "TWILIO_TIMEOUT_MS", 5000, 1),
+            sms_reply_deadline_ms=_int(e, "SMS_REPLY_DEADLINE_MS", 20000, 1),
+            reply_queue_url=_str(e, "REPLY_QUEUE_URL"),
+            reply_outcome_queue_url=_str(e, "REPLY_OUTCOME_QUEUE_URL"),
+            idempotency_table=_str(e, "IDEMPOTENCY_TABLE"),
             env=e,
         )
 

@@ -315,6 +315,14 @@ def process_message(service: LookupService, fields: Mapping[str, Any]) -> bool:
         opt_change=message.opt_change,
         **_parties(message.params),
     )
+    # Stored first; only then the reply (on every delivery: a job that could not be queued
+    # is queued when the queue delivers this message again).
+    from leadlookup.replies.wiring import pipeline_for
+
+    decision = pipeline_for(service).after_inbound(
+        organization, lead, message.message_sid, message.body, message.opt_change
+    )
+    logger.info("reply decision", message_sid=message.message_sid, decision=decision)
     return inserted
 
 

@@ -1,0 +1,27 @@
+"""SMS reply outcomes: stores what the responder sent (or failed to send) as outbound messages."""
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from leadlookup.observability import logger, metrics, tracer
+from leadlookup.replies import wiring
+from leadlookup.runtime import get_runtime
+
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def record_handler(record: SQSRecord) -> bool:
+    return wiring.store_outcome_record(get_runtime().service, record.body)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,253 @@
+"""The VPC side of replies: decide, emit jobs, store outcomes, human control, history.
+
+Storage first: the inbound text is stored before :meth:`ReplyPipeline.after_inbound` runs.
+The decision is taken again on every delivery of the inbound text (a job that could not be
+queued is queued on the redelivery), and a text already answered is not answered again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from leadlookup.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from leadlookup.initiation import dynamic_variables
+from leadlookup.models import Lead, Organization
+from leadlookup.observability import logger
+from leadlookup.phones import mask_phone
+from leadlookup.replies.jobs import (
+    HISTORY_MESSAGES,
+    MAX_SMS_CHARS,
+    JobKind,
+    ReplyJob,
+    ReplyOutcome,
+    compact_history,
+    reply_key,
+)
+from leadlookup.replies.queues import JsonQueue
+from leadlookup.service import LookupService, parse_uuid
+
+# Twilio answers these itself (and STOP/START change the opt-out state): the agent stays out.
+HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+PAGE_DEFAULT, PAGE_MAX = 50, 200
+
+
+def fallback_text(org: Organization, variables: Mapping[str, str]) -> str:
+    """The fixed text sent when the agent cannot answer: the store's phone and today's hours."""
+    hours = variables.get("business_hours_today") or "Closed"
+    today = "we're closed today" if hours == "Closed" else f"today's hours are {hours}"
+    return (
+        f"Thanks for texting {org.name}! We can't answer right now; {today}. "
+        f"Call us at {org.phone_number}."
+    )
+
+
+def _cursor(row: dict[str, Any]) -> str:
+    created = row["created_at"]
+    text = created.isoformat() if isinstance(created, datetime) else str(created)
+    return base64.urlsafe_b64encode(f"{text}|{row['id']}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(raw: str | None) -> tuple[str, str] | None:
+    if not raw:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        created, row_id = text.split("|", 1)
+        datetime.fromisoformat(created)
+        return created, str(uuid.UUID(row_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("query parameter 'before' is not a cursor from this API") from None
+
+
+def _message_json(row: dict[str, Any]) -> dict[str, Any]:
+    created = row["created_at"]
+    return {
+        "id": str(row["id"]),
+        "direction": row["direction"],
+        "sender_kind": row["sender_kind"],
+        "body": row["body"],
+        "from_number": row["from_number"],
+        "to_number": row["to_number"],
+        "twilio_sid": row["twilio_sid"],
+        "status": row["status"],
+        "external_id": row["external_id"],
+        "created_at": created.isoformat() if isinstance(created, datetime) else created,
+    }
+
+
+class ReplyPipeline:
+    """Reply decisions and outbound records over the lookup service and a job queue."""
+
+    def __init__(
+        self,
+        service: LookupService,
+        jobs: JsonQueue,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.jobs = jobs
+        self._now = now
+        self._wall = wall_clock
+
+    # -- inbound texts --------------------------------------------------------------------
+
+    def after_inbound(
+        self,
+        org: Organization,
+        lead: Lead | None,
+        message_sid: str,
+        body: str,
+        opt_change: str | None,
+    ) -> str:
+        """Emit the reply job of a stored inbound text, or say why not; the decision."""
+        if lead is None:
+            return "sender is not a phone number"
+        if opt_change is not None or body.strip().upper() in HELP_KEYWORDS:
+            return "keyword"
+        key = reply_key(message_sid)
+        context = self.service.repo.reply_context(lead.id, message_sid, key, HISTORY_MESSAGES)
+        if context is None:
+            return "lead is gone"
+        if context["opted_out"]:
+            return "opted out"
+        if context["human_control"]:
+            return "human control"
+        if context["replied"]:
+            return "already answered"
+        variables = dynamic_variables(org, lead, self._now())
+        job = ReplyJob(
+            key=key,
+            kind=JobKind.AGENT,
+            organization_id=org.id,
+            lead_id=lead.id,
+            to_number=f"+{lead.phone_number_normalized}",
+            from_number=org.phone_number,
+            body=body,
+            fallback_text=fallback_text(org, variables),
+            dynamic_variables=variables,
+            history=compact_history(list(context["history"] or [])),
+            in_reply_to=message_sid,
+            received_at=self._wall(),
+        )
+        self._emit(job)
+        return "reply queued"
+
+    def _emit(self, job: ReplyJob) -> None:
+        # One FIFO group per customer: their texts are answered in order, one at a time.
+        self.jobs.send(job.to_json(), key=job.key, group=job.to_number)
+        logger.info("reply job queued", key=job.key, kind=job.kind, to=mask_phone(job.to_number))
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def store_outcome(self, outcome: ReplyOutcome) -> bool:
+        """Store what the responder did as an outbound message, once; whether it was new."""
+        inserted = self.service.repo.insert_outbound_message(
+            organization_id=outcome.organization_id,
+            lead_id=outcome.lead_id,
+            external_id=outcome.key,
+            sender_kind=outcome.sender_kind,
+            from_number=outcome.from_number,
+            to_number=outcome.to_number,
+            body=outcome.body,
+            params=outcome.params(),
+            twilio_sid=outcome.twilio_sid,
+            status=outcome.status,
+        )
+        logger.info(
+            "reply outcome stored" if inserted else "reply outcome already stored",
+            key=outcome.key,
+            status=outcome.status,
+        )
+        return inserted
+
+    # -- staff ----------------------------------------------------------------------------
+
+    def _lead_and_org(self, lead_id: object) -> tuple[Lead, Organization]:
+        lead = self.service.get_lead(lead_id)
+        org = self.service.repo.organization(lead.organization_id)
+        if org is None:
+            raise NotFound("lead's organization not found")
+        return lead, org
+
+    def send_staff_text(self, lead_id: object, body: object, key: str | None = None) -> str:
+        """Queue a staff member's text to the lead; its job key.
+
+        400 on an empty or over-long body, 404 for an unknown lead, 409 when it opted out.
+        ``key`` (the client's ``Idempotency-Key``) makes a retried request send once.
+        """
+        if not isinstance(body, str) or not body.strip():
+            raise InvalidInput("field 'body' must be a non-empty string")
+        if len(body) > MAX_SMS_CHARS:
+            raise InvalidInput(f"field 'body' is longer than {MAX_SMS_CHARS} characters")
+        if key is not None and (not key.strip() or len(key) > 100):
+            raise InvalidInput("header 'Idempotency-Key' must be 1 to 100 characters")
+        lead, org = self._lead_and_org(lead_id)
+        if lead.opted_out_at is not None:
+            raise Conflict("lead opted out of texts")
+        job = ReplyJob(
+            key=f"staff:{lead.id}:{key.strip() if key else uuid.uuid4()}",
+            kind=JobKind.STAFF,
+            organization_id=org.id,
+            lead_id=lead.id,
+            to_number=f"+{lead.phone_number_normalized}",
+            from_number=org.phone_number,
+            body=body,
+            received_at=self._wall(),
+        )
+        self._emit(job)
+        return job.key
+
+    def set_human_control(self, lead_id: object, on: object, if_match: int | None) -> Lead:
+        """Take a lead over (True) or hand it back (False); a system message notes a change."""
+        if not isinstance(on, bool):
+            raise InvalidInput("field 'human_control' must be true or false")
+        lead_id = parse_uuid(lead_id)
+        note = "Staff took over the conversation" if on else "Conversation handed back to the agent"
+        result = self.service.repo.set_human_control(
+            lead_id, on, if_match, f"system:{uuid.uuid4()}", note
+        )
+        if result is None:
+            if if_match is not None and self.service.repo.get_lead(lead_id) is not None:
+                raise PreconditionFailed(f"lead is not at version {if_match}")
+            raise NotFound("lead not found")
+        lead, changed = result
+        if changed:
+            self.service.lead_written(lead)
+        return lead
+
+    def patch_lead(self, lead_id: object, body: Any, if_match: int | None) -> Lead:
+        """PATCH /leads/{id}: ``human_control`` here, every other field by the service."""
+        if not isinstance(body, dict) or "human_control" not in body:
+            return self.service.update_lead(lead_id, body, if_match)
+        rest = {name: value for name, value in body.items() if name != "human_control"}
+        if not isinstance(body["human_control"], bool):
+            raise InvalidInput("field 'human_control' must be true or false")
+        if rest:
+            saved = self.service.update_lead(lead_id, rest, if_match)
+            if_match = saved.version
+        return self.set_human_control(lead_id, body["human_control"], if_match)
+
+    def messages(
+        self, lead_id: object, limit: object = None, before: str | None = None
+    ) -> dict[str, Any]:
+        """GET /leads/{id}/messages: newest first, ``limit`` per page, ``next`` cursor."""
+        lead = self.service.get_lead(lead_id)
+        try:
+            size = PAGE_DEFAULT if limit in (None, "") else int(str(limit))
+        except ValueError:
+            raise InvalidInput("query parameter 'limit' must be a whole number") from None
+        if not 1 <= size <= PAGE_MAX:
+            raise InvalidInput(f"query parameter 'limit' must be 1 to {PAGE_MAX}")
+        rows = self.service.repo.messages_page(lead.id, size + 1, _parse_cursor(before))
+        page = rows[:size]
+        return {
+            "messages": [_message_json(row) for row in page],
+            "next": _cursor(page[-1]) if len(rows) > size else None,
+        }

@@ -1,0 +1,154 @@
+"""Per-container wiring of replies: queues from settings, or in-process hand-offs without them.
+
+With ``REPLY_QUEUE_URL`` unset (local runs, tests) a job goes straight to an in-process
+responder, and with ``REPLY_OUTCOME_QUEUE_URL`` unset its outcome straight back to the
+pipeline: the same interfaces as the queues, so the same code runs either way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from leadlookup.observability import metrics
+from leadlookup.replies.agent import ElevenLabsAgent
+from leadlookup.replies.idempotency import persistence_store
+from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
+from leadlookup.replies.pipeline import ReplyPipeline
+from leadlookup.replies.queues import CallQueue, JsonQueue, SqsJsonQueue
+from leadlookup.replies.responder import Responder
+from leadlookup.replies.twilio import TwilioSender
+from leadlookup.service import LookupService
+from leadlookup.settings import Settings
+
+API_KEY_NAME = "ELEVENLABS_API_KEY"
+AUTH_TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of the secret, not its value
+
+
+class PowertoolsReplyMetrics:
+    """Counts and latencies into this invocation's Powertools Metrics (EMF)."""
+
+    def count(self, name: str) -> None:
+        """Add 1 to ``name``."""
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+    def milliseconds(self, name: str, value: float) -> None:
+        """Record one latency sample."""
+        metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 1))
+
+
+def build_responder(
+    settings: Settings,
+    outcomes: JsonQueue,
+    metrics_sink: Any = None,
+) -> Responder:
+    """The responder of these settings (agent and sender only when both are configured)."""
+    agent = sender = None
+    if settings.elevenlabs_agent_id and settings.twilio_account_sid:
+        agent = ElevenLabsAgent(
+            settings.elevenlabs_ws_url,
+            settings.elevenlabs_agent_id,
+            lambda: settings.secret(API_KEY_NAME),
+        )
+        sender = TwilioSender(
+            settings.twilio_api_url,
+            settings.twilio_account_sid,
+            lambda: settings.secret(AUTH_TOKEN_NAME),
+            timeout_s=settings.twilio_timeout_ms / 1000,
+        )
+    return Responder(
+        agent=agent,
+        sender=sender,
+        outcomes=outcomes,
+        store=persistence_store(settings.idempotency_table),
+        metrics=metrics_sink or PowertoolsReplyMetrics(),
+        deadline_ms=settings.sms_reply_deadline_ms,
+    )
+
+
+def build_pipeline(service: LookupService, metrics_sink: Any = None) -> ReplyPipeline:
+    """The pipeline over ``service``: SQS queues where configured, in-process elsewhere."""
+    settings = service.settings
+    holder: list[ReplyPipeline] = []
+    if settings.reply_queue_url:
+        jobs: JsonQueue = SqsJsonQueue(settings.reply_queue_url)
+    else:
+        if settings.reply_outcome_queue_url:
+            outcomes: JsonQueue = SqsJsonQueue(settings.reply_outcome_queue_url)
+        else:
+            outcomes = CallQueue(
+                lambda body: holder[0].store_outcome(ReplyOutcome.from_json(body)), "outcomes"
+            )
+        responder = build_responder(settings, outcomes, metrics_sink)
+        jobs = CallQueue(lambda body: responder.handle(ReplyJob.from_json(body)), "replies")
+    pipeline = ReplyPipeline(service, jobs)
+    holder.append(pipeline)
+    return pipeline
+
+
+_pipelines: dict[int, tuple[LookupService, ReplyPipeline]] = {}
+_responder: Responder | None = None
+_lock = threading.Lock()
+
+
+def pipeline_for(service: LookupService) -> ReplyPipeline:
+    """This container's pipeline for ``service`` (built once per service object)."""
+    with _lock:
+        entry = _pipelines.get(id(service))
+        if entry is None or entry[0] is not service:
+            entry = _pipelines[id(service)] = (service, build_pipeline(service))
+        return entry[1]
+
+
+def install(service: LookupService, pipeline: ReplyPipeline) -> None:
+    """Use ``pipeline`` for ``service`` (tests and the local runner wire their own)."""
+    with _lock:
+        _pipelines[id(service)] = (service, pipeline)
+
+
+def reset() -> None:
+    """Forget every pipeline and the responder (tests, the runner after a settings change)."""
+    global _responder
+    with _lock:
+        _pipelines.clear()
+        _responder = None
+
+
+def decode(body: str) -> Any:
+    """A queue record's JSON body."""
+    from leadlookup.errors import InvalidInput
+
+    try:
+        return json.loads(body)
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidInput("queued message is not valid JSON") from None
+
+
+# -- the queue-triggered functions ---------------------------------------------------------
+
+
+def responder_from_env() -> Responder:
+    """The responder function's responder, built once per container from the environment."""
+    global _responder
+    with _lock:
+        if _responder is None:
+            settings = Settings.from_env()
+            if not settings.reply_outcome_queue_url:
+                from leadlookup.settings import ConfigError
+
+                raise ConfigError("REPLY_OUTCOME_QUEUE_URL is required by the responder")
+            _responder = build_responder(settings, SqsJsonQueue(settings.reply_outcome_queue_url))
+        return _responder
+
+
+def respond_record(responder: Responder, body: str, lambda_context: Any = None) -> None:
+    """One reply-queue record: reply once, queue the outcome (failures raise: redelivery)."""
+    responder.handle(ReplyJob.from_json(decode(body)), lambda_context)
+
+
+def store_outcome_record(service: LookupService, body: str) -> bool:
+    """One outcome-queue record, stored as an outbound message once."""
+    return pipeline_for(service).store_outcome(ReplyOutcome.from_json(decode(body)))

@@ -1,0 +1,432 @@
+"""SMS replies end to end against real PostgreSQL/Redis and the loopback stand-ins.
+
+Inbound text -> processor stores it -> reply job -> responder (agent over WebSocket, Twilio
+over HTTP) -> outcome -> outbound message row. Every count below is of texts the Twilio
+stand-in accepted, i.e. of SMS a customer would have received.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pg8000.native
+import pytest
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from moto import mock_aws
+
+from devkit.standins import AgentStandIn, TwilioStandIn
+from leadlookup import metrics as names
+from leadlookup import sms
+from leadlookup.errors import Conflict, InvalidInput
+from leadlookup.replies import wiring
+from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
+from leadlookup.replies.pipeline import ReplyPipeline
+from leadlookup.replies.queues import CallQueue
+from leadlookup.settings import Settings
+from tests.support.faults import new_phone
+from tests.support.redis_servers import free_port
+from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
+
+STORE = "+17786528784"
+
+
+@pytest.fixture
+def reply_metrics() -> RecordingReplyMetrics:
+    return RecordingReplyMetrics()
+
+
+@pytest.fixture
+def wired(
+    settings: Settings,
+    agent: AgentStandIn,
+    twilio: TwilioStandIn,
+    make_runtime: Any,
+    reply_metrics: RecordingReplyMetrics,
+) -> Iterator[tuple[Any, ReplyPipeline]]:
+    runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=3000))
+    pipeline = wire(runtime, reply_metrics)
+    yield runtime, pipeline
+    wiring.reset()
+
+
+def text(service: Any, sender: str, body: str, sid: str | None = None) -> str:
+    sid = sid or f"SM{uuid.uuid4().hex}"
+    fields = {"MessageSid": sid, "From": sender, "To": STORE, "Body": body, "AccountSid": "AC1"}
+    sms.process_message(service, fields)
+    return sid
+
+
+def rows(db: pg8000.native.Connection, sender: str) -> list[dict[str, Any]]:
+    found = db.run(
+        "SELECT m.direction, m.sender_kind, m.body, m.twilio_sid, m.status, m.external_id"
+        " FROM messages m JOIN leads l ON l.id = m.lead_id"
+        " WHERE l.phone_number_normalized = :p ORDER BY m.created_at, m.id",
+        p=sender.lstrip("+"),
+    )
+    keys = ("direction", "sender_kind", "body", "twilio_sid", "status", "external_id")
+    return [dict(zip(keys, row, strict=True)) for row in found]
+
+
+def sent_to(twilio: TwilioStandIn, phone: str) -> list[dict[str, Any]]:
+    return [m for m in twilio.sent if m["to"] == phone]
+
+
+# -- the agent's reply -----------------------------------------------------------------------
+
+
+def test_reply_agent_answer_is_sent_once_and_stored_as_outbound(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any, reply_metrics: Any
+) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+
+    sid = text(runtime.service, phone, "Do you have gravel bikes?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["from"] == STORE
+    assert sent["body"].startswith("Hi there! You said: Do you have gravel bikes?")
+    assert agent.greeting not in sent["body"]
+    [conversation] = agent.conversations
+    init = conversation["init"]
+    assert init["conversation_config_override"] == {"conversation": {"text_only": True}}
+    variables = init["dynamic_variables"]
+    assert variables["channel"] == "sms"
+    assert variables["customer_phone"] == phone
+    assert variables["organization_name"] == "BICI Bike Store"
+    assert conversation["pongs"] == [1]
+    assert conversation["user_messages"] == ["Do you have gravel bikes?"]
+    inbound, outbound = rows(db, phone)
+    assert inbound["direction"] == "inbound" and inbound["sender_kind"] == "customer"
+    assert outbound == {
+        "direction": "outbound",
+        "sender_kind": "agent",
+        "body": sent["body"],
+        "twilio_sid": sent["sid"],
+        "status": "queued",
+        "external_id": f"reply:{sid}",
+    }
+    assert reply_metrics.counts == {names.SMS_REPLY_SENT: 1}
+    assert len(reply_metrics.samples[names.SMS_REPLY_LATENCY]) == 1
+
+
+def test_reply_redelivered_inbound_text_is_answered_once(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+
+    sid = text(runtime.service, phone, "hello")
+    for _ in range(3):
+        text(runtime.service, phone, "hello", sid)
+
+    assert len(sent_to(twilio, phone)) == 1
+    assert [r["direction"] for r in rows(db, phone)] == ["inbound", "outbound"]
+
+
+def test_reply_history_reaches_the_agent(wired: Any, agent: AgentStandIn) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+
+    text(runtime.service, phone, "first question")
+    text(runtime.service, phone, "second question")
+
+    history = agent.conversations[1]["init"]["dynamic_variables"]["recent_messages"]
+    assert history.splitlines()[0] == "customer: first question"
+    assert history.splitlines()[1].startswith("store: Hi there! You said: first question")
+
+
+# -- fallbacks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["silent", "error"])
+def test_reply_agent_timeout_or_error_sends_the_fixed_text(
+    settings: Settings,
+    agent: AgentStandIn,
+    twilio: TwilioStandIn,
+    make_runtime: Any,
+    db: Any,
+    mode: str,
+) -> None:
+    agent.mode = mode
+    runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=400))
+    metrics = RecordingReplyMetrics()
+    wire(runtime, metrics)
+    phone = new_phone()
+
+    started = time.monotonic()
+    text(runtime.service, phone, "are you open?")
+    elapsed = time.monotonic() - started
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Thanks for texting BICI Bike Store!")
+    assert "Call us at +17786528784." in sent["body"]
+    assert rows(db, phone)[-1]["sender_kind"] == "fallback"
+    assert metrics.counts[names.SMS_REPLY_FALLBACK] == 1
+    assert metrics.counts[names.SMS_REPLY_SENT] == 1
+    # Bounded by SMS_REPLY_DEADLINE_MS, not by the agent.
+    assert elapsed < 3
+    wiring.reset()
+
+
+# -- Twilio ------------------------------------------------------------------------------------
+
+
+def test_reply_twilio_429_and_5xx_are_retried_and_one_sms_goes_out(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, _ = wired
+    twilio.fail_next = [429, 500]
+    phone = new_phone()
+
+    text(runtime.service, phone, "hi")
+
+    assert twilio.requests == 3
+    [sent] = sent_to(twilio, phone)
+    assert rows(db, phone)[-1]["twilio_sid"] == sent["sid"]
+
+
+def test_reply_twilio_failing_throughout_is_stored_as_failed(
+    wired: Any, twilio: TwilioStandIn, db: Any, reply_metrics: Any
+) -> None:
+    runtime, _ = wired
+    twilio.fail_next = [503, 503, 503]
+    phone = new_phone()
+
+    text(runtime.service, phone, "hi")
+
+    assert twilio.requests == 3
+    assert sent_to(twilio, phone) == []
+    last = rows(db, phone)[-1]
+    assert (last["direction"], last["status"], last["twilio_sid"]) == ("outbound", "failed", None)
+    assert reply_metrics.counts[names.SMS_REPLY_FAILED] == 1
+
+
+def test_reply_twilio_answer_lost_is_unknown_and_never_resent(
+    settings: Settings,
+    agent: AgentStandIn,
+    twilio: TwilioStandIn,
+    make_runtime: Any,
+    db: Any,
+) -> None:
+    twilio.delay_s = 0.6
+    runtime = make_runtime(reply_settings(settings, agent, twilio, twilio_timeout_ms=200))
+    wire(runtime, RecordingReplyMetrics())
+    phone = new_phone()
+
+    text(runtime.service, phone, "hi")
+    time.sleep(0.8)
+
+    # The window of doubt: Twilio took the text but its answer never came; one try only.
+    assert twilio.requests == 1
+    assert len(sent_to(twilio, phone)) == 1
+    assert rows(db, phone)[-1]["status"] == "unknown"
+    wiring.reset()
+
+
+# -- who gets no reply ----------------------------------------------------------------------
+
+
+def test_reply_opted_out_sender_and_keywords_get_no_reply(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, pipeline = wired
+    phone = new_phone()
+
+    text(runtime.service, phone, "STOP")
+    text(runtime.service, phone, "are you there?")
+    text(runtime.service, phone, "HELP")
+
+    assert sent_to(twilio, phone) == []
+    lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
+    with pytest.raises(Conflict):
+        pipeline.send_staff_text(lead.id, "we miss you")
+    text(runtime.service, phone, "START")
+    assert sent_to(twilio, phone) == []
+
+
+def test_reply_short_code_sender_gets_no_reply(wired: Any, twilio: TwilioStandIn) -> None:
+    runtime, _ = wired
+
+    text(runtime.service, "72345", "promo")
+
+    assert twilio.sent == []
+
+
+def test_reply_not_configured_attempts_nothing(
+    settings: Settings, twilio: TwilioStandIn, agent: AgentStandIn, make_runtime: Any
+) -> None:
+    runtime = make_runtime(settings)
+    metrics = RecordingReplyMetrics()
+    wire(runtime, metrics)
+
+    text(runtime.service, new_phone(), "hello")
+    text(runtime.service, new_phone(), "hello")
+
+    assert twilio.requests == 0 and agent.conversations == []
+    assert metrics.counts == {names.SMS_REPLY_NOT_CONFIGURED: 2}
+    wiring.reset()
+
+
+# -- human takeover --------------------------------------------------------------------------
+
+
+def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, pipeline = wired
+    phone = new_phone()
+    text(runtime.service, phone, "first")
+    lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
+
+    taken = pipeline.patch_lead(lead.id, {"human_control": True}, None)
+    text(runtime.service, phone, "can a person help me?")
+    key = pipeline.send_staff_text(lead.id, "Hi, this is Sam from the store.")
+    pipeline.patch_lead(lead.id, {"human_control": False, "notes": "handled by Sam"}, None)
+    text(runtime.service, phone, "thanks")
+
+    assert taken.human_control is True and taken.version == lead.version + 1
+    bodies = [m["body"] for m in sent_to(twilio, phone)]
+    assert len(bodies) == 3
+    assert bodies[1] == "Hi, this is Sam from the store."
+    assert len(agent.conversations) == 2
+    kinds = [(r["direction"], r["sender_kind"]) for r in rows(db, phone)]
+    assert kinds == [
+        ("inbound", "customer"),
+        ("outbound", "agent"),
+        ("system", "system"),
+        ("inbound", "customer"),
+        ("outbound", "staff"),
+        ("system", "system"),
+        ("inbound", "customer"),
+        ("outbound", "agent"),
+    ]
+    assert rows(db, phone)[4]["external_id"] == key
+    page = pipeline.messages(lead.id, limit=3)
+    assert [m["sender_kind"] for m in page["messages"]] == ["agent", "customer", "system"]
+    second = pipeline.messages(lead.id, limit=10, before=page["next"])
+    assert [m["sender_kind"] for m in second["messages"]] == [
+        "staff",
+        "customer",
+        "system",
+        "agent",
+        "customer",
+    ]
+    assert second["next"] is None
+    assert runtime.service.get_lead(lead.id).notes == "handled by Sam"
+
+
+def test_reply_staff_text_with_the_same_idempotency_key_is_sent_once(
+    wired: Any, twilio: TwilioStandIn
+) -> None:
+    runtime, pipeline = wired
+    phone = new_phone()
+    lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
+
+    first = pipeline.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
+    again = pipeline.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
+
+    assert first == again
+    assert len(sent_to(twilio, phone)) == 1
+
+
+@pytest.mark.parametrize("body", ["", "   ", None, 5, "x" * 1601])
+def test_reply_staff_text_refuses_empty_or_long_bodies(wired: Any, body: Any) -> None:
+    runtime, pipeline = wired
+    lead = runtime.service.find_or_create_lead(
+        new_phone(), runtime.service.default_organization().id
+    )
+
+    with pytest.raises(InvalidInput, match="field 'body'"):
+        pipeline.send_staff_text(lead.id, body)
+
+
+def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any) -> None:
+    runtime, pipeline = wired
+    phone = new_phone()
+    text(runtime.service, phone, "hi")
+    lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
+    pipeline.set_human_control(lead.id, True, None)
+
+    runtime.service.delete_lead(lead.id)
+
+    left = db.run("SELECT count(*) FROM messages WHERE lead_id = :id", id=lead.id)
+    assert left == [[0]]
+    assert db.run("SELECT count(*) FROM messages WHERE to_number = :p", p=phone) == [[0]]
+
+
+# -- storage first ---------------------------------------------------------------------------
+
+
+def test_reply_inbound_text_is_stored_when_agent_and_twilio_are_down(
+    settings: Settings, agent: AgentStandIn, twilio: TwilioStandIn, make_runtime: Any, db: Any
+) -> None:
+    down = dataclasses.replace(
+        reply_settings(settings, agent, twilio),
+        elevenlabs_ws_url=f"ws://127.0.0.1:{free_port()}/v1/convai/conversation",
+        twilio_api_url=f"http://127.0.0.1:{free_port()}",
+    )
+    runtime = make_runtime(down)
+    wire(runtime, RecordingReplyMetrics())
+    phone = new_phone()
+
+    text(runtime.service, phone, "anyone there?")
+
+    inbound, outbound = rows(db, phone)
+    assert inbound["body"] == "anyone there?"
+    assert (outbound["sender_kind"], outbound["status"]) == ("fallback", "failed")
+    wiring.reset()
+
+
+# -- exactly once under concurrent deliveries (DynamoDB idempotency, moto) ----------------------
+
+
+def test_reply_two_concurrent_deliveries_send_one_sms(
+    settings: Settings, agent: AgentStandIn, twilio: TwilioStandIn, aws_env: None
+) -> None:
+    agent.delay_s = 0.5
+    outcomes: list[dict[str, Any]] = []
+    with mock_aws():
+        boto3.client("dynamodb").create_table(
+            TableName="idempotency",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        configured = reply_settings(settings, agent, twilio, idempotency_table="idempotency")
+        responder = wiring.build_responder(
+            configured, CallQueue(outcomes.append, "outcomes"), RecordingReplyMetrics()
+        )
+        phone = new_phone()
+        job = ReplyJob(
+            key=f"reply:SM{uuid.uuid4().hex}",
+            kind="agent",
+            organization_id=settings.default_organization_id,
+            lead_id=None,
+            to_number=phone,
+            from_number=STORE,
+            body="hello twice",
+            fallback_text="fixed",
+        )
+        first = threading.Thread(target=responder.handle, args=(job,))
+        first.start()
+        while not agent.conversations:
+            time.sleep(0.01)
+
+        with pytest.raises(IdempotencyAlreadyInProgressError):
+            responder.handle(job)
+        first.join()
+        redelivered = responder.handle(job)
+
+    assert len(sent_to(twilio, phone)) == 1
+    assert len(agent.conversations) == 1
+    assert [ReplyOutcome.from_json(o).twilio_sid for o in outcomes] == [
+        redelivered.twilio_sid if redelivered else None
+    ] * 2

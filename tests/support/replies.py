@@ -1,0 +1,142 @@
+"""Fixtures' helpers for the reply path: stand-ins, settings and a wired pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devkit.standins import AgentStandIn, TwilioStandIn
+from leadlookup.replies import wiring
+from leadlookup.replies.pipeline import ReplyPipeline
+from leadlookup.runtime import Runtime
+from leadlookup.settings import Settings
+
+
+class RecordingReplyMetrics:
+    """Counts and latency samples in dicts."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.samples: dict[str, list[float]] = {}
+
+    def count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def milliseconds(self, name: str, value: float) -> None:
+        self.samples.setdefault(name, []).append(value)
+
+
+def reply_settings(
+    settings: Settings, agent: AgentStandIn, twilio: TwilioStandIn, **overrides: Any
+) -> Settings:
+    """``settings`` pointed at the stand-ins, secrets given as plain values."""
+    env = {
+        **dict(settings.env),
+        "ELEVENLABS_API_KEY": agent.api_key or "",
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+    }
+    return dataclasses.replace(
+        settings,
+        elevenlabs_agent_id=agent.agent_id,
+        elevenlabs_ws_url=agent.url,
+        twilio_account_sid=twilio.account_sid,
+        twilio_api_url=twilio.url,
+        twilio_timeout_ms=overrides.pop("twilio_timeout_ms", 2000),
+        env=env,
+        **overrides,
+    )
+
+
+def wire(runtime: Runtime, metrics: RecordingReplyMetrics) -> ReplyPipeline:
+    """An in-process pipeline for ``runtime``'s service, installed for the SMS processor."""
+    pipeline = wiring.build_pipeline(runtime.service, metrics_sink=metrics)
+    wiring.install(runtime.service, pipeline)
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def agent_server() -> Iterator[AgentStandIn]:
+    """One agent stand-in for the session (starting and stopping one costs ~0.5 s)."""
+    stand_in = AgentStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="session")
+def twilio_server() -> Iterator[TwilioStandIn]:
+    """One Twilio stand-in for the session."""
+    stand_in = TwilioStandIn().start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def agent(agent_server: AgentStandIn) -> AgentStandIn:
+    """The agent stand-in, reset to normal for this test."""
+    agent_server.reset()
+    return agent_server
+
+
+@pytest.fixture
+def twilio(twilio_server: TwilioStandIn) -> TwilioStandIn:
+    """The Twilio stand-in, reset for this test."""
+    twilio_server.reset()
+    return twilio_server
+
+
+def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_job: dict) -> None:
+    """Every reply metric, emitted by the real responder handler against the stand-ins.
+
+    A reply sent (and its latency), a fallback (agent silent past the deadline), a send that
+    failed (Twilio 500 throughout) and a job skipped for want of configuration.
+    """
+    import copy
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    agent, twilio = AgentStandIn().start(), TwilioStandIn().start()
+    try:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "ELEVENLABS_AGENT_ID": agent.agent_id,
+            "ELEVENLABS_WS_URL": agent.url,
+            "ELEVENLABS_API_KEY": agent.api_key or "",
+            "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_API_URL": twilio.url,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token,
+            "SMS_REPLY_DEADLINE_MS": "300",
+        }.items():
+            monkeypatch.setenv(name, value)
+        with mock_aws():
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            monkeypatch.setenv(
+                "REPLY_OUTCOME_QUEUE_URL", sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+            )
+            wiring.reset()
+
+            def run(key: str) -> None:
+                event = copy.deepcopy(sample_job)
+                job = json.loads(event["Records"][0]["body"])
+                event["Records"][0]["body"] = json.dumps({**job, "key": key})
+                invoke("sms_responder", event)
+
+            run("metrics:sent")
+            agent.mode = "silent"
+            run("metrics:fallback")
+            agent.mode = "normal"
+            twilio.fail_next = [500, 500, 500]
+            run("metrics:failed")
+            monkeypatch.delenv("ELEVENLABS_AGENT_ID")
+            wiring.reset()
+            run("metrics:not-configured")
+    finally:
+        agent.stop()
+        twilio.stop()
+        wiring.reset()
