@@ -14,6 +14,7 @@ from leadlookup.runtime import set_runtime
 from tests.conftest import EVENTS
 from tests.infra.test_template import _custom_metrics_graphed, _dashboard
 from tests.support.redis_servers import free_port
+from tests.support.replies import exercise_reply_metrics
 
 pytestmark = pytest.mark.infra
 
@@ -87,6 +88,8 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     # Degraded: the database is gone as well.
     _fresh_container(monkeypatch, DATABASE_URL="postgresql://postgres@127.0.0.1:1/none")
     invoke("conversation_initiation", _event("conversation_initiation", "known_caller"))
+    # SMS replies: sent, fallback, failed, not configured (the responder handler).
+    exercise_reply_metrics(invoke, monkeypatch, _event("sms_responder", "sqs_job"))
 
     emitted = _emitted(capsys.readouterr().out)
     graphed = set(_custom_metrics_graphed(_dashboard(load_template())))

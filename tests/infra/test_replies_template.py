@@ -1,0 +1,96 @@
+"""The SMS reply path in template.yaml: no NAT, the responder outside the VPC, narrow grants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.infra
+
+
+def _secret_refs(function: dict[str, Any]) -> set[str]:
+    return {
+        policy["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]["Ref"]
+        for policy in function["Properties"].get("Policies", [])
+        if isinstance(policy, dict) and "AWSSecretsManagerGetSecretValuePolicy" in policy
+    }
+
+
+def test_replies_responder_runs_outside_the_vpc_with_only_its_two_secrets(
+    template: dict[str, Any],
+) -> None:
+    responder = template["Resources"]["SmsResponderFunction"]
+    env = responder["Properties"]["Environment"]["Variables"]
+
+    assert "VpcConfig" not in responder["Properties"]
+    assert _secret_refs(responder) == {"ElevenLabsApiKeySecret", "TwilioAuthTokenSecret"}
+    assert env["ELEVENLABS_API_KEY_ARN"] == {"Ref": "ElevenLabsApiKeySecret"}
+    assert env["TWILIO_AUTH_TOKEN_ARN"] == {"Ref": "TwilioAuthTokenSecret"}
+    assert env["REPLY_OUTCOME_QUEUE_URL"] == {"Ref": "ReplyOutcomeQueue"}
+    assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    statements = [
+        statement
+        for policy in responder["Properties"]["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+    ]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ],
+            "Resource": {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
+        }
+    ]
+
+
+def test_replies_no_nat_gateway_and_sqs_reached_through_a_send_only_endpoint(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    types = {r["Type"] for r in resources.values()}
+    endpoint = resources["SqsEndpoint"]["Properties"]
+
+    assert "AWS::EC2::NatGateway" not in types
+    assert "AWS::EC2::InternetGateway" not in types
+    assert endpoint["VpcEndpointType"] == "Interface"
+    [statement] = endpoint["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == {"Fn::GetAtt": ["ReplyQueue", "Arn"]}
+    for name in ("SmsProcessorFunction", "LeadUpdateFunction"):
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["REPLY_QUEUE_URL"] == {"Ref": "ReplyQueue"}, name
+
+
+def test_replies_queues_have_dead_letter_queues_and_the_functions_consume_them(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    jobs = resources["ReplyQueue"]["Properties"]
+    outcomes = resources["ReplyOutcomeQueue"]["Properties"]
+    responder_event = resources["SmsResponderFunction"]["Properties"]["Events"]["ReplyJobs"]
+    outcome_event = resources["SmsOutcomeFunction"]["Properties"]["Events"]["ReplyOutcomes"]
+
+    assert jobs["FifoQueue"] is True
+    for queue, dlq in ((jobs, "ReplyDeadLetterQueue"), (outcomes, "ReplyOutcomeDeadLetterQueue")):
+        assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq, "Arn"]}
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert responder_event["Properties"]["Queue"] == {"Fn::GetAtt": ["ReplyQueue", "Arn"]}
+    assert outcome_event["Properties"]["Queue"] == {"Fn::GetAtt": ["ReplyOutcomeQueue", "Arn"]}
+    for event in (responder_event, outcome_event):
+        assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    responder_timeout = resources["SmsResponderFunction"]["Properties"]["Timeout"]
+    assert jobs["VisibilityTimeout"] >= 6 * responder_timeout
+    assert "VpcConfig" in resources["SmsOutcomeFunction"]["Properties"]
+
+
+def test_replies_idempotency_table_expires_records(template: dict[str, Any]) -> None:
+    table = template["Resources"]["IdempotencyTable"]["Properties"]
+
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
