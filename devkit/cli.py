@@ -161,6 +161,9 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
     # The line per request carries the cache counts; EMF blobs would double every request.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     apply_migrations(err)
+    from devkit.standins import start_for_local_run
+
+    stand_ins = start_for_local_run(os.environ, err)
 
     from devkit.runner import serve
 
@@ -174,7 +177,11 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
             print(f"  skipped {route.route_key}: payload format {route.payload_format}", file=err)
         print(f"serving on {api.url} (Ctrl-C stops)", file=err, flush=True)
 
-    serve(specs, args.host, args.port, on_ready=ready)
+    try:
+        serve(specs, args.host, args.port, on_ready=ready)
+    finally:
+        for stand_in in stand_ins:
+            stand_in.stop()
     print("stopped", file=err)
     return 0
 
