@@ -1,4 +1,4 @@
-"""Fixtures shared by the integration tests: LeadUpdateFunction's, and the reply path's stand-ins."""
+"""Fixtures shared by the integration tests: LeadUpdateFunction's and the reply stand-ins."""
 
 from tests.support.lead_update import cache, frozen, lead
 from tests.support.replies import agent, agent_server, twilio, twilio_server

@@ -26,10 +26,10 @@ from devkit.standins import AgentStandIn, TwilioStandIn
 from leadlookup import metrics as names
 from leadlookup import sms
 from leadlookup.errors import Conflict, InvalidInput
+from leadlookup.queue import InProcessQueue
 from leadlookup.replies import wiring
 from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
 from leadlookup.replies.pipeline import ReplyPipeline
-from leadlookup.replies.queues import CallQueue
 from leadlookup.settings import Settings
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
@@ -402,7 +402,7 @@ def test_reply_two_concurrent_deliveries_send_one_sms(
         )
         configured = reply_settings(settings, agent, twilio, idempotency_table="idempotency")
         responder = wiring.build_responder(
-            configured, CallQueue(outcomes.append, "outcomes"), RecordingReplyMetrics()
+            configured, InProcessQueue(outcomes.append), RecordingReplyMetrics()
         )
         phone = new_phone()
         job = ReplyJob(

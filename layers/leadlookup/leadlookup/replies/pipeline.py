@@ -20,6 +20,7 @@ from leadlookup.initiation import dynamic_variables
 from leadlookup.models import Lead, Organization
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
+from leadlookup.queue import Queue
 from leadlookup.replies.jobs import (
     HISTORY_MESSAGES,
     MAX_SMS_CHARS,
@@ -29,7 +30,6 @@ from leadlookup.replies.jobs import (
     compact_history,
     reply_key,
 )
-from leadlookup.replies.queues import JsonQueue
 from leadlookup.service import LookupService, parse_uuid
 
 # Twilio answers these itself (and STOP/START change the opt-out state): the agent stays out.
@@ -87,7 +87,7 @@ class ReplyPipeline:
     def __init__(
         self,
         service: LookupService,
-        jobs: JsonQueue,
+        jobs: Queue,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -141,7 +141,7 @@ class ReplyPipeline:
 
     def _emit(self, job: ReplyJob) -> None:
         # One FIFO group per customer: their texts are answered in order, one at a time.
-        self.jobs.send(job.to_json(), key=job.key, group=job.to_number)
+        self.jobs.send(job.to_json(), deduplication_id=job.key, group_id=job.to_number)
         logger.info("reply job queued", key=job.key, kind=job.kind, to=mask_phone(job.to_number))
 
     # -- outcomes -------------------------------------------------------------------------

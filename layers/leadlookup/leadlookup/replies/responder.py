@@ -28,10 +28,10 @@ from leadlookup.metrics import (
 )
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
+from leadlookup.queue import Queue
 from leadlookup.replies.agent import AgentClient, AgentError
 from leadlookup.replies.idempotency import RECORD_TTL_SECONDS
 from leadlookup.replies.jobs import JobKind, ReplyJob, ReplyOutcome, SenderKind
-from leadlookup.replies.queues import JsonQueue
 from leadlookup.replies.twilio import SmsSender
 
 # Kept back from the reply deadline so the fallback and the send still fit after a slow agent.
@@ -54,7 +54,7 @@ class Responder:
         *,
         agent: AgentClient | None,
         sender: SmsSender | None,
-        outcomes: JsonQueue,
+        outcomes: Queue,
         store: BasePersistenceLayer,
         metrics: ReplyMetrics,
         deadline_ms: int,
@@ -99,7 +99,8 @@ class Responder:
             # An in-progress record expires with this invocation, so a crash is retried.
             self.config.register_lambda_context(lambda_context)
         outcome = ReplyOutcome.from_json(self._once(job=job.to_json()))
-        self.outcomes.send(outcome.to_json(), key=outcome.key, group=outcome.to_number)
+        # A standard queue: storing an outcome is idempotent, in any order.
+        self.outcomes.send(outcome.to_json())
         return outcome
 
     def _produce(self, job: dict[str, Any]) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from leadlookup.observability import metrics
+from leadlookup.observability import logger, metrics
+from leadlookup.queue import Handler, Queue, queue_for
 from leadlookup.replies.agent import ElevenLabsAgent
 from leadlookup.replies.idempotency import persistence_store
 from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
 from leadlookup.replies.pipeline import ReplyPipeline
-from leadlookup.replies.queues import CallQueue, JsonQueue, SqsJsonQueue
 from leadlookup.replies.responder import Responder
 from leadlookup.replies.twilio import TwilioSender
 from leadlookup.service import LookupService
@@ -40,9 +40,25 @@ class PowertoolsReplyMetrics:
         metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 1))
 
 
+def tolerant(handler: Handler, name: str) -> Handler:
+    """An in-process consumer whose failure is logged, not raised to the caller.
+
+    What the caller stored before handing off is already safe, and in one process there is
+    no queue to deliver the message again: a failed local reply is logged and given up.
+    """
+
+    def consume(body: dict[str, Any]) -> None:
+        try:
+            handler(body)
+        except Exception as exc:
+            logger.error("in-process consumer failed", queue=name, error=type(exc).__name__)
+
+    return consume
+
+
 def build_responder(
     settings: Settings,
-    outcomes: JsonQueue,
+    outcomes: Queue,
     metrics_sink: Any = None,
 ) -> Responder:
     """The responder of these settings (agent and sender only when both are configured)."""
@@ -73,17 +89,20 @@ def build_pipeline(service: LookupService, metrics_sink: Any = None) -> ReplyPip
     """The pipeline over ``service``: SQS queues where configured, in-process elsewhere."""
     settings = service.settings
     holder: list[ReplyPipeline] = []
+    # Without a reply queue the responder runs here, and so (without an outcome queue) does
+    # the outcome's storage: the same interfaces as the queues, the same JSON bodies.
+    outcomes = queue_for(
+        settings.reply_outcome_queue_url,
+        tolerant(lambda body: holder[0].store_outcome(ReplyOutcome.from_json(body)), "outcomes"),
+    )
+    jobs: Queue
     if settings.reply_queue_url:
-        jobs: JsonQueue = SqsJsonQueue(settings.reply_queue_url)
+        jobs = queue_for(settings.reply_queue_url, lambda body: None)
     else:
-        if settings.reply_outcome_queue_url:
-            outcomes: JsonQueue = SqsJsonQueue(settings.reply_outcome_queue_url)
-        else:
-            outcomes = CallQueue(
-                lambda body: holder[0].store_outcome(ReplyOutcome.from_json(body)), "outcomes"
-            )
         responder = build_responder(settings, outcomes, metrics_sink)
-        jobs = CallQueue(lambda body: responder.handle(ReplyJob.from_json(body)), "replies")
+        jobs = queue_for(
+            None, tolerant(lambda body: responder.handle(ReplyJob.from_json(body)), "replies")
+        )
     pipeline = ReplyPipeline(service, jobs)
     holder.append(pipeline)
     return pipeline
@@ -140,7 +159,8 @@ def responder_from_env() -> Responder:
                 from leadlookup.settings import ConfigError
 
                 raise ConfigError("REPLY_OUTCOME_QUEUE_URL is required by the responder")
-            _responder = build_responder(settings, SqsJsonQueue(settings.reply_outcome_queue_url))
+            outcomes = queue_for(settings.reply_outcome_queue_url, lambda body: None)
+            _responder = build_responder(settings, outcomes)
         return _responder
 
 
