@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from leadlookup.sms import SIGNATURE_HEADER, compute_signature, parse_form, request_url
+from leadlookup.auth import TWILIO_SIGNATURE_HEADER, twilio_request_url, twilio_signature
+from leadlookup.sms import parse_form
 
 TEST_AUTH_TOKEN = "test-twilio-auth-token"  # noqa: S105 - the documented test secret
 FORGED_AUTH_TOKEN = "not-the-twilio-auth-token"  # noqa: S105 - signs forged.json wrongly
@@ -33,7 +34,7 @@ def sign_twilio(
     url: str, params: Mapping[str, Any] | Iterable[tuple[str, str]], token: str = TEST_AUTH_TOKEN
 ) -> str:
     """The ``X-Twilio-Signature`` Twilio sends for a POST of ``params`` to ``url``."""
-    return compute_signature(url, params, token)
+    return twilio_signature(url, params, token)
 
 
 def event_params(event: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -59,8 +60,8 @@ def sign_event(
     event: dict[str, Any], token: str = TEST_AUTH_TOKEN, public_base_url: str | None = None
 ) -> dict[str, Any]:
     """Set the event's ``x-twilio-signature`` for its own URL and form fields."""
-    url = request_url(event, public_base_url)
-    event.setdefault("headers", {})[SIGNATURE_HEADER.lower()] = sign_twilio(
+    url = twilio_request_url(event, public_base_url)
+    event.setdefault("headers", {})[TWILIO_SIGNATURE_HEADER.lower()] = sign_twilio(
         url, event_params(event), token
     )
     return event

@@ -180,9 +180,9 @@ def _truncated_twilio(event: dict[str, Any]) -> None:
 
 def _http_scheme(event: dict[str, Any]) -> None:
     from devkit.sms_events import sign_twilio
-    from leadlookup.sms import request_url
+    from leadlookup.auth import twilio_request_url
 
-    url = request_url(event).replace("https://", "http://", 1)
+    url = twilio_request_url(event).replace("https://", "http://", 1)
     event["headers"]["x-twilio-signature"] = sign_twilio(url, event_params(event))
 
 

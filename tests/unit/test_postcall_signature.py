@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devkit.postcall_events import resign, sign_elevenlabs, signature_timestamp
-from leadlookup import postcall
+from leadlookup import auth, postcall
 from leadlookup.errors import InvalidInput, Unauthorized
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,14 +25,14 @@ def digest(body: str, secret: str = SECRET, t: int = T) -> str:
 
 
 def verify(value: str | None, body: str = BODY, now: float = T) -> int:
-    return postcall.verify_signature(value, body.encode(), SECRET, now)
+    return auth.verify_elevenlabs_signature(value, body.encode(), SECRET, now)
 
 
 def test_postcall_signature_devkit_signs_the_documented_scheme() -> None:
     value = sign_elevenlabs(BODY, SECRET, T)
 
     assert value == f"t={T},v0={digest(BODY)}"
-    assert postcall.sign(BODY.encode(), SECRET, T) == digest(BODY)
+    assert auth.elevenlabs_signature(BODY.encode(), SECRET, T) == digest(BODY)
 
 
 def test_postcall_signature_valid_returns_timestamp() -> None:

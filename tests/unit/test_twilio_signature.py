@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from devkit.sms_events import event_params, set_params, sign_event, webhook_event
-from leadlookup import sms
+from leadlookup import auth, sms
 from leadlookup.errors import Forbidden, InvalidInput
 from leadlookup.http import error_status
 from leadlookup.settings import Settings
@@ -64,18 +64,18 @@ def event_signed_by_twilio(url: str, pairs: list[tuple[str, str]], **kwargs: Any
 def test_compute_signature_matches_request_validator_for_a_sample_form() -> None:
     expected = twilio_signature(API_URL, PAIRS)
 
-    assert sms.compute_signature(API_URL, PAIRS, TOKEN) == expected
-    assert sms.compute_signature(API_URL, dict(PAIRS), TOKEN) == expected
+    assert auth.twilio_signature(API_URL, PAIRS, TOKEN) == expected
+    assert auth.twilio_signature(API_URL, dict(PAIRS), TOKEN) == expected
 
 
 def test_compute_signature_matches_request_validator_for_repeated_keys() -> None:
     pairs = [*PAIRS, ("MediaUrl", "https://b.example/2"), ("MediaUrl", "https://a.example/1")]
     pairs += [("MediaUrl", "https://b.example/2"), ("Tag", ""), ("Tag", "vip")]
 
-    ours = sms.compute_signature(API_URL, pairs, TOKEN)
+    ours = auth.twilio_signature(API_URL, pairs, TOKEN)
 
     assert ours == twilio_signature(API_URL, pairs)
-    assert ours == sms.compute_signature(API_URL, sms.form_fields(pairs), TOKEN)
+    assert ours == auth.twilio_signature(API_URL, sms.form_fields(pairs), TOKEN)
 
 
 @given(
@@ -89,7 +89,7 @@ def test_compute_signature_matches_request_validator_for_any_form(
 ) -> None:
     url = f"{API_URL}{suffix}"
 
-    assert sms.compute_signature(url, pairs, TOKEN) == twilio_signature(url, pairs)
+    assert auth.twilio_signature(url, pairs, TOKEN) == twilio_signature(url, pairs)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_compute_signature_matches_request_validator_for_any_form(
 def test_signature_urls_are_request_validators_without_and_with_port(url: str) -> None:
     parsed = urlparse(url)
 
-    assert sms.signature_urls(url) == [remove_port(parsed), add_port(parsed)]
+    assert auth.twilio_signature_urls(url) == [remove_port(parsed), add_port(parsed)]
 
 
 def test_verify_accepts_a_base64_body_with_blank_values() -> None:
@@ -115,7 +115,7 @@ def test_verify_accepts_a_base64_body_with_blank_values() -> None:
     assert event["isBase64Encoded"] is True
     assert b"FromZip=&" in raw
 
-    sms.verify_signature(event, sms.parse_form(raw), settings())
+    auth.verify_twilio_signature(event, sms.parse_form(raw), settings())
 
 
 def test_verify_needs_the_blank_values_that_were_signed() -> None:
@@ -123,14 +123,14 @@ def test_verify_needs_the_blank_values_that_were_signed() -> None:
     without_blanks = [(name, value) for name, value in PAIRS if value]
 
     with pytest.raises(Forbidden):
-        sms.verify_signature(event, without_blanks, settings())
+        auth.verify_twilio_signature(event, without_blanks, settings())
 
 
 def test_verify_accepts_repeated_keys() -> None:
     pairs = [*PAIRS, ("MediaUrl", "https://b.example/2"), ("MediaUrl", "https://a.example/1")]
     event = event_signed_by_twilio(API_URL, pairs)
 
-    sms.verify_signature(event, event_params(event), settings())
+    auth.verify_twilio_signature(event, event_params(event), settings())
 
 
 def test_verify_covers_the_raw_query_string() -> None:
@@ -138,26 +138,26 @@ def test_verify_covers_the_raw_query_string() -> None:
     event = event_signed_by_twilio(f"{API_URL}?{query}", PAIRS, raw_query=query)
     event_without_query = event_signed_by_twilio(API_URL, PAIRS, raw_query=query)
 
-    sms.verify_signature(event, PAIRS, settings())
+    auth.verify_twilio_signature(event, PAIRS, settings())
     with pytest.raises(Forbidden):
-        sms.verify_signature(event_without_query, PAIRS, settings())
+        auth.verify_twilio_signature(event_without_query, PAIRS, settings())
 
 
 @pytest.mark.parametrize("signed_url", [API_URL, f"https://{DOMAIN}:443/webhooks/twilio/sms"])
 def test_verify_accepts_the_url_with_and_without_the_default_port(signed_url: str) -> None:
     event = event_signed_by_twilio(signed_url, PAIRS)
 
-    sms.verify_signature(event, PAIRS, settings())
+    auth.verify_twilio_signature(event, PAIRS, settings())
 
 
 def test_verify_uses_public_base_url_over_the_api_domain() -> None:
     public = "https://sms.bici.example"
     event = event_signed_by_twilio(f"{public}/webhooks/twilio/sms", PAIRS)
 
-    sms.verify_signature(event, PAIRS, settings(public_base_url=public))
-    sms.verify_signature(event, PAIRS, settings(public_base_url=public + ":443/"))
+    auth.verify_twilio_signature(event, PAIRS, settings(public_base_url=public))
+    auth.verify_twilio_signature(event, PAIRS, settings(public_base_url=public + ":443/"))
     with pytest.raises(Forbidden):
-        sms.verify_signature(event, PAIRS, settings())
+        auth.verify_twilio_signature(event, PAIRS, settings())
 
 
 def test_verify_with_a_named_stage_on_the_api_domain_signs_the_stage() -> None:
@@ -166,21 +166,21 @@ def test_verify_with_a_named_stage_on_the_api_domain_signs_the_stage() -> None:
     )
     assert event["rawPath"] == "/prod/webhooks/twilio/sms"
 
-    sms.verify_signature(event, PAIRS, settings())
+    auth.verify_twilio_signature(event, PAIRS, settings())
 
 
 def test_verify_with_a_named_stage_behind_public_base_url_strips_the_stage() -> None:
     public = "https://sms.bici.example"
     event = event_signed_by_twilio(f"{public}/webhooks/twilio/sms", PAIRS, stage="prod")
 
-    sms.verify_signature(event, PAIRS, settings(public_base_url=public))
+    auth.verify_twilio_signature(event, PAIRS, settings(public_base_url=public))
 
 
 def test_route_path_strips_only_a_leading_stage_segment() -> None:
-    assert sms.route_path("/prod/webhooks/twilio/sms", "prod") == "/webhooks/twilio/sms"
-    assert sms.route_path("/production/x", "prod") == "/production/x"
-    assert sms.route_path("/prod/x", "$default") == "/prod/x"
-    assert sms.route_path("/prod", "prod") == "/"
+    assert auth.route_path("/prod/webhooks/twilio/sms", "prod") == "/webhooks/twilio/sms"
+    assert auth.route_path("/production/x", "prod") == "/production/x"
+    assert auth.route_path("/prod/x", "$default") == "/prod/x"
+    assert auth.route_path("/prod", "prod") == "/"
 
 
 @pytest.mark.parametrize(
@@ -205,7 +205,7 @@ def test_verify_rejects_a_bad_signature_with_403(change: str, message: str) -> N
         event["requestContext"]["domainName"] = "evil.example"
 
     with pytest.raises(Forbidden) as raised:
-        sms.verify_signature(event, pairs, settings())
+        auth.verify_twilio_signature(event, pairs, settings())
 
     assert str(raised.value) == message
     assert error_status(raised.value) == 403
@@ -215,13 +215,13 @@ def test_verify_without_a_configured_token_fails_closed() -> None:
     event = webhook_event(PAIRS)
 
     with pytest.raises(Forbidden, match="not configured"):
-        sms.verify_signature(event, event_params(event), Settings(env={}))
+        auth.verify_twilio_signature(event, event_params(event), Settings(env={}))
 
 
 def test_verify_is_skipped_when_unsigned_webhooks_are_allowed() -> None:
     event = webhook_event(PAIRS, token=None)
 
-    sms.verify_signature(event, PAIRS, Settings(env={}, allow_unsigned_webhooks=True))
+    auth.verify_twilio_signature(event, PAIRS, Settings(env={}, allow_unsigned_webhooks=True))
 
 
 def test_parse_form_keeps_blank_values_and_order() -> None:

@@ -1,8 +1,6 @@
-"""ElevenLabs post-call webhook (design section 3.3): signature, payload, merge into the lead.
+"""ElevenLabs post-call webhook (design section 3.3): payload, merge into the lead.
 
-The signature is ``ElevenLabs-Signature: t=<unix>,v0=<hex>`` with
-``v0 = HMAC-SHA256(secret, f"{t}.{raw body}")``. A delivery is accepted for 30 minutes after it
-was signed (ElevenLabs' own SDK tolerance) and up to 5 minutes "early" for clock skew.
+The signature is checked by :mod:`leadlookup.auth` before anything here reads the body.
 
 Only ``post_call_transcription`` events are stored. The summary row is unique on
 ``conversation_id`` and the lead changes only when this delivery inserted it, so ElevenLabs'
@@ -11,30 +9,22 @@ redeliveries change nothing.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from leadlookup.auth import configured_secret
-from leadlookup.errors import ConfigError, InvalidInput, NotFound, Unauthorized, Unavailable
-from leadlookup.http import MAX_JSON_DEPTH, header, raw_body
+from leadlookup.auth import verified_elevenlabs_body
+from leadlookup.errors import InvalidInput, NotFound
+from leadlookup.http import MAX_JSON_DEPTH
 from leadlookup.models import Lead, Organization, PostCall
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.service import LookupService, parse_uuid
-from leadlookup.settings import Settings
 
-SIGNATURE_HEADER = "ElevenLabs-Signature"
-SECRET_NAME = "ELEVENLABS_WEBHOOK_SECRET"  # noqa: S105 - the variable's name, not a secret
 TRANSCRIPTION = "post_call_transcription"
-MAX_AGE_SECONDS = 30 * 60
-MAX_FUTURE_SECONDS = 5 * 60
 
 # Only statuses on the upgrade ladder; 'closed' is set by staff (PATCH), never by a call.
 CALL_STATUSES = ("new", "contacted", "qualified", "hot", "customer")
@@ -53,58 +43,9 @@ MAX_VALUE_CHARS = 500
 MAX_SUMMARY_CHARS = 10_000
 MAX_CLASSIFICATION_CHARS = 100
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
-_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 # Wall-clock seconds; module level so tests can freeze it at a sample event's timestamp.
 wall_clock: Callable[[], float] = time.time
-
-
-def sign(body: bytes, secret: str, timestamp: int) -> str:
-    """The ``v0`` hex digest ElevenLabs sends for ``body`` signed at ``timestamp``."""
-    message = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def parse_signature_header(value: str | None) -> tuple[int, list[str]]:
-    """``(t, [v0, ...])`` from the header; 401 when it is missing or malformed."""
-    if value is None or not value.strip():
-        raise Unauthorized(f"missing {SIGNATURE_HEADER} header")
-    timestamp: int | None = None
-    digests: list[str] = []
-    for part in value.split(","):
-        name, sep, item = part.strip().partition("=")
-        item = item.strip()
-        if not sep:
-            continue
-        if name.strip() == "t":
-            if timestamp is not None or not _TIMESTAMP.fullmatch(item):
-                raise Unauthorized(f"malformed {SIGNATURE_HEADER} header")
-            timestamp = int(item)
-        elif name.strip() == "v0":
-            if not _HEX.fullmatch(item):
-                raise Unauthorized(f"malformed {SIGNATURE_HEADER} header")
-            digests.append(item.lower())
-    if timestamp is None or not digests:
-        raise Unauthorized(f"malformed {SIGNATURE_HEADER} header")
-    return timestamp, digests
-
-
-def verify_signature(value: str | None, body: bytes, secret: str, now: float) -> int:
-    """The signed timestamp if ``value`` signs ``body`` recently enough; else 401."""
-    timestamp, digests = parse_signature_header(value)
-    expected = sign(body, secret, timestamp).encode()
-    # Every candidate is compared, so the time taken does not depend on which one matched.
-    matched = False
-    for digest in digests:
-        matched |= hmac.compare_digest(expected, digest.encode())
-    if not matched:
-        raise Unauthorized(f"{SIGNATURE_HEADER} does not match the body")
-    if now - timestamp > MAX_AGE_SECONDS:
-        raise Unauthorized(f"{SIGNATURE_HEADER} has expired")
-    if timestamp - now > MAX_FUTURE_SECONDS:
-        raise Unauthorized(f"{SIGNATURE_HEADER} timestamp is in the future")
-    return timestamp
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
@@ -175,7 +116,8 @@ def receive_post_call(
     event: dict[str, Any], service: LookupService, now: float | None = None
 ) -> str:
     """Verify, parse and store one delivery: ``"ok"``, or ``"ignored"`` for other event types."""
-    body = parse_body(_verified_body(event, service.settings, wall_clock() if now is None else now))
+    now = wall_clock() if now is None else now
+    body = parse_body(verified_elevenlabs_body(event, service.settings, now))
     call = parse_post_call(body)
     if call is None:
         kind = body.get("type")
@@ -203,26 +145,6 @@ def store_post_call(call: PostCall, service: LookupService) -> bool:
         caller=mask_phone(call.external_number),
     )
     return inserted
-
-
-def _verified_body(event: dict[str, Any], settings: Settings, now: float) -> bytes:
-    if settings.allow_unsigned_webhooks:
-        return raw_body(event, settings.post_call_max_body_bytes)
-    try:
-        secret = configured_secret(settings, SECRET_NAME)
-    except (ConfigError, Unavailable):
-        raise
-    except Exception as exc:
-        # Secrets Manager unreachable: a 503 makes ElevenLabs deliver again later.
-        logger.warning("webhook secret could not be read", error_type=type(exc).__name__)
-        raise Unavailable("webhook secret could not be read") from exc
-    if secret is None:
-        raise Unauthorized("webhook secret is not configured")
-    value = header(event, SIGNATURE_HEADER)
-    parse_signature_header(value)  # a missing or malformed header costs no body read
-    body = raw_body(event, settings.post_call_max_body_bytes)
-    verify_signature(value, body, secret, now)
-    return body
 
 
 def _resolve_lead(

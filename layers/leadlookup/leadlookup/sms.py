@@ -7,24 +7,18 @@ in-process when it is unset); the processor stores each message once, keyed by `
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import ParseResult, parse_qsl, urlparse
+from urllib.parse import parse_qsl
 
-from leadlookup.auth import configured_secret
+from leadlookup.auth import verify_twilio_signature
 from leadlookup.errors import (
-    ConfigError,
-    Forbidden,
     InvalidInput,
     LookupServiceError,
-    Unavailable,
 )
-from leadlookup.http import header, raw_body
+from leadlookup.http import raw_body
 from leadlookup.models import InboundMessage
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
@@ -34,8 +28,6 @@ from leadlookup.settings import Settings
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 TWIML_CONTENT_TYPE = "text/xml"
-SIGNATURE_HEADER = "X-Twilio-Signature"
-AUTH_TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of the secret, not its value
 
 # Twilio's default keywords (a whole body, trimmed, any case). Twilio itself stops delivering
 # to a number that sent one of these, so the lead's state mirrors what Twilio enforces.
@@ -53,16 +45,7 @@ _MESSAGE_SID = re.compile(r"[\x21-\x7e]{1,128}")
 FormPairs = list[tuple[str, str]]
 Message = dict[str, Any]
 
-_warned: set[str] = set()
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        logger.warning(message)
-
-
-# -- the request: form fields, public URL, signature -------------------------------------------
+# -- the request: form fields -----------------------------------------------------------------
 
 
 def parse_form(raw: bytes) -> FormPairs:
@@ -85,128 +68,6 @@ def form_fields(pairs: Iterable[tuple[str, str]]) -> Message:
         else:
             fields[name] = [fields[name], value]
     return fields
-
-
-def _grouped(params: Mapping[str, Any] | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    items: Iterable[tuple[str, Any]]
-    if isinstance(params, Mapping):
-        items = (
-            (name, value)
-            for name, values in params.items()
-            for value in (values if isinstance(values, list | tuple) else [values])
-        )
-    else:
-        items = params
-    grouped: dict[str, list[str]] = {}
-    for name, value in items:
-        grouped.setdefault(str(name), []).append(str(value))
-    return grouped
-
-
-def compute_signature(
-    url: str, params: Mapping[str, Any] | Iterable[tuple[str, str]], token: str
-) -> str:
-    """base64(HMAC-SHA1(token, url + name + value ...)) as Twilio's ``RequestValidator`` does.
-
-    Names are sorted; a repeated name contributes each distinct value, sorted (the
-    validator's ``sorted(set(values))``).
-    """
-    grouped = _grouped(params)
-    data = [url]
-    for name in sorted(grouped):
-        data.extend(name + value for value in sorted(set(grouped[name])))
-    mac = hmac.new(token.encode("utf-8"), "".join(data).encode("utf-8"), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode("ascii")
-
-
-def _geturl_without_port(uri: ParseResult) -> str:
-    if not uri.port:
-        return uri.geturl()
-    return uri._replace(netloc=uri.netloc.split(":")[0]).geturl()
-
-
-def _geturl_with_port(uri: ParseResult) -> str:
-    if uri.port:
-        return uri.geturl()
-    port = 443 if uri.scheme == "https" else 80
-    return uri._replace(netloc=f"{uri.netloc}:{port}").geturl()
-
-
-def signature_urls(url: str) -> list[str]:
-    """The URL forms a signature is checked against: without and with the port.
-
-    Twilio signs with or without the default port depending on the product, so its
-    ``RequestValidator`` accepts both; these are its ``remove_port`` and ``add_port``.
-    """
-    uri = urlparse(url)
-    try:
-        return [_geturl_without_port(uri), _geturl_with_port(uri)]
-    except ValueError:  # a port that is not a number: only the URL as given can match
-        return [url]
-
-
-def route_path(raw_path: str, stage: str | None) -> str:
-    """``rawPath`` without the stage segment HTTP API puts first for a stage not ``$default``."""
-    if stage and stage != "$default":
-        prefix = "/" + stage
-        if raw_path == prefix or raw_path.startswith(prefix + "/"):
-            return raw_path[len(prefix) :] or "/"
-    return raw_path
-
-
-def request_url(event: dict[str, Any], public_base_url: str | None = None) -> str:
-    """The URL Twilio requested: public origin + path + ``?`` + raw query string (if any).
-
-    Through the API's own domain (``requestContext.domainName``) a named stage is part of the
-    public URL, so ``rawPath`` is used as delivered. ``PUBLIC_BASE_URL`` is where the routes
-    are mounted (a custom domain, or the execute-api URL with its stage), so it gets the route
-    path with the stage segment stripped.
-    """
-    context = event.get("requestContext") or {}
-    raw_path = str(event.get("rawPath") or (context.get("http") or {}).get("path") or "/")
-    if public_base_url:
-        url = public_base_url.rstrip("/") + route_path(raw_path, context.get("stage"))
-    else:
-        host = context.get("domainName") or header(event, "host") or ""
-        url = f"https://{host}{raw_path}"
-    query = event.get("rawQueryString") or ""
-    return f"{url}?{query}" if query else url
-
-
-def _auth_token(settings: Settings) -> str | None:
-    try:
-        return configured_secret(settings, AUTH_TOKEN_NAME)
-    except ConfigError:
-        raise
-    except Exception as exc:  # Secrets Manager or the network: Twilio may retry a 503
-        logger.error("Twilio auth token could not be read", error=type(exc).__name__)
-        raise Unavailable("Twilio auth token is unavailable") from exc
-
-
-def verify_signature(
-    event: dict[str, Any], params: Iterable[tuple[str, str]], settings: Settings
-) -> None:
-    """403 unless ``X-Twilio-Signature`` signs this request's URL and every received field."""
-    if settings.allow_unsigned_webhooks:
-        _warn_once("unsigned", "ALLOW_UNSIGNED_WEBHOOKS is on: Twilio signatures are not checked")
-        return
-    token = _auth_token(settings)
-    if token is None:
-        raise Forbidden("Twilio auth token is not configured")
-    provided = header(event, SIGNATURE_HEADER)
-    if not provided:
-        logger.warning("inbound sms rejected", reason="missing signature")
-        raise Forbidden(f"missing {SIGNATURE_HEADER} header")
-    pairs = list(params)
-    url = request_url(event, settings.public_base_url)
-    # Every candidate is computed and compared, so timing tells nothing about which matched.
-    matches = [
-        hmac.compare_digest(compute_signature(candidate, pairs, token).encode(), provided.encode())
-        for candidate in signature_urls(url)
-    ]
-    if not any(matches):
-        logger.warning("inbound sms rejected", reason="invalid signature")
-        raise Forbidden(f"invalid {SIGNATURE_HEADER} header")
 
 
 # -- the message ---------------------------------------------------------------------------
@@ -373,7 +234,7 @@ def receive(event: dict[str, Any], settings: Settings, service: LookupService) -
     ``MessageSid``, 503 when the queue cannot take it (Twilio retries, if told to, on 5xx).
     """
     pairs = parse_form(raw_body(event, settings.max_body_bytes))
-    verify_signature(event, pairs, settings)
+    verify_twilio_signature(event, pairs, settings)
     message = validated_message(form_fields(pairs))
     sid = str(first_value(message, "MessageSid"))
     queue = queue_for(settings.inbound_sms_queue_url, lambda body: process_message(service, body))
