@@ -20,11 +20,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import ParseResult, urlparse
 
-from leadlookup.errors import ConfigError, Forbidden, Unauthorized, Unavailable
+from leadlookup.errors import Forbidden, Unauthorized
 from leadlookup.http import header, raw_body
 from leadlookup.observability import logger
 from leadlookup.settings import Settings
 
+INITIATION_SECRET_NAME = "INITIATION_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
 TWILIO_SIGNATURE_HEADER = "X-Twilio-Signature"
 TWILIO_AUTH_TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of the secret, not its value
 ELEVENLABS_SIGNATURE_HEADER = "ElevenLabs-Signature"
@@ -45,7 +46,13 @@ def _warn_once(key: str, message: str) -> None:
 
 
 def configured_secret(settings: Settings, name: str) -> str | None:
-    """The secret ``name`` (plain or ``_ARN``); logs once per container when it is missing."""
+    """The secret ``name`` (plain or ``_ARN``), or None when it is not configured.
+
+    The one failure policy of every scheme: a missing secret fails closed (the scheme's 401 or
+    403) and is logged once per container; a secret that cannot be read raises what
+    :meth:`Settings.secret` raises (:class:`Unavailable`: 503, so the sender retries), logged
+    once where it is answered.
+    """
     value = settings.secret(name)
     if value is None and name not in _warned:
         _warned.add(name)
@@ -60,17 +67,19 @@ def same_secret(provided: str | None, expected: str) -> bool:
     return hmac.compare_digest(provided.encode(), expected.encode())
 
 
-def require_header_secret(settings: Settings, name: str, provided: str | None) -> None:
-    """401 unless ``provided`` equals the configured secret ``name``."""
+def require_header_secret(
+    settings: Settings, secret_name: str, header_name: str, provided: str | None
+) -> None:
+    """401 unless ``provided`` (the value of header ``header_name``) equals secret ``name``."""
     if settings.allow_unsigned_webhooks:
         return
-    expected = configured_secret(settings, name)
+    expected = configured_secret(settings, secret_name)
     if expected is None:
         raise Unauthorized("webhook secret is not configured")
     if provided is None:
-        raise Unauthorized(f"missing {settings.initiation_secret_header} header")
+        raise Unauthorized(f"missing {header_name} header")
     if not same_secret(provided, expected):
-        raise Unauthorized(f"invalid {settings.initiation_secret_header} header")
+        raise Unauthorized(f"invalid {header_name} header")
 
 
 # -- Twilio ------------------------------------------------------------------------------------
@@ -162,16 +171,6 @@ def twilio_request_url(event: dict[str, Any], public_base_url: str | None = None
     return f"{url}?{query}" if query else url
 
 
-def _twilio_auth_token(settings: Settings) -> str | None:
-    try:
-        return configured_secret(settings, TWILIO_AUTH_TOKEN_NAME)
-    except ConfigError:
-        raise
-    except Exception as exc:  # Secrets Manager or the network: Twilio may retry a 503
-        logger.error("Twilio auth token could not be read", error=type(exc).__name__)
-        raise Unavailable("Twilio auth token is unavailable") from exc
-
-
 def verify_twilio_signature(
     event: dict[str, Any], params: Iterable[tuple[str, str]], settings: Settings
 ) -> None:
@@ -179,7 +178,7 @@ def verify_twilio_signature(
     if settings.allow_unsigned_webhooks:
         _warn_once("twilio", "ALLOW_UNSIGNED_WEBHOOKS is on: Twilio signatures are not checked")
         return
-    token = _twilio_auth_token(settings)
+    token = configured_secret(settings, TWILIO_AUTH_TOKEN_NAME)
     if token is None:
         raise Forbidden("Twilio auth token is not configured")
     provided = header(event, TWILIO_SIGNATURE_HEADER)
@@ -252,14 +251,7 @@ def verified_elevenlabs_body(event: dict[str, Any], settings: Settings, now: flo
     """The raw body, once ``ElevenLabs-Signature`` signs it recently enough; else 401."""
     if settings.allow_unsigned_webhooks:
         return raw_body(event, settings.post_call_max_body_bytes)
-    try:
-        secret = configured_secret(settings, ELEVENLABS_SECRET_NAME)
-    except (ConfigError, Unavailable):
-        raise
-    except Exception as exc:
-        # Secrets Manager unreachable: a 503 makes ElevenLabs deliver again later.
-        logger.warning("webhook secret could not be read", error_type=type(exc).__name__)
-        raise Unavailable("webhook secret could not be read") from exc
+    secret = configured_secret(settings, ELEVENLABS_SECRET_NAME)
     if secret is None:
         raise Unauthorized("webhook secret is not configured")
     value = header(event, ELEVENLABS_SIGNATURE_HEADER)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leadlookup.auth import require_header_secret
+from leadlookup.auth import INITIATION_SECRET_NAME, require_header_secret
 from leadlookup.errors import DeadlineExceeded, LookupServiceError
 from leadlookup.http import header, json_object
 from leadlookup.models import Lead, Organization
@@ -163,7 +163,9 @@ def respond(
     with deadline_scope(deadline - ANSWER_RESERVE_S):
         provided = header(event, settings.initiation_secret_header)
         try:
-            require_header_secret(settings, "INITIATION_WEBHOOK_SECRET", provided)
+            require_header_secret(
+                settings, INITIATION_SECRET_NAME, settings.initiation_secret_header, provided
+            )
         except DeadlineExceeded:
             logger.warning("initiation secret not read in time; answering degraded")
             service.record_degraded()

@@ -1,0 +1,89 @@
+"""The three webhook schemes share one secret reader and one failure policy: a missing secret
+fails closed and is logged once per container; an unreadable one raises Unavailable as read."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from leadlookup import auth
+from leadlookup import settings as settings_module
+from leadlookup.errors import Forbidden, Unauthorized, Unavailable
+from leadlookup.settings import Settings
+
+SCHEMES: dict[str, tuple[str, Callable[[Settings], object], type[Exception], str]] = {
+    "initiation header": (
+        auth.INITIATION_SECRET_NAME,
+        lambda s: auth.require_header_secret(s, auth.INITIATION_SECRET_NAME, "X-Hook", "x"),
+        Unauthorized,
+        "webhook secret is not configured",
+    ),
+    "twilio": (
+        auth.TWILIO_AUTH_TOKEN_NAME,
+        lambda s: auth.verify_twilio_signature({"headers": {}}, [], s),
+        Forbidden,
+        "Twilio auth token is not configured",
+    ),
+    "elevenlabs": (
+        auth.ELEVENLABS_SECRET_NAME,
+        lambda s: auth.verified_elevenlabs_body({"headers": {}, "body": "{}"}, s, 0.0),
+        Unauthorized,
+        "webhook secret is not configured",
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "_warned", set())
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_webhook_auth_missing_secret_fails_closed_and_is_logged_once(
+    scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    name, check, rejection, message = SCHEMES[scheme]
+    unconfigured = Settings(env={})
+
+    for _ in range(3):
+        with pytest.raises(rejection) as raised:
+            check(unconfigured)
+        assert str(raised.value) == message
+
+    logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.getMessage(), r.secret_name) for r in logged] == [  # type: ignore[attr-defined]
+        ("webhook secret is not configured; rejecting requests", name)
+    ]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_webhook_auth_unreadable_secret_raises_unavailable_unwrapped_and_unlogged(
+    scheme: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    name, check, _rejection, _message = SCHEMES[scheme]
+    outage = Unavailable("a secret could not be read from Secrets Manager")
+
+    def fetch(_arn: str) -> str:
+        raise outage
+
+    monkeypatch.setattr(settings_module, "fetch_secret", fetch)
+    from_arn = Settings(env={f"{name}_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x"})
+
+    with pytest.raises(Unavailable) as raised:
+        check(from_arn)
+
+    # Raised as Settings.secret raised it; the HTTP handler that answers 503 logs it, once.
+    assert raised.value is outage
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_webhook_auth_header_secret_names_the_header_it_was_given() -> None:
+    configured = Settings(env={"SOME_SECRET": "s3cret"})
+
+    with pytest.raises(Unauthorized, match=r"^missing X-Other header$"):
+        auth.require_header_secret(configured, "SOME_SECRET", "X-Other", None)
+    with pytest.raises(Unauthorized, match=r"^invalid X-Other header$"):
+        auth.require_header_secret(configured, "SOME_SECRET", "X-Other", "guess")
+    auth.require_header_secret(configured, "SOME_SECRET", "X-Other", "s3cret")
