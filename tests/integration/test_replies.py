@@ -24,7 +24,7 @@ from moto import mock_aws
 
 from devkit.standins import AgentStandIn, TwilioStandIn
 from leadlookup import metrics as names
-from leadlookup import sms
+from leadlookup import postcall, sms
 from leadlookup.errors import Conflict, InvalidInput
 from leadlookup.queue import InProcessQueue
 from leadlookup.replies import wiring
@@ -430,3 +430,97 @@ def test_reply_two_concurrent_deliveries_send_one_sms(
     assert [ReplyOutcome.from_json(o).twilio_sid for o in outcomes] == [
         redelivered.twilio_sid if redelivered else None
     ] * 2
+
+
+# -- follow-ups after calls ------------------------------------------------------------------
+
+
+def _store_with_follow_ups(service: Any, **flags: bool) -> Any:
+    phone = new_phone()
+    base = service.default_organization()
+    return service.upsert_org(
+        {
+            "name": "BICI Follow-ups",
+            "phone_number": phone,
+            "settings": {**base.settings, "sms_follow_ups": flags},
+        }
+    )
+
+
+def _post_call(lead: Any, store: Any, **asked: Any) -> Any:
+    body = {
+        "type": "post_call_transcription",
+        "data": {
+            "conversation_id": f"conv_{uuid.uuid4().hex}",
+            "metadata": {"phone_call": {"agent_number": store.phone_number}},
+            "conversation_initiation_client_data": {"dynamic_variables": {"lead_id": lead.id}},
+            "analysis": {
+                "transcript_summary": "Asked about the store.",
+                "data_collection_results": {k: {"value": v} for k, v in asked.items()},
+            },
+        },
+    }
+    return postcall.parse_post_call(body)
+
+
+def test_reply_follow_up_after_a_call_once_per_lead_per_30_minutes(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, _ = wired
+    service = runtime.service
+    store = _store_with_follow_ups(service, asked_hours=True, asked_directions=True)
+    phone = new_phone()
+    lead = service.find_or_create_lead(phone, store.id)
+    call = _post_call(lead, store, asked_hours=True, asked_directions="true")
+
+    postcall.store_post_call(call, service)
+    postcall.store_post_call(call, service)  # the same report delivered again
+    postcall.store_post_call(_post_call(lead, store, asked_hours=True), service)  # next call
+
+    [text] = sent_to(twilio, phone)
+    assert text["from"] == store.phone_number
+    assert "Our hours: Mon-Fri 8:00 AM-6:00 PM, Sat-Sun 9:00 AM-4:30 PM." in text["body"]
+    assert (
+        "Find us at 1497 Adanac Street, Vancouver, BC: https://www.google.com/maps"
+        in (text["body"])
+    )
+    [row] = [r for r in rows(db, phone) if r["direction"] == "outbound"]
+    assert (row["sender_kind"], row["external_id"]) == (
+        "follow_up",
+        f"follow_up:{call.conversation_id}",
+    )
+    # After the window the next call's follow-up goes out.
+    db.run(
+        "UPDATE leads SET last_automation_at = now() - interval '31 minutes' WHERE id = :id",
+        id=lead.id,
+    )
+    postcall.store_post_call(_post_call(lead, store, asked_hours=True), service)
+    assert len(sent_to(twilio, phone)) == 2
+
+
+def test_reply_follow_up_only_for_enabled_topics_and_never_to_opted_out_leads(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, pipeline = wired
+    service = runtime.service
+    store = _store_with_follow_ups(service, appointment_request=True)
+    lead = service.find_or_create_lead(new_phone(), store.id)
+    opted_out = service.find_or_create_lead(new_phone(), store.id)
+    db.run("UPDATE leads SET opted_out_at = now() WHERE id = :id", id=opted_out.id)
+
+    not_enabled = pipeline.after_call(
+        lead, "conv-a", _post_call(lead, store, asked_hours=True).payload
+    )
+    not_asked = pipeline.after_call(lead, "conv-b", _post_call(lead, store).payload)
+    refused = pipeline.after_call(
+        opted_out, "conv-c", _post_call(opted_out, store, appointment_request=True).payload
+    )
+    default_store = pipeline.after_call(
+        service.find_or_create_lead(new_phone(), service.default_organization().id),
+        "conv-d",
+        _post_call(lead, store, asked_hours=True).payload,
+    )
+
+    assert (not_enabled, not_asked, default_store) == ("nothing to follow up",) * 3
+    assert refused == "rate limited, opted out or under human control"
+    assert twilio.sent == []

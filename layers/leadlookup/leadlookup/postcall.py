@@ -144,6 +144,15 @@ def store_post_call(call: PostCall, service: LookupService) -> bool:
         lead_id=lead.id if lead else None,
         caller=mask_phone(call.external_number),
     )
+    if lead is not None:
+        # Stored first; then the follow-up text the store enables (on every delivery: the job
+        # key is the conversation's, so a redelivery cannot text twice).
+        from leadlookup.replies.wiring import pipeline_for
+
+        decision = pipeline_for(service).after_call(
+            lead, call.conversation_id, call.payload, organization
+        )
+        logger.info("follow-up decision", conversation_id=call.conversation_id, decision=decision)
     return inserted
 
 

@@ -195,13 +195,18 @@ WHERE lead_id = :lead_id
 ORDER BY created_at DESC, id DESC
 LIMIT :limit"""
 
-# The follow-up rate limit as one atomic claim: only one automation per lead per window, never
-# to an opted-out number.
+# The follow-up rate limit as one atomic claim: one automation per lead per window, never to
+# an opted-out number or a lead staff have taken over. The same key (a redelivered report)
+# claims its own window again.
 CLAIM_AUTOMATION = f"""
-UPDATE leads SET last_automation_at = now()
-WHERE id = :id AND opted_out_at IS NULL
+UPDATE leads SET
+    last_automation_at = CASE WHEN last_automation_key IS NOT DISTINCT FROM :key
+                              THEN last_automation_at ELSE now() END,
+    last_automation_key = :key
+WHERE id = :id AND opted_out_at IS NULL AND NOT human_control
   AND (last_automation_at IS NULL
-       OR last_automation_at < now() - make_interval(secs => :window_seconds))
+       OR last_automation_at < now() - make_interval(secs => :window_seconds)
+       OR last_automation_key = :key)
 RETURNING {LEAD_COLUMNS}"""
 
 
@@ -427,10 +432,12 @@ class Repository:
             },
         )
 
-    def claim_automation(self, lead_id: str, window_seconds: int) -> Lead | None:
-        """The lead if a follow-up may go out now (and the window starts), else None."""
+    def claim_automation(self, lead_id: str, key: str, window_seconds: int) -> Lead | None:
+        """The lead if the follow-up ``key`` may go out now (its window starts), else None."""
         rows = self.db.query(
-            CLAIM_AUTOMATION, {"id": lead_id, "window_seconds": window_seconds}, retry=False
+            CLAIM_AUTOMATION,
+            {"id": lead_id, "key": key, "window_seconds": window_seconds},
+            retry=False,
         )
         return Lead.from_json(rows[0]) if rows else None
 

@@ -21,6 +21,7 @@ from leadlookup.models import Lead, Organization
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.queue import Queue
+from leadlookup.replies import followups
 from leadlookup.replies.jobs import (
     HISTORY_MESSAGES,
     MAX_SMS_CHARS,
@@ -143,6 +144,50 @@ class ReplyPipeline:
         # One FIFO group per customer: their texts are answered in order, one at a time.
         self.jobs.send(job.to_json(), deduplication_id=job.key, group_id=job.to_number)
         logger.info("reply job queued", key=job.key, kind=job.kind, to=mask_phone(job.to_number))
+
+    # -- after a call ---------------------------------------------------------------------
+
+    def after_call(
+        self,
+        lead: Lead,
+        conversation_id: str,
+        payload: dict[str, Any],
+        org: Organization | None = None,
+    ) -> str:
+        """Queue the post-call follow-up text the organization enables, or say why not.
+
+        At most one per lead per 30 minutes (an atomic claim on the lead's row), never to an
+        opted-out number or a lead under human control. A redelivered report claims its own
+        window again and queues the same job key, which the responder sends only once.
+        ``org`` is the lead's organization when the caller has it (saves a lookup).
+        """
+        flags = followups.asked(payload)
+        if not flags:
+            return "nothing to follow up"
+        if org is None or org.id != lead.organization_id:
+            org = self.service.repo.organization(lead.organization_id)
+            if org is None:
+                return "organization is gone"
+        topics = [flag for flag in flags if flag in followups.enabled(org)]
+        if not topics:
+            return "nothing to follow up"
+        key = f"follow_up:{conversation_id}"
+        claimed = self.service.repo.claim_automation(lead.id, key, followups.WINDOW_SECONDS)
+        if claimed is None:
+            return "rate limited, opted out or under human control"
+        self.service.lead_written(claimed)
+        job = ReplyJob(
+            key=key,
+            kind=JobKind.FOLLOW_UP,
+            organization_id=org.id,
+            lead_id=lead.id,
+            to_number=f"+{lead.phone_number_normalized}",
+            from_number=org.phone_number,
+            body=followups.follow_up_text(org, topics),
+            received_at=self._wall(),
+        )
+        self._emit(job)
+        return "follow-up queued"
 
     # -- outcomes -------------------------------------------------------------------------
 
