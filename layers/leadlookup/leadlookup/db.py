@@ -18,7 +18,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, NoReturn, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -89,6 +89,14 @@ class ConnectParams:
     password: str | None
     unix_sock: str | None
     ssl_context: ssl.SSLContext | None
+    # IAM authentication: called for every new connection (the token is the password).
+    password_source: Callable[[], str] | None = None
+
+    def for_connect(self) -> ConnectParams:
+        """These parameters with the password a new connection presents now."""
+        if self.password_source is None:
+            return self
+        return replace(self, password=self.password_source())
 
 
 def ssl_context_for(mode: str) -> ssl.SSLContext | None:
@@ -113,7 +121,8 @@ def ssl_context_for(mode: str) -> ssl.SSLContext | None:
 
 
 def connect_params(settings: Settings) -> ConnectParams:
-    """Connection parameters from ``DATABASE_URL``, or ``DB_HOST`` plus ``DB_SECRET_ARN``."""
+    """Connection parameters from ``DATABASE_URL``, or ``DB_HOST`` with IAM auth (``DB_USER``,
+    a token per connection) or with ``DB_SECRET_ARN`` (user and password from the secret)."""
     if settings.database_url:
         url = urlsplit(settings.database_url)
         if url.scheme not in ("postgresql", "postgres"):
@@ -131,9 +140,30 @@ def connect_params(settings: Settings) -> ConnectParams:
             unix_sock=f"{socket_dir}/.s.PGSQL.{port}" if socket_dir else None,
             ssl_context=ssl_context_for(mode),
         )
+    if settings.db_host and settings.db_iam_auth:
+        if not settings.db_user:
+            raise ConfigError("DB_USER is required with DB_IAM_AUTH=true")
+        if ssl_context_for(settings.db_sslmode) is None:
+            # RDS Proxy refuses IAM logins without TLS, and the token must not travel in clear.
+            raise ConfigError("DB_IAM_AUTH=true needs TLS: DB_SSLMODE must not be disable")
+        # Imported here: only IAM deployments sign tokens.
+        from leadlookup.iam import rds_token_source
+
+        return ConnectParams(
+            user=settings.db_user,
+            host=settings.db_host,
+            port=settings.db_port,
+            database=settings.db_name,
+            password=None,
+            unix_sock=None,
+            ssl_context=ssl_context_for(settings.db_sslmode),
+            password_source=rds_token_source(
+                settings.db_host, settings.db_port, settings.db_user, settings.env
+            ),
+        )
     if settings.db_host:
         if not settings.db_secret_arn:
-            raise ConfigError("DB_SECRET_ARN is required with DB_HOST")
+            raise ConfigError("DB_SECRET_ARN (or DB_IAM_AUTH=true) is required with DB_HOST")
         secret = settings.secret_json(settings.db_secret_arn)
         return ConnectParams(
             user=str(secret["username"]),
@@ -285,8 +315,10 @@ class Database:
             if self._params is None:
                 self._params = connect_params(self._settings)
             timeout = self._timeout(deadline, self._settings.db_connect_timeout_ms)
+            # Signing an IAM token is local work (HMACs); its errors are not connect failures.
+            params = self._params.for_connect()
             try:
-                self._conn = self._connect(self._params, timeout)
+                self._conn = self._connect(params, timeout)
             except Exception as exc:
                 if _timed_out(exc):
                     raise DeadlineExceeded("database connect timed out") from exc

@@ -59,6 +59,8 @@ class Settings:
     db_port: int = 5432
     db_name: str = "postgres"
     db_secret_arn: str | None = None
+    db_user: str | None = None
+    db_iam_auth: bool = False
     db_sslmode: str = "disable"
     db_connect_timeout_ms: int = 3000
     db_statement_timeout_ms: int = 5000
@@ -67,6 +69,10 @@ class Settings:
     redis_enabled: bool = True
     redis_cluster: bool = False
     redis_auth_arn: str | None = None
+    redis_iam_user: str | None = None
+    redis_cache_name: str | None = None
+    # ElastiCache closes IAM-authenticated connections after 12 hours; ours go well before.
+    redis_max_connection_age_s: int = 6 * 3600
     redis_timeout_ms: int = 250
     redis_breaker_cooldown_ms: int = 5000
 
@@ -118,6 +124,8 @@ class Settings:
             db_port=_int(e, "DB_PORT", 5432, 1),
             db_name=_str(e, "DB_NAME", "postgres") or "postgres",
             db_secret_arn=_str(e, "DB_SECRET_ARN"),
+            db_user=_str(e, "DB_USER"),
+            db_iam_auth=_bool(e, "DB_IAM_AUTH", False),
             # RDS Proxy certificates chain to Amazon's public roots, so a DB_HOST deployment can
             # verify the full chain and host name against the system trust store.
             db_sslmode=_str(e, "DB_SSLMODE", "verify-full" if db_host else "disable") or "",
@@ -127,6 +135,9 @@ class Settings:
             redis_enabled=_bool(e, "REDIS_ENABLED", True),
             redis_cluster=_bool(e, "REDIS_CLUSTER", False),
             redis_auth_arn=_str(e, "REDIS_AUTH_ARN"),
+            redis_iam_user=_str(e, "REDIS_IAM_USER"),
+            redis_cache_name=_str(e, "REDIS_CACHE_NAME"),
+            redis_max_connection_age_s=_int(e, "REDIS_MAX_CONNECTION_AGE_S", 6 * 3600, 1),
             redis_timeout_ms=_int(e, "REDIS_TIMEOUT_MS", 250, 1),
             redis_breaker_cooldown_ms=_int(e, "REDIS_BREAKER_COOLDOWN_MS", 5000, 0),
             cache_key_prefix=_str(e, "CACHE_KEY_PREFIX", "bici:") or "bici:",
