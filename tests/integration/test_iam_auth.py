@@ -3,19 +3,30 @@ passwords (frozen credentials and clock), and the layer logs in with the tokens 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import boto3
 import botocore.auth
 import pg8000.native
 import pytest
+import redis
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
 
 from leadlookup import iam
+from leadlookup.cache.redis_backend import RedisBackend, build_client
 from leadlookup.db import Database
 from leadlookup.errors import Unavailable
-from leadlookup.settings import Settings
+from leadlookup.runtime import Runtime
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from tests.support.faults import new_phone
 from tests.support.pg_servers import PasswordServer, password_postgres
+from tests.support.redis_servers import free_port, start_redis, stop
 
 FROZEN = datetime(2026, 12, 1, 20, 0, 0, tzinfo=UTC)
 REGION = "ca-central-1"
@@ -163,3 +174,164 @@ def test_iam_db_signs_again_after_a_reset(
     rows = iam_db.query("SELECT session_user AS who")
 
     assert rows == [{"who": APP_USER}]
+
+
+# ---------------------------------------------------------------- ElastiCache (Redis)
+
+CACHE_NAME = "bici-lookups-test"
+CACHE_USER = "bici-app-test"
+ADMIN_PASSWORD = "admin-password"
+
+
+def _botocore_cache_token(monkeypatch: pytest.MonkeyPatch, at: datetime) -> str:
+    """What botocore's SigV4 query signer makes for the ElastiCache IAM token at ``at``."""
+    naive = at.astimezone(UTC).replace(tzinfo=None)
+    with monkeypatch.context() as patch:
+        patch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: naive)
+        query = f"Action=connect&User={CACHE_USER}&ResourceType=ServerlessCache"
+        request = AWSRequest(method="GET", url=f"https://{CACHE_NAME}/?{query}")
+        creds = BotoCredentials(
+            AWS_ENV["AWS_ACCESS_KEY_ID"],
+            AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            AWS_ENV["AWS_SESSION_TOKEN"],
+        )
+        botocore.auth.SigV4QueryAuth(creds, "elasticache", REGION, expires=900).add_auth(request)
+        return request.url.removeprefix("https://")
+
+
+@pytest.fixture(scope="module")
+def tls_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A TLS-only Redis, default user off, an admin user, and the IAM user (no password yet)."""
+    directory = tmp_path_factory.mktemp("iam-redis")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    process = start_redis(
+        directory, 0,
+        "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+        "--user", "default", "off",
+        "--user", "admin", "on", f">{ADMIN_PASSWORD}", "~*", "&*", "+@all",
+        "--user", CACHE_USER, "on", "~bici:*", "+@all",
+        tls_port=port,
+    )  # fmt: skip
+    try:
+        yield port, cert
+    finally:
+        stop(process)
+
+
+def _cache_admin(tls_cache: tuple[int, Path]) -> redis.Redis:
+    port, ca = tls_cache
+    return redis.Redis(
+        host="localhost", port=port, ssl=True, ssl_ca_certs=str(ca),
+        username="admin", password=ADMIN_PASSWORD, socket_timeout=2, decode_responses=True,
+    )  # fmt: skip
+
+
+def _set_cache_password(tls_cache: tuple[int, Path], token: str) -> None:
+    admin = _cache_admin(tls_cache)
+    try:
+        admin.execute_command("ACL", "SETUSER", CACHE_USER, "resetpass", f">{token}")
+    finally:
+        admin.close()
+
+
+def _cache_connections(tls_cache: tuple[int, Path]) -> list[dict[str, Any]]:
+    admin = _cache_admin(tls_cache)
+    try:
+        return [c for c in admin.client_list() if c.get("user") == CACHE_USER]
+    finally:
+        admin.close()
+
+
+def _iam_cache_settings(tls_cache: tuple[int, Path], database_url: str) -> Settings:
+    port, ca = tls_cache
+    return Settings.from_env(
+        {
+            **AWS_ENV,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": f"rediss://localhost:{port}?ssl_ca_certs={ca}",
+            "REDIS_IAM_USER": CACHE_USER,
+            "REDIS_CACHE_NAME": CACHE_NAME,
+            "CACHE_KEY_PREFIX": f"bici:iam{uuid.uuid4().hex[:8]}:",
+        }
+    )
+
+
+def test_iam_cache_authenticates_with_the_token_botocore_would_make(
+    tls_cache, database_url: str, clock: WallClock, monkeypatch: pytest.MonkeyPatch,
+    make_runtime: Callable[..., Runtime],
+):  # fmt: skip
+    _set_cache_password(tls_cache, _botocore_cache_token(monkeypatch, FROZEN))
+    runtime = make_runtime(_iam_cache_settings(tls_cache, database_url))
+    caller = new_phone()
+
+    first = runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
+    second = runtime.service.find_or_create_lead(caller, DEFAULT_ORGANIZATION_ID)
+
+    assert first == second
+    assert runtime.metrics.counts == {"LeadCacheMiss": 1, "LeadCacheHit": 1}
+
+
+def test_iam_cache_with_a_token_the_server_does_not_expect_fails_open(
+    tls_cache, database_url: str, clock: WallClock, monkeypatch: pytest.MonkeyPatch,
+    make_runtime: Callable[..., Runtime],
+):  # fmt: skip
+    _set_cache_password(
+        tls_cache, _botocore_cache_token(monkeypatch, FROZEN + timedelta(seconds=1))
+    )
+    runtime = make_runtime(_iam_cache_settings(tls_cache, database_url))
+
+    runtime.service.find_or_create_lead(new_phone(), DEFAULT_ORGANIZATION_ID)
+
+    assert runtime.metrics.counts == {"LeadCacheError": 1}
+
+
+def test_iam_cache_new_connection_after_the_token_lifetime_gets_a_new_token(
+    tls_cache, database_url: str, clock: WallClock, monkeypatch: pytest.MonkeyPatch
+):
+    _set_cache_password(tls_cache, _botocore_cache_token(monkeypatch, FROZEN))
+    client = build_client(_iam_cache_settings(tls_cache, database_url))
+    client.get("bici:probe")
+    clock.advance(iam.TOKEN_REUSE_S + 1)
+    _set_cache_password(tls_cache, _botocore_cache_token(monkeypatch, clock.now))
+    admin = _cache_admin(tls_cache)
+    admin.client_kill_filter(user=CACHE_USER)  # the server drops the old connection
+    admin.close()
+
+    value = client.get("bici:probe")  # reconnects once, presenting the new token
+
+    provider = client.connection_pool.connection_kwargs["credential_provider"]
+    assert value is None
+    assert provider._tokens.made == 2
+    client.close()
+
+
+def test_iam_cache_connections_older_than_the_limit_are_recycled(
+    tls_cache, database_url: str, clock: WallClock, monkeypatch: pytest.MonkeyPatch
+):
+    _set_cache_password(tls_cache, _botocore_cache_token(monkeypatch, FROZEN))
+    settings = _iam_cache_settings(tls_cache, database_url)
+    monotonic = [1000.0]
+    backend = RedisBackend(
+        lambda: build_client(settings), max_age_s=3600, clock=lambda: monotonic[0]
+    )
+    backend.get("bici:probe")
+    first_id = backend.client.client_id()
+    monotonic[0] += 3599
+    backend.get("bici:probe")
+    same_id = backend.client.client_id()
+    monotonic[0] += 2
+
+    backend.get("bici:probe")
+
+    assert same_id == first_id
+    assert backend.client.client_id() != first_id
+    assert [c["id"] for c in _cache_connections(tls_cache)] == [str(backend.client.client_id())]
+    backend.reset()

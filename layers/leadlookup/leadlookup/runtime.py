@@ -43,7 +43,9 @@ def build_runtime(
     db = Database(settings)
     on_failure = None
     if backend is None and settings.cache_enabled:
-        redis_backend = RedisBackend(lambda: build_client(settings))
+        redis_backend = RedisBackend(
+            lambda: build_client(settings), max_age_s=settings.redis_max_connection_age_s
+        )
         backend, on_failure = redis_backend, redis_backend.reset
     cache = ReadThroughCache(
         backend if settings.cache_enabled or backend is not None else None,

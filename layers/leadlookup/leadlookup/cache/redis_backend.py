@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
 from leadlookup.cache.base import LeaseResult, LeaseState
-from leadlookup.settings import Settings
+from leadlookup.settings import ConfigError, Settings
 
 # Atomic "value, or take the lease". Replies: {1, value} hit, {2} lease granted, {0} held.
 GET_OR_LEASE = """
@@ -91,19 +93,49 @@ def client_options(
     return options
 
 
+class IamCredentialProvider(CredentialProvider):
+    """ElastiCache IAM auth: the user id and a fresh-enough token for every new connection."""
+
+    def __init__(self, user_id: str, tokens: Callable[[], str]) -> None:
+        self._user_id = user_id
+        self._tokens = tokens
+
+    def get_credentials(self) -> tuple[str, str]:
+        """(user, token) for the AUTH a new connection sends."""
+        return self._user_id, self._tokens()
+
+
+def iam_credential_provider(settings: Settings) -> IamCredentialProvider:
+    """The provider for ``REDIS_IAM_USER`` on the cache ``REDIS_CACHE_NAME``."""
+    if not settings.redis_cache_name:
+        raise ConfigError("REDIS_CACHE_NAME is required with REDIS_IAM_USER")
+    if not (settings.redis_url or "").startswith("rediss://"):
+        # ElastiCache accepts IAM auth only over TLS; a token must not travel in clear.
+        raise ConfigError("REDIS_IAM_USER needs a rediss:// REDIS_URL")
+    # Imported here: only IAM deployments sign tokens.
+    from leadlookup.iam import elasticache_token_source
+
+    user = settings.redis_iam_user or ""
+    tokens = elasticache_token_source(settings.redis_cache_name, user, settings.env)
+    return IamCredentialProvider(user, tokens)
+
+
 def build_client(settings: Settings) -> redis.Redis | RedisCluster:
     """A redis-py client for ``REDIS_URL`` (single or cluster; TLS by ``rediss://``).
 
-    A cluster client connects in its constructor (it reads the slot map), so callers build it
-    inside the circuit breaker.
+    Credentials: an IAM token per new connection (``REDIS_IAM_USER``), or the RBAC user and
+    password of ``REDIS_AUTH_ARN``, or whatever the URL carries. A cluster client connects in
+    its constructor (it reads the slot map), so callers build it inside the circuit breaker.
     """
     if not settings.redis_url:
         raise ValueError("REDIS_URL is not set")
     username = password = None
-    if settings.redis_auth_arn:
+    if settings.redis_auth_arn and not settings.redis_iam_user:
         secret = settings.secret_json(settings.redis_auth_arn)
         username, password = secret.get("username"), secret.get("password")
     options = client_options(settings, username, password)
+    if settings.redis_iam_user:
+        options["credential_provider"] = iam_credential_provider(settings)
     if settings.redis_cluster:
         # Cluster mode has no database number; the same Retry object bounds its MOVED/ASK and
         # reconnect attempts (redis-py 6+ dropped the separate cluster retry counters).
@@ -114,20 +146,42 @@ def build_client(settings: Settings) -> redis.Redis | RedisCluster:
 class RedisBackend:
     """The cache contract over one Redis or a Redis Cluster. The client is built on first use."""
 
-    def __init__(self, factory: ClientFactory, *, write_script: str = WRITE_THROUGH) -> None:
+    def __init__(
+        self,
+        factory: ClientFactory,
+        *,
+        write_script: str = WRITE_THROUGH,
+        max_age_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._factory = factory
         # Replaceable only so that tests can show what the seq check prevents.
         self._write_script = write_script
         self._client: redis.Redis | RedisCluster | None = None
         self._lock = threading.Lock()
+        self._max_age_s = max_age_s
+        self._clock = clock
+        self._built_at = 0.0
 
     @property
     def client(self) -> redis.Redis | RedisCluster:
-        """The redis-py client, built lazily (constructor errors reach the breaker)."""
+        """The redis-py client, built lazily (constructor errors reach the breaker).
+
+        With ``max_age_s``, a client (and so each of its connections) older than that is
+        closed and built anew: ElastiCache cuts IAM-authenticated connections at 12 hours,
+        and a connection cut under a call would cost that call.
+        """
+        if (
+            self._client is not None
+            and self._max_age_s is not None
+            and self._clock() - self._built_at >= self._max_age_s
+        ):
+            self.reset()
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     self._client = self._factory()
+                    self._built_at = self._clock()
         return self._client
 
     def reset(self) -> None:
