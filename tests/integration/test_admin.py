@@ -186,8 +186,12 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def cloudformation() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def cloudformation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A local stand-in for CloudFormation's pre-signed response URL."""
+    # The handler answers only https on amazonaws.com unless loopback is allowed (local).
+    monkeypatch.setenv("ALLOW_LOOPBACK_RESPONSE_URL", "true")
     _Recorder.bodies = []
     server = HTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from leadlookup.errors import LookupServiceError, Unavailable
 from leadlookup.observability import logger
@@ -15,6 +18,23 @@ PHYSICAL_RESOURCE_ID = "bici-lookups-schema"
 RESPONSE_TIMEOUT_S = 10
 # Keep this much of the invocation for answering CloudFormation after the last attempt.
 _ANSWER_RESERVE_MS = 15_000
+
+
+def response_url_allowed(url: str, allow_loopback: bool = False) -> bool:
+    """Whether ``url`` may receive the answer: CloudFormation's pre-signed URLs are https on an
+    ``amazonaws.com`` host (S3). Anything else in an event is a forgery or a mistake, and
+    answering it would send the stack's details wherever the event pointed. Local runs and
+    tests stand in for CloudFormation on loopback when ``allow_loopback`` is set."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" and host.endswith((".amazonaws.com", ".amazonaws.com.cn")):
+        return True
+    if not allow_loopback or parts.scheme not in ("http", "https"):
+        return False
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def send_response(url: str, body: dict[str, Any]) -> None:
@@ -54,6 +74,7 @@ def handle(
     remaining_ms: Callable[[], int],
     migrate: Callable[[], list[str]],
     send: Callable[[str, dict[str, Any]], None] = send_response,
+    allow_loopback: bool | None = None,
 ) -> dict[str, Any]:
     """Answer a custom-resource event: migrate on Create/Update, always SUCCESS on Delete."""
     answer: dict[str, Any] = {
@@ -75,6 +96,12 @@ def handle(
             logger.error("migration failed", error_type=type(exc).__name__, cause=cause)
             answer["Status"] = "FAILED"
             answer["Reason"] = f"{cause} ({type(exc).__name__}); see the function's logs"
-    if event.get("ResponseURL"):
-        send(event["ResponseURL"], answer)
+    url = event.get("ResponseURL")
+    if url:
+        if allow_loopback is None:
+            allow_loopback = os.environ.get("ALLOW_LOOPBACK_RESPONSE_URL", "").lower() == "true"
+        if response_url_allowed(str(url), allow_loopback):
+            send(str(url), answer)
+        else:
+            logger.error("custom resource ResponseURL refused: not https on amazonaws.com")
     return answer
