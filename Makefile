@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 FN ?=
 EVENT ?=
 # sam build needs a python3.13; a pyenv shim of that name may refuse to run, so ask pyenv too.
@@ -15,7 +17,7 @@ PY313_DIR ?= $(firstword \
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sam-cli test run invoke migrate events bench lint fmt build validate clean
+.PHONY: help venv sam-cli checkov test run invoke migrate events bench lint fmt build validate clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,11 +30,18 @@ $(SAM_VENV)/.stamp:
 	$(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==$(SAM_CLI_VERSION) && touch $@
 
+$(CHECKOV_VENV)/.stamp:
+	$(PYTHON) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q checkov==$(CHECKOV_VERSION) && touch $@
+
 venv: $(VENV)/.stamp ## the development virtualenv (.venv)
 
 sam-cli: $(SAM_VENV)/.stamp ## the SAM CLI in its own virtualenv (.venv-sam): it pins many libraries
 
-test: $(VENV)/.stamp $(SAM_VENV)/.stamp ## what CI runs: services, ruff, mypy, the whole pytest suite
+checkov: $(VENV)/.stamp $(CHECKOV_VENV)/.stamp ## checkov on template.yaml (own virtualenv: its pins clash)
+	$(PY) -m devkit.check --checkov-only
+
+test: $(VENV)/.stamp $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp ## what CI runs: services, ruff, mypy, checkov, the whole pytest suite
 	$(PY) -m devkit.check
 
 run: $(VENV)/.stamp ## serve every route of template.yaml on http://127.0.0.1:3000

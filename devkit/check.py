@@ -7,6 +7,7 @@ skipped (a skipped suite in CI is a suite that did not run).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
 JUNIT = LOCAL / "junit.xml"
 SAM_BIN = ROOT / ".venv-sam" / "bin"
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 PYTEST_NO_TESTS = 5
 
 
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run every check in order; return the process exit status."""
     pytest_args = sys.argv[1:] if argv is None else argv
     os.chdir(ROOT)
+    if pytest_args == ["--checkov-only"]:
+        return 1 if checkov() else 0
     _step("services (PostgreSQL, Redis)")
     try:
         urls = ensure_services(LOCAL)
@@ -48,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if _run_step(name, command) != 0
     ]
+    failures += checkov()
     failures += _pytest(python, pytest_args)
 
     if failures:
@@ -74,6 +79,54 @@ def _pytest(python: str, args: list[str]) -> list[str]:
                 print(f"  {line}", flush=True)
             failures.append(f"pytest ({len(skipped)} skipped under CI=true)")
     return failures
+
+
+def checkov(template: Path = ROOT / "template.yaml") -> list[str]:
+    """Run checkov on the template; any failed check, parse error or empty scan fails the step.
+
+    checkov answers 0 when it could not parse a file (it scanned nothing), so the verdict comes
+    from its JSON summary, not from its exit status alone.
+    """
+    _step("checkov (CloudFormation)")
+    if not CHECKOV.exists():
+        print(f"FAILED: {CHECKOV} is missing; `make checkov` or `make test` creates it", flush=True)
+        return ["checkov (not installed)"]
+    started = time.monotonic()
+    # --skip-download: no platform account here, and nothing to fetch from the network.
+    command = [str(CHECKOV), "--framework", "cloudformation", "-f", str(template)]
+    command += ["--skip-download", "--quiet", "--compact", "-o", "json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    failures = checkov_verdict(result.stdout)
+    for line in failures:
+        print(f"  {line}", flush=True)
+    verdict = "ok" if not failures else f"FAILED ({len(failures)} problem(s))"
+    print(f"--- checkov: {verdict} in {time.monotonic() - started:.1f} s", flush=True)
+    if failures and not result.stdout.strip():
+        print(result.stderr[-2000:], flush=True)
+    return ["checkov"] if failures else []
+
+
+def checkov_verdict(report: str) -> list[str]:
+    """The problems in a checkov JSON report: failed checks, parse errors, nothing scanned."""
+    try:
+        data = json.loads(report)
+    except ValueError:
+        return ["checkov printed no JSON report"]
+    reports = data if isinstance(data, list) else [data]
+    problems: list[str] = []
+    scanned = 0
+    for one in reports:
+        summary = one.get("summary", {})
+        scanned += int(summary.get("resource_count", 0))
+        if summary.get("parsing_errors"):
+            problems.append(f"{summary['parsing_errors']} file(s) checkov could not parse")
+        for check in one.get("results", {}).get("failed_checks", []):
+            problems.append(f"{check['check_id']} {check['resource']}: {check['check_name']}")
+        counts = {k: summary.get(k, 0) for k in ("passed", "failed", "skipped")}
+        print("checkov: {passed} passed, {failed} failed, {skipped} skipped".format(**counts))
+    if scanned == 0:
+        problems.append("checkov scanned no resource")
+    return problems
 
 
 def skipped_tests(junit: Path) -> list[str]:
