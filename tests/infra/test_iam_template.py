@@ -18,6 +18,7 @@ SERVING = [
     "SmsProcessorFunction",
     "LeadUpdateFunction",
     "CacheAdminFunction",
+    "SmsOutcomeFunction",
 ]
 
 
@@ -125,18 +126,26 @@ def test_iam_template_cache_connect_names_the_cache_and_one_user(expanded):
         ], function
 
 
-def test_iam_template_sms_processor_may_only_consume_the_inbound_queue(expanded):
-    role = _role_of(expanded, "SmsProcessorFunction")
-    sqs = [s for s in _statements(expanded, role) if any(a.startswith("sqs:") for a in _actions(s))]
+@pytest.mark.parametrize(
+    ("function", "queue"),
+    [("SmsProcessorFunction", "InboundSmsQueue"), ("SmsOutcomeFunction", "ReplyOutcomeQueue")],
+)
+def test_iam_template_queue_consumers_may_only_consume_their_own_queue(expanded, function, queue):
+    role = _role_of(expanded, function)
+    statements = list(_statements(expanded, role))
+    consume = [s for s in statements if "sqs:ReceiveMessage" in _actions(s)]
+    other_sqs = [
+        s for s in statements if s not in consume and any(a.startswith("sqs:") for a in _actions(s))
+    ]
 
-    assert "ManagedPolicyArns" in role
-    assert not [a for a in role["ManagedPolicyArns"] if "SQSQueueExecution" in json.dumps(a)]
-    assert [s["Resource"] for s in sqs] == [{"Fn::GetAtt": ["InboundSmsQueue", "Arn"]}]
-    assert sorted(_actions(sqs[0])) == [
+    assert not [a for a in role.get("ManagedPolicyArns", []) if "SQSQueue" in json.dumps(a)]
+    assert [s["Resource"] for s in consume] == [{"Fn::GetAtt": [queue, "Arn"]}]
+    assert sorted(_actions(consume[0])) == [
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "sqs:ReceiveMessage",
     ]
+    assert all(_actions(s) == ["sqs:SendMessage"] for s in other_sqs)
 
 
 def test_iam_template_endpoint_policies_allow_only_what_the_stack_needs(expanded):
