@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ import pytest
 from leadlookup import custom_resource
 from leadlookup.errors import Unavailable
 from leadlookup.runtime import get_runtime, set_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
 from tests.support.redis_servers import free_port
@@ -67,6 +68,42 @@ def test_admin_flush_all_removes_only_this_prefix(app_env: dict[str, str], invok
     assert client.get("someone-else:key") == b"1"
     client.delete("someone-else:key")
     client.close()
+
+
+def test_admin_upsert_of_the_default_organization_is_visible_at_once_for_every_number(
+    app_env: dict[str, str],
+    invoke: Invoke,
+    database_url: str,
+    make_runtime: Callable[..., Any],
+    settings: Settings,
+) -> None:
+    service = get_runtime().service
+    other = make_runtime(replace(settings, cache_key_prefix=app_env["CACHE_KEY_PREFIX"]))
+    strangers = ["+16045550111", "+16045550112", None]  # no store's numbers, and none at all
+    for number in strangers:  # cached as the default store under their own keys, two containers
+        assert service.get_organization_by_phone(number).name == "BICI Bike Store"
+        assert other.service.get_organization_by_phone(number).name == "BICI Bike Store"
+    default = service.repo.organization(DEFAULT_ORGANIZATION_ID, None)
+    assert default is not None
+    edited = {**default.to_json(), "name": "BICI Bike Store (renamed)"}
+
+    try:
+        answer = invoke(ADMIN, {"action": "upsert_org", "organization": edited})
+        seen = [service.get_organization_by_phone(n).name for n in strangers]
+        # Another container: its in-process copies live ORG_L1_TTL_SECONDS; Redis must not.
+        other.service._org_l1.clear()
+        seen_elsewhere = [other.service.get_organization_by_phone(n).name for n in strangers]
+    finally:
+        execute(
+            database_url,
+            "UPDATE organizations SET name = :name WHERE id = :id",
+            name=default.name,
+            id=DEFAULT_ORGANIZATION_ID,
+        )
+        invoke(ADMIN, {"action": "flush_all"})
+
+    assert answer["ok"] is True
+    assert seen == seen_elsewhere == ["BICI Bike Store (renamed)"] * 3
 
 
 def test_admin_upsert_org_creates_then_moves_a_store_and_invalidates_its_keys(

@@ -129,16 +129,33 @@ class LookupService:
         org, previous = self.repo.upsert_organization(
             Organization(org_id, name.strip(), str(data["phone_number"]), normalized, settings)
         )
-        numbers = {normalized, previous} - {None}
         if org.id == self.settings.default_organization_id:
-            numbers.add(DEFAULT_ORG_KEY)
-        keys = [self.orgs.key(str(n)) for n in numbers]
+            self._flush_default_organization()
+            return org
+        keys = [self.orgs.key(str(n)) for n in {normalized, previous} - {None}]
         with self._l1_lock:
             for key in keys:
                 self._org_l1.pop(key, None)
         for key in keys:
             self.orgs.invalidate(key)
         return org
+
+    def _flush_default_organization(self) -> None:
+        # Every number that is no store's is cached as the default organization under its own
+        # key, so an edit of the default drops every organization entry and lease (other
+        # stores refill with one lookup each): a rare admin action, visible at once.
+        with self._l1_lock:
+            self._org_l1.clear()
+        values, leases = self.keys.org_prefixes()
+        try:
+            # Leases first: a reader that loaded the old row before the commit then fails its
+            # fill; one that leases afterwards loads the new row.
+            self.cache.flush_prefix(leases)
+            self.cache.flush_prefix(values)
+        except Unavailable:
+            raise Unavailable(
+                "organization saved, but its cached copies could not be flushed; retry"
+            ) from None
 
     def _l1_get(self, key: str) -> Organization | None:
         if self.settings.org_l1_ttl_seconds <= 0:

@@ -20,6 +20,10 @@ class CacheKeys:
         """Key of the organization reached at a number (``default`` for no usable number)."""
         return f"{self.prefix}org:{{{phone_normalized}}}"
 
+    def org_prefixes(self) -> tuple[str, str]:
+        """What every organization key and every organization lease starts with."""
+        return f"{self.prefix}org:", f"{self.prefix}lease:org:"
+
     def lease(self, key: str) -> str:
         """The lease guarding ``key``: ``bici:lead:{...}`` -> ``bici:lease:lead:{...}``."""
         return f"{self.prefix}lease:{key[len(self.prefix) :]}"
