@@ -554,3 +554,24 @@ def test_template_failed_scheduled_purge_raises_an_alarm(template: dict[str, Any
         "GreaterThanOrEqualToThreshold",
     )
     assert alarms[0]["AlarmActions"] == alarms[0]["OKActions"]
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ("", True),
+        ("https://api.example.com", True),
+        ("https://api.example.com:8443", True),
+        ("https://api.example.com/voice", True),  # a custom domain's API mapping path
+        ("https://api.example.com/v1/voice", True),
+        ("https://api.example.com/voice/", False),  # rawPath starts with "/"
+        ("http://api.example.com/voice", False),
+        ("https://api.example.com/voice?x=1", False),
+    ],
+)
+def test_template_public_base_url_accepts_an_origin_with_a_base_path(
+    template: dict[str, Any], value: str, allowed: bool
+) -> None:
+    pattern = template["Parameters"]["PublicBaseUrl"]["AllowedPattern"]
+
+    assert (re.fullmatch(pattern, value) is not None) is allowed

@@ -160,6 +160,41 @@ def test_verify_uses_public_base_url_over_the_api_domain() -> None:
         auth.verify_twilio_signature(event, PAIRS, settings())
 
 
+@pytest.mark.parametrize("base", ["https://api.bici.example", "https://api.bici.example/voice"])
+@pytest.mark.parametrize("port", ["", ":443"])
+def test_verify_public_base_url_with_or_without_a_base_path_agrees_with_request_validator(
+    base: str, port: str
+) -> None:
+    # Through a custom domain's API mapping, rawPath lacks the mapping's path ("/voice").
+    origin, _, path = base.partition("//")[2].partition("/")
+    called = f"https://{origin}{port}/{path}{'/' if path else ''}webhooks/twilio/sms?x=1"
+    event = event_signed_by_twilio(called, PAIRS)
+    event["rawQueryString"] = "x=1"
+    assert event["rawPath"] == "/webhooks/twilio/sms"
+
+    rebuilt = auth.twilio_request_url(event, base)
+    auth.verify_twilio_signature(event, PAIRS, settings(public_base_url=base))
+
+    # Both ways: Twilio's validator accepts our signature for the URL we rebuilt, too.
+    assert rebuilt == f"{base}/webhooks/twilio/sms?x=1"
+    ours = auth.twilio_signature(rebuilt, PAIRS, TOKEN)
+    assert RequestValidator(TOKEN).validate(called, MultiValueForm(PAIRS), ours)
+
+
+def test_verify_refuses_a_base_path_that_differs_from_the_one_twilio_called() -> None:
+    with_path = event_signed_by_twilio("https://api.bici.example/voice/webhooks/twilio/sms", PAIRS)
+    without = event_signed_by_twilio("https://api.bici.example/webhooks/twilio/sms", PAIRS)
+
+    with pytest.raises(Forbidden):
+        auth.verify_twilio_signature(
+            with_path, PAIRS, settings(public_base_url="https://api.bici.example")
+        )
+    with pytest.raises(Forbidden):
+        auth.verify_twilio_signature(
+            without, PAIRS, settings(public_base_url="https://api.bici.example/voice")
+        )
+
+
 def test_verify_with_a_named_stage_on_the_api_domain_signs_the_stage() -> None:
     event = event_signed_by_twilio(
         f"https://{DOMAIN}/prod/webhooks/twilio/sms", PAIRS, stage="prod"
