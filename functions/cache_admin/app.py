@@ -5,7 +5,7 @@ from leadlookup.observability import logger, metrics, tracer
 from leadlookup.runtime import get_runtime
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:

@@ -8,7 +8,7 @@ from leadlookup.observability import logger
 from leadlookup.runtime import get_runtime
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return custom_resource.handle(
         event,

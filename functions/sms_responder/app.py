@@ -20,7 +20,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     wiring.respond_record(wiring.responder_from_env(), record.body, lambda_context)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:

@@ -18,7 +18,9 @@ def inbound_sms() -> Response:
     return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
+)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:

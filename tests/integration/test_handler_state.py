@@ -1,0 +1,80 @@
+"""Per-invocation state: Powertools Logger keys added in one invocation never reach the next
+one in the same container (``inject_lambda_context(clear_state=True)`` on every handler)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from leadlookup.observability import logger
+from leadlookup.service import LookupService
+from tests.conftest import FUNCTIONS
+from tests.support.faults import sample, with_lead_id
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The Powertools log lines (JSON) the handlers write."""
+    stream = io.StringIO()
+    handler = getattr(logging.getLogger(logger.service), "powertools_handler", None)
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def _records(stream: io.StringIO, message: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") == message]
+
+
+def test_handler_state_a_key_logged_in_one_invocation_is_gone_in_the_next(
+    app_env: dict[str, str],
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    log_lines: io.StringIO,
+) -> None:
+    tagged: list[str] = []
+
+    def failing_get_lead(_self: LookupService, lead_id: object) -> Any:
+        if not tagged:  # the first invocation tags its log lines with the lead it handles
+            tagged.append(str(lead_id))
+            logger.append_keys(lead_id=str(lead_id))
+        raise RuntimeError("a bug: answered 500 and logged")
+
+    monkeypatch.setattr(LookupService, "get_lead", failing_get_lead)
+    first = with_lead_id(sample("lead_update/get"), "5e1f0000-0000-4000-8000-00000000aaa1")
+    second = with_lead_id(sample("lead_update/get"), "5e1f0000-0000-4000-8000-00000000aaa2")
+    second["requestContext"]["requestId"] = "second-request"
+
+    answers = [
+        invoke("lead_update", first)["statusCode"],
+        invoke("lead_update", second)["statusCode"],
+    ]
+
+    one, two = _records(log_lines, "internal error")
+    assert answers == [500, 500]
+    assert one["lead_id"] == tagged[0] and one["correlation_id"] != "second-request"
+    assert "lead_id" not in two and two["correlation_id"] == "second-request"
+
+
+@pytest.mark.parametrize("function_dir", HANDLERS)
+def test_handler_state_every_handler_starts_without_the_previous_invocations_keys(
+    function_dir: str, app_env: dict[str, str], invoke: Invoke
+) -> None:
+    logger.append_keys(leftover="from the previous invocation")
+
+    # Nonsense to most handlers, and any answer (or error) will do: only the state matters.
+    with contextlib.suppress(Exception):
+        invoke(function_dir, {"RequestType": "Delete"})
+
+    assert "leftover" not in logger.get_current_keys()
