@@ -23,6 +23,7 @@ import pytest
 from moto import mock_aws
 
 from devkit.proxy import TcpProxy
+from leadlookup.runtime import get_runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.faults.conftest import INITIATION_DEADLINE_MS
 from tests.support.db import scalar
@@ -132,6 +133,71 @@ def test_postgres_fault_initiation_serves_cached_callers_and_degrades_the_rest(
     assert (figures.rows_lost, figures.rows_duplicated) == (0, 0)
     # Bounded by the deadline, not by the driver's 3 s connect / 5 s statement timeouts.
     assert max(figures.phases["degraded"]) < 2 * INITIATION_DEADLINE_MS
+    assert max(figures.phases["fault"]) < INITIATION_DEADLINE_MS
+
+
+class CountingSink:
+    """Counts what the container's metric sink is given, and passes it on."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.counts: dict[str, int] = {}
+
+    def count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self.inner.count(name)
+
+
+@pytest.mark.parametrize(("fault", "meaning"), FAULTS)
+def test_postgres_fault_known_callers_are_recognized_from_the_stale_copy_after_expiry(
+    fault: str,
+    meaning: str,
+    pg_proxy: TcpProxy,
+    invoke: Invoke,
+    figures: Figures,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    figures.fault = f"PostgreSQL {meaning}; known callers whose cache entries expired"
+    # Entries expire after 1 s (lead and store), the stale copies live on (default 86400 s).
+    for name, value in {"LEAD_CACHE_TTL_SECONDS": "1", "ORG_CACHE_TTL_SECONDS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ORG_L1_TTL_SECONDS", "0")
+    reset_container()
+    known = [new_phone() for _ in range(4)]
+    leads: dict[str, str] = {}
+    for caller in known:
+        response, ms = timed(invoke, INITIATION, initiation_event(caller))
+        variables = dynamic_variables(response)
+        assert variables is not None and variables["lead_id"]
+        leads[caller] = variables["lead_id"]
+        figures.record("healthy", ms, True)
+    erased = known.pop()  # a privacy request before the outage: nothing of it may remain
+    assert (
+        invoke(LEADS, with_lead_id(sample("lead_update/delete"), leads[erased]))["statusCode"]
+        == 204
+    )
+    threading.Event().wait(1.3)  # every fresh entry has expired
+    cache = get_runtime().cache
+    sink = cache.metrics = CountingSink(cache.metrics)
+
+    pg_proxy.set_mode(fault)
+    for caller in known * 2:
+        response, ms = timed(invoke, INITIATION, initiation_event(caller))
+        variables = dynamic_variables(response)
+        ok = variables is not None and variables["lead_id"] == leads[caller]
+        figures.record("fault", ms, ok, f"known caller: {response.get('body')}")
+    response, ms = timed(invoke, INITIATION, initiation_event(erased))
+    figures.record("degraded", ms, degraded(dynamic_variables(response)), str(response))
+    stale_served = sink.counts.get("LeadCacheStaleServed", 0)
+    pg_proxy.set_mode("pass")
+    figures.notes.update(
+        stale_served=stale_served,
+        org_stale_served=sink.counts.get("OrgCacheStaleServed", 0),
+        erased_caller_degraded=figures.failures == 0,
+    )
+
+    assert figures.failures == 0, figures.failed
+    assert stale_served == len(known) * 2
     assert max(figures.phases["fault"]) < INITIATION_DEADLINE_MS
 
 

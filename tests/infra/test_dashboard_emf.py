@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
 from devkit.lambda_env import load_template
 from leadlookup import metrics
+from leadlookup.cache import CacheKeys
+from leadlookup.phones import normalize_phone
 from leadlookup.runtime import set_runtime
+from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import EVENTS
 from tests.infra.test_template import _custom_metrics_graphed, _dashboard
+from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import exercise_reply_metrics
 
@@ -39,6 +45,15 @@ def _emitted(output: str) -> set[tuple[str, tuple[str, ...]]]:
                 for metric in directive["Metrics"]:
                     found.add((metric["Name"], dims))
     return found
+
+
+def _expire_fresh_entries(env: dict[str, str], request: dict[str, Any]) -> None:
+    """Delete the fresh lead and store entries of a call, as their TTLs would; stale copies stay."""
+    keys = CacheKeys(env["CACHE_KEY_PREFIX"])
+    caller, store = (normalize_phone(request[k]) or "" for k in ("caller_id", "called_number"))
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    client.delete(keys.lead(caller, DEFAULT_ORGANIZATION_ID), keys.org(store))
+    client.close()
 
 
 def _fresh_container(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
@@ -85,9 +100,18 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     _fresh_container(monkeypatch)
     assert invoke("lead_update", by_phone)["statusCode"] == 200
     assert invoke("lead_update", patch)["statusCode"] == 200
-    # Degraded: the database is gone as well.
-    _fresh_container(monkeypatch, DATABASE_URL="postgresql://postgres@127.0.0.1:1/none")
-    invoke("conversation_initiation", _event("conversation_initiation", "known_caller"))
+    # Stale answers: the database is gone and the fresh entries of a known caller expired.
+    known = _event("conversation_initiation", "known_caller")
+    _fresh_container(monkeypatch, REDIS_URL=app_env["REDIS_URL"])
+    invoke("conversation_initiation", known)
+    _expire_fresh_entries(app_env, json.loads(known["body"]))
+    down = "postgresql://postgres@127.0.0.1:1/none"
+    _fresh_container(monkeypatch, DATABASE_URL=down)
+    invoke("conversation_initiation", known)
+    # Degraded: the database is gone and a caller the cache never saw calls.
+    stranger = copy.deepcopy(known)
+    stranger["body"] = json.dumps({**json.loads(known["body"]), "caller_id": new_phone()})
+    invoke("conversation_initiation", stranger)
     # SMS replies: sent, fallback, failed, not configured (the responder handler).
     exercise_reply_metrics(invoke, monkeypatch, _event("sms_responder", "sqs_job"))
 

@@ -209,3 +209,36 @@ def test_backend_write_replaces_a_value_of_an_older_format(
     stored = backend.write(key, keys.lease(key), encode({"notes": "v2"}, seq=1), 60)
 
     assert stored is True and backend.get(key) == encode({"notes": "v2"}, seq=1)
+
+
+def test_backend_fill_keeps_a_stale_copy_that_a_miss_hands_back(
+    backend: CacheBackend, keys: CacheKeys
+) -> None:
+    key = keys.lead("16045550142", "org")
+    stale = keys.stale(key)
+    backend.get_or_lease(key, keys.lease(key), "t", 5000, stale)
+    backend.fill(key, keys.lease(key), "t", encode({"n": 1}, seq=4), 1, (stale, 60))
+
+    time.sleep(1.2)  # the value expired; its stale copy has not
+    miss = backend.get_or_lease(key, keys.lease(key), "u", 5000, stale)
+    held = backend.get_or_lease(key, keys.lease(key), "w", 5000, stale)
+
+    assert (miss.state, miss.stale) == (LeaseState.GRANTED, encode({"n": 1}, seq=4))
+    assert (held.state, held.stale) == (LeaseState.HELD, encode({"n": 1}, seq=4))
+    assert backend.get_or_lease(keys.org("1"), keys.lease(keys.org("1")), "x", 50).stale is None
+
+
+def test_backend_write_replaces_a_held_stale_copy_and_orders_by_it(
+    backend: CacheBackend, keys: CacheKeys
+) -> None:
+    key = keys.lead("16045550142", "org")
+    stale = keys.stale(key)
+    backend.get_or_lease(key, keys.lease(key), "t", 5000, stale)
+    backend.fill(key, keys.lease(key), "t", encode({"n": 1}, seq=4), 60, (stale, 60))
+    backend.delete(key)  # as if expired: only the stale copy is held
+
+    older = backend.write(key, keys.lease(key), encode({"n": 0}, seq=3), 60, (stale, 60))
+    newer = backend.write(key, keys.lease(key), encode({"n": 2}, seq=5), 60, (stale, 60))
+
+    assert (older, newer) == (False, True)
+    assert backend.get(key) == backend.get(stale) == encode({"n": 2}, seq=5)

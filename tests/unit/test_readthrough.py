@@ -104,3 +104,70 @@ def test_render_escapes_values_and_leaves_casts_alone() -> None:
     sql = render("SELECT :a, :b::jsonb, :c, :d", {"a": "it's", "b": {"k": "v"}, "c": None, "d": 3})
 
     assert sql == "SELECT 'it''s', '{\"k\":\"v\"}'::jsonb, NULL, 3"
+
+
+def _stale_region(cache: ReadThroughCache) -> CacheRegion[Organization]:
+    return cache.region(
+        Cache.ORG,
+        Organization,
+        60,
+        lambda k: k,
+        lambda k: f"lease:{k}",
+        stale=(lambda k: f"stale:{k}", 3600),
+    )
+
+
+def _database_down() -> Organization:
+    raise Unavailable("database is down")
+
+
+def test_readthrough_stale_copy_answers_only_when_the_source_is_unavailable() -> None:
+    clock = [0.0]
+    backend = MemoryBackend(clock=lambda: clock[0])
+    cache, sink = _cache(backend)
+    region = _stale_region(cache)
+    region.get_or_create("k", lambda: ORG)
+    clock[0] = 100.0  # the fresh entry (60 s) expired, the stale copy (3600 s) did not
+
+    served = region.get_or_create("k", _database_down)
+    again = region.get_or_create("k", _database_down)
+
+    assert served == again == ORG
+    assert sink.counts == {"OrgCacheMiss": 3, "OrgCacheStaleServed": 2}
+    assert backend.get("k") is None  # a stale answer never becomes a fresh value
+    assert backend.get("lease:k") is None
+
+
+def test_readthrough_without_a_stale_copy_the_outage_is_raised() -> None:
+    cache, sink = _cache(MemoryBackend())
+
+    with pytest.raises(Unavailable):
+        _stale_region(cache).get_or_create("k", _database_down)
+
+    assert sink.counts == {"OrgCacheMiss": 1}
+
+
+def test_readthrough_other_failures_are_never_answered_from_the_stale_copy() -> None:
+    clock = [0.0]
+    cache, _ = _cache(MemoryBackend(clock=lambda: clock[0]))
+    region = _stale_region(cache)
+    region.get_or_create("k", lambda: ORG)
+    clock[0] = 100.0
+
+    def bug() -> Organization:
+        raise KeyError("a bug, not an outage")
+
+    with pytest.raises(KeyError):
+        region.get_or_create("k", bug)
+
+
+def test_readthrough_invalidate_deletes_the_stale_copy_too() -> None:
+    backend = MemoryBackend()
+    cache, _ = _cache(backend)
+    region = _stale_region(cache)
+    region.get_or_create("k", lambda: ORG)
+    assert backend.get("stale:k") is not None
+
+    region.invalidate("k")
+
+    assert backend.get("k") is None and backend.get("stale:k") is None

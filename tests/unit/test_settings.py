@@ -13,6 +13,7 @@ def test_settings_defaults_match_the_design() -> None:
 
     assert settings.cache_key_prefix == "bici:"
     assert (settings.lead_cache_ttl_seconds, settings.org_cache_ttl_seconds) == (300, 600)
+    assert (settings.lead_stale_ttl_seconds, settings.org_stale_ttl_seconds) == (86400, 86400)
     assert settings.org_l1_ttl_seconds == 30
     assert settings.default_organization_id == DEFAULT_ORGANIZATION_ID
     assert settings.default_phone_region == "CA"

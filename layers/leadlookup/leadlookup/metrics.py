@@ -23,6 +23,8 @@ class Outcome(StrEnum):
     MISS = "Miss"
     ERROR = "Error"
     BYPASS = "Bypass"
+    # A miss whose load found the database unavailable, answered from the last known value.
+    STALE_SERVED = "StaleServed"
 
 
 def cache_metric(cache: Cache, outcome: Outcome) -> str:

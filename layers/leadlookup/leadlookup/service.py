@@ -55,7 +55,12 @@ class LookupService:
         self.settings = settings
         self.keys = CacheKeys(settings.cache_key_prefix)
         self.orgs: CacheRegion[Organization] = cache.region(
-            Cache.ORG, Organization, settings.org_cache_ttl_seconds, self.keys.org, self.keys.lease
+            Cache.ORG,
+            Organization,
+            settings.org_cache_ttl_seconds,
+            self.keys.org,
+            self.keys.lease,
+            stale=(self.keys.stale, settings.org_stale_ttl_seconds),
         )
         self.leads: CacheRegion[Lead] = cache.region(
             Cache.LEAD,
@@ -64,6 +69,7 @@ class LookupService:
             self.keys.lead,
             self.keys.lease,
             seq=lambda lead: lead.write_seq,
+            stale=(self.keys.stale, settings.lead_stale_ttl_seconds),
         )
         self._clock = clock
         self._org_l1: dict[str, tuple[float, Organization]] = {}

@@ -80,6 +80,9 @@ class Settings:
     lead_cache_ttl_seconds: int = 300
     org_cache_ttl_seconds: int = 600
     org_l1_ttl_seconds: int = 30
+    # Last known values, served only while the database is unavailable (stale-if-error).
+    lead_stale_ttl_seconds: int = 86400
+    org_stale_ttl_seconds: int = 86400
     cache_lease_ms: int = 2000
     cache_wait_ms: int = 250
 
@@ -144,6 +147,8 @@ class Settings:
             lead_cache_ttl_seconds=_int(e, "LEAD_CACHE_TTL_SECONDS", 300, 1),
             org_cache_ttl_seconds=_int(e, "ORG_CACHE_TTL_SECONDS", 600, 1),
             org_l1_ttl_seconds=_int(e, "ORG_L1_TTL_SECONDS", 30, 0),
+            lead_stale_ttl_seconds=_int(e, "LEAD_STALE_TTL_SECONDS", 86400, 0),
+            org_stale_ttl_seconds=_int(e, "ORG_STALE_TTL_SECONDS", 86400, 0),
             default_organization_id=_str(e, "DEFAULT_ORGANIZATION_ID", DEFAULT_ORGANIZATION_ID)
             or DEFAULT_ORGANIZATION_ID,
             default_phone_region=(_str(e, "DEFAULT_PHONE_REGION", "CA") or "CA").upper(),

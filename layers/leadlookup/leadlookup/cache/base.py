@@ -7,6 +7,10 @@ row before an update can no longer write it into the cache afterwards.
 
 Values are ordered: each starts ``{"v":<format>,"s":<seq>,`` (see :func:`value_seq`), and a
 fill or a write stores its value only over one of a smaller ``seq``, in the same atomic step.
+
+Optionally a key has a stale copy (``stale_key``): the last known value, kept much longer, set
+by every fill and write together with the value and handed back with every miss, so that the
+caller can answer from it when its own source (the database) is down.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class LeaseResult:
 
     state: LeaseState
     value: str | None = None
+    # On a miss: the stale copy, if the caller asked for one and it is there.
+    stale: str | None = None
 
 
 class CacheBackend(Protocol):
@@ -48,22 +54,41 @@ class CacheBackend(Protocol):
         """The value, or None."""
         ...
 
-    def get_or_lease(self, key: str, lease_key: str, token: str, lease_ms: int) -> LeaseResult:
-        """The value if present; else take the lease if it is free (atomically)."""
+    def get_or_lease(
+        self, key: str, lease_key: str, token: str, lease_ms: int, stale_key: str | None = None
+    ) -> LeaseResult:
+        """The value if present; else take the lease if it is free (atomically), and the stale
+        copy."""
         ...
 
-    def fill(self, key: str, lease_key: str, token: str, value: str | None, ttl_s: int) -> bool:
+    def fill(
+        self,
+        key: str,
+        lease_key: str,
+        token: str,
+        value: str | None,
+        ttl_s: int,
+        stale: tuple[str, int] | None = None,
+    ) -> bool:
         """Store ``value`` only while ``token`` still holds the lease; release the lease.
 
         ``value`` None only releases the lease; a held value of a larger or equal ``seq`` is
-        kept. Returns whether the value was stored.
+        kept. ``stale`` (key, TTL) also stores the value as the stale copy, unless that copy is
+        newer. Returns whether the value was stored.
         """
         ...
 
-    def write(self, key: str, lease_key: str, value: str, ttl_s: int) -> bool:
-        """After a committed write: delete the lease, and replace the held value with ``value``
-        if one is held and its ``seq`` is smaller (an absent key stays absent, so a slow writer
-        cannot bring back an erased lead). Returns whether the value was stored.
+    def write(
+        self,
+        key: str,
+        lease_key: str,
+        value: str,
+        ttl_s: int,
+        stale: tuple[str, int] | None = None,
+    ) -> bool:
+        """After a committed write: delete the lease, and replace the held value (and stale copy)
+        with ``value`` if either is held and neither has a larger or equal ``seq``. An absent key
+        stays absent, so a slow writer cannot bring back an erased lead. Whether it stored.
         """
         ...
 

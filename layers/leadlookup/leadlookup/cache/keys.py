@@ -27,3 +27,7 @@ class CacheKeys:
     def lease(self, key: str) -> str:
         """The lease guarding ``key``: ``bici:lead:{...}`` -> ``bici:lease:lead:{...}``."""
         return f"{self.prefix}lease:{key[len(self.prefix) :]}"
+
+    def stale(self, key: str) -> str:
+        """The last known value of ``key``: ``bici:lead:{...}`` -> ``bici:stale:lead:{...}``."""
+        return f"{self.prefix}stale:{key[len(self.prefix) :]}"

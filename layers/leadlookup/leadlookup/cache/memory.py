@@ -39,43 +39,76 @@ class MemoryBackend:
             self.commands += 1
             return self._live(key)
 
-    def get_or_lease(self, key: str, lease_key: str, token: str, lease_ms: int) -> LeaseResult:
-        """The value if present; else take the free lease."""
+    def get_or_lease(
+        self, key: str, lease_key: str, token: str, lease_ms: int, stale_key: str | None = None
+    ) -> LeaseResult:
+        """The value if present; else take the free lease (and hand back the stale copy)."""
         with self._lock:
             self.commands += 1
             value = self._live(key)
             if value is not None:
                 return LeaseResult(LeaseState.HIT, value)
+            stale = self._live(stale_key) if stale_key else None
             if self._live(lease_key) is not None:
-                return LeaseResult(LeaseState.HELD)
+                return LeaseResult(LeaseState.HELD, stale=stale)
             self._data[lease_key] = (token, self._clock() + lease_ms / 1000)
-            return LeaseResult(LeaseState.GRANTED)
+            return LeaseResult(LeaseState.GRANTED, stale=stale)
 
-    def fill(self, key: str, lease_key: str, token: str, value: str | None, ttl_s: int) -> bool:
+    def fill(
+        self,
+        key: str,
+        lease_key: str,
+        token: str,
+        value: str | None,
+        ttl_s: int,
+        stale: tuple[str, int] | None = None,
+    ) -> bool:
         """Store while ``token`` holds the lease, and release it."""
         with self._lock:
             self.commands += 1
             if self._live(lease_key) != token:
                 return False
             del self._data[lease_key]
-            if value is None or not self._newer(key, value):
+            if value is None:
+                return False
+            seq, held = value_seq(value), self._mark(key)
+            if held is not None and held >= seq:
                 return False
             self._data[key] = (value, self._clock() + ttl_s)
+            stale_mark = None if stale is None else self._mark(stale[0])
+            if stale is not None and (stale_mark is None or stale_mark <= seq):
+                self._data[stale[0]] = (value, self._clock() + stale[1])
             return True
 
-    def write(self, key: str, lease_key: str, value: str, ttl_s: int) -> bool:
-        """Drop the lease; replace a held value of a smaller seq."""
+    def write(
+        self,
+        key: str,
+        lease_key: str,
+        value: str,
+        ttl_s: int,
+        stale: tuple[str, int] | None = None,
+    ) -> bool:
+        """Drop the lease; replace held copies of a smaller seq."""
         with self._lock:
             self.commands += 1
             self._data.pop(lease_key, None)
-            if self._live(key) is None or not self._newer(key, value):
+            copies = [key] if stale is None else [key, stale[0]]
+            marks = [self._mark(k) for k in copies]
+            if all(m is None for m in marks):
+                return False
+            if self._ordered and max(m for m in marks if m is not None) >= value_seq(value):
                 return False
             self._data[key] = (value, self._clock() + ttl_s)
+            if stale is not None:
+                self._data[stale[0]] = (value, self._clock() + stale[1])
             return True
 
-    def _newer(self, key: str, value: str) -> bool:
+    def _mark(self, key: str) -> int | None:
+        """The seq held under ``key`` (None: nothing; and always -1 when unordered)."""
         held = self._live(key)
-        return held is None or not self._ordered or value_seq(held) < value_seq(value)
+        if held is None:
+            return None
+        return value_seq(held) if self._ordered else -1
 
     def delete(self, *keys: str) -> None:
         """Remove keys."""

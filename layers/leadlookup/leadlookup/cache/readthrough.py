@@ -102,11 +102,13 @@ class ReadThroughCache:
         key: Callable[..., str],
         lease: Callable[[str], str],
         seq: Callable[[T], int] | None = None,
+        stale: tuple[Callable[[str], str], int] | None = None,
     ) -> CacheRegion[T]:
-        """A region over this cache: its codec, TTL, key/lease derivation and value order."""
+        """A region over this cache: its codec, TTL, key/lease derivation, value order and
+        stale copy (key derivation, TTL)."""
         from leadlookup.cache.region import CacheRegion
 
-        return CacheRegion(self, cache, codec, ttl_s, key, lease, seq)
+        return CacheRegion(self, cache, codec, ttl_s, key, lease, seq, stale)
 
     def count(self, name: str) -> None:
         """Add 1 to a metric (outcomes of the caller's own, e.g. a degraded answer)."""
@@ -133,7 +135,9 @@ class ReadThroughCache:
         self.breaker.success()
         return True
 
-    def write(self, key: str, lease: str, value: str, ttl_s: int) -> bool:
+    def write(
+        self, key: str, lease: str, value: str, ttl_s: int, stale: tuple[str, int] | None
+    ) -> bool:
         """Write-through after a committed write; False (counted as a failed invalidation).
 
         Runs even while the breaker is open, like an invalidation.
@@ -141,7 +145,7 @@ class ReadThroughCache:
         if self.backend is None:
             return True
         try:
-            self.backend.write(key, lease, value, ttl_s)
+            self.backend.write(key, lease, value, ttl_s, stale)
         except Exception as exc:
             self.failed(exc)
             self.metrics.count(CACHE_INVALIDATION_FAILED)

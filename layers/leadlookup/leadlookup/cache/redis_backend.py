@@ -17,12 +17,15 @@ from redis.retry import Retry
 from leadlookup.cache.base import LeaseResult, LeaseState
 from leadlookup.settings import ConfigError, Settings
 
-# Atomic "value, or take the lease". Replies: {1, value} hit, {2} lease granted, {0} held.
+# Atomic "value, or take the lease". Replies: {1, value} hit, {2, stale} lease granted,
+# {0, stale} held; stale is the stale copy KEYS[3] when asked for (false: none).
 GET_OR_LEASE = """
 local value = redis.call('GET', KEYS[1])
 if value then return {1, value} end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
-return {0}
+local stale = false
+if KEYS[3] then stale = redis.call('GET', KEYS[3]) end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, stale} end
+return {0, stale}
 """
 
 # The seq a stored value starts with (base.value_seq); -1 for older formats.
@@ -33,16 +36,22 @@ end
 """
 
 # Fill only while our token still holds the lease (a write or an invalidation deleted it
-# otherwise), and never over a value of a larger or equal seq.
+# otherwise), and never over a value of a larger or equal seq; the stale copy KEYS[3] (TTL
+# ARGV[4]) too, unless it is newer.
 FILL_IF_LEASED = (
     _SEQ_OF
     + """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 if ARGV[2] == '' then return 0 end
+local new = seq(ARGV[2])
 local held = redis.call('GET', KEYS[1])
-if held and seq(held) >= seq(ARGV[2]) then return 0 end
+if held and seq(held) >= new then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if KEYS[3] then
+  local stale = redis.call('GET', KEYS[3])
+  if not stale or seq(stale) <= new then redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4]) end
+end
 return 1
 """
 )
@@ -50,13 +59,19 @@ return 1
 # Write-through after a commit: the lease goes (a reader's older row must not land later), and
 # a held value is replaced only by a newer one. An absent key stays absent: nothing is cached
 # that was not, and a writer delayed past an erasure cannot bring the lead back.
+# The stale copy KEYS[3] (TTL ARGV[3]) counts as held, and is replaced with the value.
 WRITE_THROUGH = (
     _SEQ_OF
     + """
 redis.call('DEL', KEYS[2])
 local held = redis.call('GET', KEYS[1])
-if not held or seq(held) >= seq(ARGV[1]) then return 0 end
+local stale = false
+if KEYS[3] then stale = redis.call('GET', KEYS[3]) end
+if not held and not stale then return 0 end
+local new = seq(ARGV[1])
+if (held and seq(held) >= new) or (stale and seq(stale) >= new) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 return 1
 """
 )
@@ -198,22 +213,46 @@ class RedisBackend:
         value = self.client.get(key)
         return None if value is None else str(value)
 
-    def get_or_lease(self, key: str, lease_key: str, token: str, lease_ms: int) -> LeaseResult:
+    def get_or_lease(
+        self, key: str, lease_key: str, token: str, lease_ms: int, stale_key: str | None = None
+    ) -> LeaseResult:
         """The value if present; else take the free lease (one EVAL round trip)."""
-        reply = self.client.eval(GET_OR_LEASE, 2, key, lease_key, token, lease_ms)
+        keys = (key, lease_key) if stale_key is None else (key, lease_key, stale_key)
+        reply = self.client.eval(GET_OR_LEASE, len(keys), *keys, token, lease_ms)
         code = int(reply[0])
         if code == 1:
             return LeaseResult(LeaseState.HIT, str(reply[1]))
-        return LeaseResult(LeaseState.GRANTED if code == 2 else LeaseState.HELD)
+        stale = str(reply[1]) if len(reply) > 1 and reply[1] is not None else None
+        return LeaseResult(LeaseState.GRANTED if code == 2 else LeaseState.HELD, stale=stale)
 
-    def fill(self, key: str, lease_key: str, token: str, value: str | None, ttl_s: int) -> bool:
+    def fill(
+        self,
+        key: str,
+        lease_key: str,
+        token: str,
+        value: str | None,
+        ttl_s: int,
+        stale: tuple[str, int] | None = None,
+    ) -> bool:
         """Store while ``token`` holds the lease, and release it (one EVAL round trip)."""
-        stored = self.client.eval(FILL_IF_LEASED, 2, key, lease_key, token, value or "", ttl_s)
-        return bool(stored)
+        keys = (key, lease_key) if stale is None else (key, lease_key, stale[0])
+        stale_ttl = 0 if stale is None else stale[1]
+        args = (token, value or "", ttl_s, stale_ttl)
+        return bool(self.client.eval(FILL_IF_LEASED, len(keys), *keys, *args))
 
-    def write(self, key: str, lease_key: str, value: str, ttl_s: int) -> bool:
-        """Replace a held value of a smaller seq, drop the lease (one EVAL round trip)."""
-        return bool(self.client.eval(self._write_script, 2, key, lease_key, value, ttl_s))
+    def write(
+        self,
+        key: str,
+        lease_key: str,
+        value: str,
+        ttl_s: int,
+        stale: tuple[str, int] | None = None,
+    ) -> bool:
+        """Replace held copies of a smaller seq, drop the lease (one EVAL round trip)."""
+        keys = (key, lease_key) if stale is None else (key, lease_key, stale[0])
+        stale_ttl = 0 if stale is None else stale[1]
+        script = self._write_script
+        return bool(self.client.eval(script, len(keys), *keys, value, ttl_s, stale_ttl))
 
     def delete(self, *keys: str) -> None:
         """Remove keys (one round trip; callers pass keys of one hash slot)."""

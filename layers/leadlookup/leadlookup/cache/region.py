@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 from leadlookup.cache.base import LeaseState
 from leadlookup.cache.readthrough import Codec, ReadThroughCache, decode, encode
+from leadlookup.errors import Unavailable
 from leadlookup.metrics import Cache, Outcome
 from leadlookup.observability import logger
 
@@ -37,10 +38,16 @@ class CacheRegion(Generic[T]):
         key: Callable[..., str],
         lease: Callable[[str], str],
         seq: Callable[[T], int] | None = None,
+        stale: tuple[Callable[[str], str], int] | None = None,
     ) -> None:
         self._store = store
         # Orders the values of one key (a lead's write_seq); None: the region has no writes.
         self._seq = seq
+        # Stale-if-error: where the last known value of a key lives, and for how long.
+        self._stale: Callable[[str], str] | None = None
+        self._stale_ttl_s = 0
+        if stale is not None and stale[1] > 0:
+            self._stale, self._stale_ttl_s = stale
         self.cache = cache
         self._codec = codec
         self.ttl_s = ttl_s
@@ -70,8 +77,9 @@ class CacheRegion(Generic[T]):
             return creator()
         lease = self._lease(key)
         token = secrets.token_hex(8)
+        stale_key = self._stale(key) if self._stale else None
         try:
-            result = backend.get_or_lease(key, lease, token, store.lease_ms)
+            result = backend.get_or_lease(key, lease, token, store.lease_ms, stale_key)
         except Exception as exc:
             self._unavailable(exc)
             return creator()
@@ -86,13 +94,19 @@ class CacheRegion(Generic[T]):
             self.record(Outcome.MISS)
             return creator()
         if result.state is LeaseState.HELD:
-            return self._wait_for_fill(key, creator, deadline)
+            return self._wait_for_fill(key, creator, deadline, result.stale)
         self.record(Outcome.MISS)
         created: T | None = None
         try:
             created = creator()
-        finally:
-            self._fill(key, lease, token, created)
+        except Unavailable as exc:
+            # Only the lease is released: a stale copy never becomes a fresh value again.
+            self._fill(key, lease, token, None)
+            return self._stale_or_raise(exc, result.stale)
+        except BaseException:
+            self._fill(key, lease, token, None)
+            raise
+        self._fill(key, lease, token, created)
         return created
 
     def peek(self, key: str) -> T | None:
@@ -110,23 +124,40 @@ class CacheRegion(Generic[T]):
         return self._decoded(raw)
 
     def put(self, key: str, value: T) -> bool:
-        """Write-through after a committed write: ``value`` replaces an older cached value and
-        the lease is dropped; False (counted) when Redis could not be told.
+        """Write-through after a committed write: ``value`` replaces an older cached value (and
+        stale copy) and the lease is dropped; False (counted) when Redis could not be told.
         """
         if self._seq is None:
             raise TypeError(f"the {self.cache} region has no order for writes")
-        return self._store.write(key, self._lease(key), self._encode(value), self._ttl())
+        stale = (self._stale(key), self._stale_ttl_s) if self._stale else None
+        return self._store.write(key, self._lease(key), self._encode(value), self._ttl(), stale)
 
     def invalidate(self, key: str) -> bool:
-        """Delete the value and its lease after a committed write; False (counted) on failure."""
-        return self._store.delete(key, self._lease(key))
+        """Delete every copy (value, stale copy) and the lease; False (counted) on failure."""
+        copies = (
+            (key, self._lease(key), self._stale(key)) if self._stale else (key, self._lease(key))
+        )
+        return self._store.delete(*copies)
 
     def record(self, outcome: Outcome) -> None:
         """Count one lookup outcome (also for hits served in-process, before this region)."""
         self._store.record(self.cache, outcome)
 
+    def _stale_or_raise(self, exc: Unavailable, stale: str | None) -> T:
+        """The stale copy, when the source is unavailable and there is one; else ``exc``."""
+        last_known = self._decoded(stale)
+        if last_known is None:
+            raise exc
+        self.record(Outcome.STALE_SERVED)
+        logger.warning("answered from the stale copy", reason=type(exc).__name__)
+        return last_known
+
     def _wait_for_fill(
-        self, key: str, creator: Callable[[], T | None], deadline: float | None
+        self,
+        key: str,
+        creator: Callable[[], T | None],
+        deadline: float | None,
+        stale: str | None,
     ) -> T | None:
         store = self._store
         backend = store.backend
@@ -150,14 +181,18 @@ class CacheRegion(Generic[T]):
                     return value
         # The loader is slow or gone: read the database, but leave the cache to the lease holder.
         self.record(Outcome.MISS)
-        return creator()
+        try:
+            return creator()
+        except Unavailable as exc:
+            return self._stale_or_raise(exc, stale)
 
     def _fill(self, key: str, lease: str, token: str, created: T | None) -> None:
         backend = self._store.backend
         assert backend is not None
         value = self._encode(created) if created is not None else None
+        stale = (self._stale(key), self._stale_ttl_s) if self._stale else None
         try:
-            backend.fill(key, lease, token, value, self._ttl())
+            backend.fill(key, lease, token, value, self._ttl(), stale)
         except Exception as exc:
             # The value is already in hand; a failed fill only costs a later miss.
             self._store.failed(exc)
