@@ -1,15 +1,19 @@
-"""Sign the ElevenLabs post-call sample events with the documented test secret.
+"""Sign the ElevenLabs post-call sample events with the documented test secret, and build the
+post-call processor's sample batch from the signed one.
 
 Signatures expire 30 minutes after they are made, so ``make events`` re-signs the samples
-before a ``sam local invoke``; tests instead freeze the clock at each event's timestamp.
+before a ``sam local invoke``; tests instead freeze the clock at each event's timestamp. The
+batch holds what the webhook queues for the signed sample (so it follows every re-signing).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,8 @@ from typing import Any
 TEST_SECRET = "test-elevenlabs-secret"  # noqa: S105 - documented test secret, also in the README
 SIGNED = Path("lead_update") / "post_call_signed.json"
 EXPIRED = Path("lead_update") / "post_call_expired.json"
+BATCH = Path("post_call_processor") / "sqs_batch.json"
+QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:bici-lookups-post-call"
 # The expired sample is signed this long before the valid one: far outside the 30-minute window.
 EXPIRED_BY_SECONDS = 2 * 60 * 60
 
@@ -64,4 +70,50 @@ def resign(events_dir: Path, now: int | None = None, secret: str = TEST_SECRET) 
         event = json.loads(path.read_text())
         path.write_text(json.dumps(sign_event(event, secret, at), indent=2) + "\n")
         written.append(path)
+    written.append(write_batch(events_dir))
     return written
+
+
+def queued_bodies(event: dict[str, Any]) -> list[str]:
+    """The queue messages the webhook sends for the signed sample and for a second call of the
+    same caller without ``lead_id`` (found by phone), as the layer encodes them."""
+    from leadlookup.postcall import parse_body, parse_post_call, queued_message
+    from leadlookup.queue import encode
+
+    body = parse_body(event["body"].encode())
+    second = copy.deepcopy(body)
+    second["data"]["conversation_id"] = body["data"]["conversation_id"] + "_2"
+    del second["data"]["conversation_initiation_client_data"]["dynamic_variables"]["lead_id"]
+    calls = [parse_post_call(b) for b in (body, second)]
+    return [encode(queued_message(call)) for call in calls if call is not None]
+
+
+def write_batch(events_dir: Path) -> Path:
+    """Write the post-call processor's sample SQS batch from the signed sample; its path."""
+    event = json.loads((events_dir / SIGNED).read_text())
+    sent_ms = signature_timestamp(event) * 1000 + 150
+    records = []
+    for n, body in enumerate(queued_bodies(event)):
+        message_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{QUEUE_ARN}/{n}"))
+        records.append(
+            {
+                "messageId": message_id,
+                "receiptHandle": f"AQEB{hashlib.sha256(message_id.encode()).hexdigest()}",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": str(sent_ms + n),
+                    "SenderId": "AROA2EXAMPLEEXAMPLE7:bici-lookups-LeadUpdateFunction-A1b2C3",
+                    "ApproximateFirstReceiveTimestamp": str(sent_ms + n + 80),
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's
+                "eventSource": "aws:sqs",
+                "eventSourceARN": QUEUE_ARN,
+                "awsRegion": "us-east-1",
+            }
+        )
+    path = events_dir / BATCH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"Records": records}, indent=2) + "\n")
+    return path

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import socket
 import struct
@@ -32,6 +33,7 @@ from tests.support.faults import (
     Figures,
     Invoke,
     create_fifo_queue,
+    drain,
     dynamic_variables,
     initiation_event,
     insert_lead,
@@ -47,7 +49,6 @@ from tests.support.faults import (
     sample,
     sms_event,
     sms_fields,
-    sqs_event,
     sqs_record,
     table_state,
     terminate_backends,
@@ -227,9 +228,9 @@ def test_postgres_fault_sms_webhook_stores_first_then_processor_stores_once(
             figures.record("fault", ms, ok, str(response))
         stored_while_down = sum(message_counts(database_url, sids).values())
 
-        outage_batches = drain(client, queue_url, arn, invoke, figures, max_batches=2)
+        outage_batches = drain(client, queue_url, arn, invoke, PROCESSOR, figures, max_batches=2)
         pg_proxy.set_mode("pass")
-        batches = drain(client, queue_url, arn, invoke, figures, max_batches=10)
+        batches = drain(client, queue_url, arn, invoke, PROCESSOR, figures, max_batches=10)
         left = client.get_queue_attributes(
             QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         )["Attributes"]["ApproximateNumberOfMessages"]
@@ -254,33 +255,6 @@ def test_postgres_fault_sms_webhook_stores_first_then_processor_stores_once(
     assert int(left) == 0
     assert counts == {sid: 1 for sid in sids}
     assert lead_counts == {s: 1 for s in phone_senders}
-
-
-def drain(
-    client: Any, queue_url: str, arn: str, invoke: Invoke, figures: Figures, max_batches: int
-) -> list[dict[str, int]]:
-    """Act as the SQS event source: receive, invoke the processor, delete what succeeded and
-    make the failed records visible again at once (as their visibility timeout would)."""
-    batches = []
-    for _ in range(max_batches):
-        messages = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
-        ).get("Messages", [])
-        if not messages:
-            break
-        event = sqs_event(messages, arn)
-        response, ms = timed(invoke, PROCESSOR, event)
-        failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
-        figures.record("processor", ms, set(response) == {"batchItemFailures"}, str(response))
-        for message in messages:
-            if message["MessageId"] in failed:
-                client.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
-            else:
-                client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        batches.append({"records": len(messages), "failed": len(failed)})
-    return batches
 
 
 @pytest.mark.parametrize(("fault", "meaning"), FAULTS)
@@ -395,6 +369,14 @@ def _routes(database_url: str) -> list[tuple[str, str, Any]]:
         fields = sms_fields(sms_event(new_phone()))
         return {"Records": [sqs_record(fields)]}, lambda r: r == {"batchItemFailures": []}
 
+    def post_call_processor() -> tuple[dict[str, Any], Any]:
+        lead_id = insert_lead(database_url, new_phone(), org)
+        record = copy.deepcopy(sample("post_call_processor/sqs_batch")["Records"][0])
+        message = json.loads(record["body"])
+        message.update(conversation_id=f"conv_killed_{uuid.uuid4().hex}", lead_id=lead_id)
+        record["body"] = json.dumps(message)
+        return {"Records": [record]}, lambda r: r == {"batchItemFailures": []}
+
     def purge() -> tuple[dict[str, Any], Any]:
         return {"action": "purge"}, lambda r: r.get("ok") is True
 
@@ -407,6 +389,7 @@ def _routes(database_url: str) -> list[tuple[str, str, Any]]:
         ("post-call", LEADS, post_call),
         ("SMS webhook", WEBHOOK, webhook),
         ("SMS processor", PROCESSOR, processor),
+        ("post-call processor", "post_call_processor", post_call_processor),
         ("cache admin purge", ADMIN, purge),
     ]
 

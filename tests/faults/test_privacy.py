@@ -55,6 +55,7 @@ FUNCTIONS = {
     "lead_update": "lead_update",
     "sms_webhook": "sms_webhook",
     "sms_processor": "sms_processor",
+    "post_call_processor": "post_call_processor",
 }
 
 
@@ -195,6 +196,8 @@ def _sample_ids() -> tuple[list[str], list[str]]:
         json.loads(sample(f"lead_update/{name}")["body"])["data"]["conversation_id"]
         for name in ("post_call_signed", "post_call_expired")
     ]
+    for record in sample("post_call_processor/sqs_batch")["Records"]:
+        conversations.append(json.loads(record["body"])["conversation_id"])
     return sids, conversations
 
 

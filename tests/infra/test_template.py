@@ -19,6 +19,7 @@ import pytest
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
 from leadlookup import metrics
+from leadlookup.queue import MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.infra
 
@@ -415,6 +416,7 @@ def _resolver_routes(module: Any) -> set[tuple[str, str]]:
         "SmsWebhookFunction",
         "SmsProcessorFunction",
         "LeadUpdateFunction",
+        "PostCallProcessorFunction",
         "CacheAdminFunction",
         "MigrateFunction",
     ],
@@ -440,6 +442,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
         "SmsWebhookFunction": "functions/sms_webhook/",
         "SmsProcessorFunction": "functions/sms_processor/",
         "LeadUpdateFunction": "functions/lead_update/",
+        "PostCallProcessorFunction": "functions/post_call_processor/",
         "CacheAdminFunction": "functions/cache_admin/",
         "MigrateFunction": "functions/migrate/",
         "SmsResponderFunction": "functions/sms_responder/",
@@ -492,6 +495,71 @@ def test_sms_processor_consumes_the_fifo_queue_with_partial_batch_failures(
     assert webhook_env["INBOUND_SMS_QUEUE_URL"] == {"Ref": "InboundSmsQueue"}
 
 
+def test_post_call_processor_consumes_its_queue_with_partial_batch_failures(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    processor = resources["PostCallProcessorFunction"]["Properties"]
+    queue = resources["PostCallQueue"]["Properties"]
+
+    (sqs,) = _events(resources["PostCallProcessorFunction"], "SQS")
+
+    assert sqs["Queue"] == {"Fn::GetAtt": ["PostCallQueue", "Arn"]}
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "FifoQueue" not in queue  # standard: conversation_id deduplicates in the database
+    assert queue["MaximumMessageSize"] == MAX_MESSAGE_BYTES
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert queue["VisibilityTimeout"] >= 6 * processor["Timeout"]
+    dlq_name = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert resources[dlq_name]["Type"] == "AWS::SQS::Queue"
+    assert "VpcConfig" in processor
+
+
+def test_only_the_post_call_webhook_may_send_to_the_post_call_queue(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    granted = {
+        name
+        for name, f in _functions(template).items()
+        if "PostCallQueue" in json.dumps(f["Properties"].get("Policies", []))
+    }
+    lead_update = resources["LeadUpdateFunction"]["Properties"]
+    send = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["PostCallQueue", "QueueName"]}}}
+
+    assert granted == {"LeadUpdateFunction"}
+    assert send in lead_update["Policies"]
+    assert lead_update["Environment"]["Variables"]["POST_CALL_QUEUE_URL"] == {
+        "Ref": "PostCallQueue"
+    }
+    # LeadUpdateFunction is in the VPC, which has no internet route: SQS needs its endpoint,
+    # and the endpoint's policy must let the report through.
+    endpoint = resources["SqsEndpoint"]["Properties"]
+    assert "VpcConfig" in lead_update
+    assert endpoint["VpcEndpointType"] == "Interface" and endpoint["PrivateDnsEnabled"] is True
+    (statement,) = endpoint["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sqs:SendMessage"
+    assert {"Fn::GetAtt": ["PostCallQueue", "Arn"]} in statement["Resource"]
+
+
+@pytest.mark.parametrize(
+    ("alarm", "queue"),
+    [("PostCallAgeAlarm", "PostCallQueue"), ("PostCallDeadLetterAlarm", "PostCallDeadLetterQueue")],
+)
+def test_post_call_queues_are_alarmed_and_graphed(
+    template: dict[str, Any], alarm: str, queue: str
+) -> None:
+    props = template["Resources"][alarm]["Properties"]
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+
+    assert props["Namespace"] == "AWS/SQS"
+    assert props["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+    ]
+    assert f'"QueueName", "${{{queue}.QueueName}}"' in body
+    assert '"${PostCallProcessorFunction}"' in body
+
+
 def test_cache_admin_runs_the_daily_purge(template: dict[str, Any]) -> None:
     admin = template["Resources"]["CacheAdminFunction"]
 
@@ -512,6 +580,7 @@ def test_only_the_declared_triggers_exist(template: dict[str, Any]) -> None:
         "SmsWebhookFunction": ["HttpApi"],
         "SmsProcessorFunction": ["SQS"],
         "LeadUpdateFunction": ["HttpApi"],
+        "PostCallProcessorFunction": ["SQS"],
         "CacheAdminFunction": ["Schedule"],
         "MigrateFunction": [],
         "SmsResponderFunction": ["SQS"],

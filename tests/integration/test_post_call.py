@@ -7,20 +7,24 @@ import base64
 import copy
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pg8000.native
 import pytest
 import redis
+from moto import mock_aws
 
-from devkit.postcall_events import sign_elevenlabs, sign_event
+from devkit.postcall_events import queued_bodies, sign_elevenlabs, sign_event
 from leadlookup import runtime as runtime_module
+from tests.support.faults import create_standard_queue, drain, queued_count, sqs_event
 from tests.support.lead_update import (
     AGENT_ORG_CALLER,
     AGENT_ORG_ID,
     AGENT_ORG_LEAD_ID,
     AGENT_ORG_PHONE,
+    BATCH,
+    BATCH_CONVERSATIONS,
     FUNCTION,
     LEAD_ID,
     LEAD_PHONE,
@@ -610,3 +614,181 @@ def test_post_call_base64_body_is_verified_decoded(
 
     assert response["statusCode"] == 200
     assert len(summaries(db, conversation_id)) == 1
+
+
+# -- storage first: the post-call queue --------------------------------------------------
+
+PROCESSOR = "post_call_processor"
+
+
+class Queue:
+    """A moto standard queue that POST_CALL_QUEUE_URL points at."""
+
+    def __init__(self, client: Any, url: str, arn: str) -> None:
+        self.client, self.url, self.arn = client, url, arn
+
+    def receive(self) -> list[dict[str, Any]]:
+        return self.client.receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+        ).get("Messages", [])
+
+
+@pytest.fixture
+def queue(lead: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Queue]:
+    with mock_aws():
+        client, url, arn = create_standard_queue()
+        monkeypatch.setenv("POST_CALL_QUEUE_URL", url)
+        runtime_module.set_runtime(None)
+        yield Queue(client, url, arn)
+    runtime_module.set_runtime(None)
+
+
+def test_post_call_webhook_queues_the_call_and_stores_nothing_itself(
+    queue: Queue, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    response = invoke(FUNCTION, SIGNED)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"status": "ok"}
+    assert summaries(db, SAMPLE_CONVERSATIONS[0]) == []
+    [message] = queue.receive()
+    assert message["Body"] == queued_bodies(SIGNED)[0]
+    assert message["Body"] == BATCH["Records"][0]["body"]  # the sample batch is current
+
+
+def test_post_call_processor_stores_the_queued_call_once_under_redelivery(
+    queue: Queue, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    invoke(FUNCTION, SIGNED)
+    [message] = queue.receive()
+    event = sqs_event([message], queue.arn)
+
+    results = [invoke(PROCESSOR, event), invoke(PROCESSOR, copy.deepcopy(event))]
+
+    assert results == [{"batchItemFailures": []}] * 2
+    [summary] = summaries(db, SAMPLE_CONVERSATIONS[0])
+    assert summary["lead_id"] == LEAD_ID
+    assert summary["payload"]["data"]["conversation_id"] == SAMPLE_CONVERSATIONS[0]
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["customer_name"], row["status"]) == ("Ada", "qualified")
+    assert (row["interaction_count"], row["version"]) == (1, 2)
+
+
+def test_post_call_processor_sample_batch_stores_every_call_once(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    results = [invoke(PROCESSOR, copy.deepcopy(BATCH)) for _ in range(2)]
+
+    assert results == [{"batchItemFailures": []}] * 2
+    assert [len(summaries(db, c)) for c in BATCH_CONVERSATIONS] == [1, 1]
+    # The second call has no lead_id variable: its lead is found by the caller's number.
+    assert [summaries(db, c)[0]["lead_id"] for c in BATCH_CONVERSATIONS] == [LEAD_ID, LEAD_ID]
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["interaction_count"], row["version"]) == (2, 3)
+
+
+def test_post_call_processor_fails_exactly_the_malformed_records(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    batch = copy.deepcopy(BATCH)
+    good, bad = batch["Records"]
+    bad["body"] = json.dumps({"conversation_id": 7})
+    garbage = {**copy.deepcopy(bad), "messageId": "not-json", "body": "{"}
+    batch["Records"].append(garbage)
+
+    result = invoke(PROCESSOR, batch)
+
+    assert sorted(i["itemIdentifier"] for i in result["batchItemFailures"]) == sorted(
+        [bad["messageId"], "not-json"]
+    )
+    assert len(summaries(db, json.loads(good["body"])["conversation_id"])) == 1
+
+
+def test_post_call_long_transcript_is_queued_within_the_limit_and_stored(
+    queue: Queue, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    def long_call(body: dict[str, Any]) -> None:
+        turn = body["data"]["transcript"][1]
+        body["data"]["transcript"] = [
+            {**turn, "message": f"turn {n} " + "about the gravel bike " * 40} for n in range(3000)
+        ]
+
+    event, conversation_id = post_call(long_call)
+    assert len(event["body"]) > 3 * 1024 * 1024
+
+    response = invoke(FUNCTION, event)
+    batches = drain(queue.client, queue.url, queue.arn, invoke, PROCESSOR)
+
+    assert response["statusCode"] == 200
+    assert batches == [{"records": 1, "failed": 0}]
+    [summary] = summaries(db, conversation_id)
+    trimmed = summary["payload"]["trimmed"]
+    assert trimmed["transcript_turns"] == 3000
+    kept = summary["payload"]["data"]["transcript"]
+    assert kept[0]["message"].startswith("turn 0 ") and kept[-1]["message"].startswith("turn 2999 ")
+    assert summary["summary"].startswith("Ada called about gravel bikes")
+
+
+@pytest.mark.parametrize("kind", ["post_call_audio", "call_initiation_failure"])
+@pytest.mark.parametrize("megabytes", [0.001, 5, 9.5])
+def test_post_call_audio_and_initiation_failures_are_200_and_dropped_at_any_size(
+    kind: str,
+    megabytes: float,
+    queue: Queue,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    audio = "UklGR" * int(megabytes * 1024 * 1024 / 5)
+    body = {
+        "type": kind,
+        "event_timestamp": SIGNED_AT,
+        "data": {"agent_id": "agent_1", "conversation_id": f"conv_{kind}", "full_audio": audio},
+    }
+    event = copy.deepcopy(SIGNED)
+    event["body"] = json.dumps(body)
+    event = sign_event(event, SECRET, SIGNED_AT)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"status": "ignored"}
+    assert queued_count(queue.client, queue.url) == 0
+    assert summaries(db, f"conv_{kind}") == []
+
+
+def test_post_call_big_audio_with_a_forged_signature_is_still_401(
+    queue: Queue, invoke: Invoke, frozen: Callable[[int], None]
+) -> None:
+    body = {"type": "post_call_audio", "data": {"full_audio": "A" * (5 * 1024 * 1024)}}
+    event = copy.deepcopy(SIGNED)
+    event["body"] = json.dumps(body)
+    event = sign_event(event, "not-the-secret", SIGNED_AT)
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 401
+    assert queued_count(queue.client, queue.url) == 0
+
+
+def test_post_call_queue_unreachable_is_503_and_writes_nothing(
+    lead: str,
+    aws_env: None,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POST_CALL_QUEUE_URL", "http://127.0.0.1:1/123456789012/post-call")
+    runtime_module.set_runtime(None)
+    event, conversation_id = post_call()
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 503
+    assert body_of(response) == {"message": "queue is unreachable"}
+    assert summaries(db, conversation_id) == []
+    row = fetch_lead(db)
+    assert row is not None and row["interaction_count"] == 0

@@ -374,6 +374,26 @@ def test_cli_invoke_prints_only_the_handler_response_on_stdout(app_env: dict[str
     assert "INITIATION_WEBHOOK_SECRET from the environment" in result.stderr
 
 
+def test_cli_invoke_runs_the_post_call_processor_on_its_sample_batch(
+    app_env: dict[str, str], database_url: str
+) -> None:
+    batch = json.loads((ROOT / "events/post_call_processor/sqs_batch.json").read_text())
+    conversations = [json.loads(r["body"])["conversation_id"] for r in batch["Records"]]
+
+    result = run_cli(
+        "invoke", "PostCallProcessorFunction", "events/post_call_processor/sqs_batch.json"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"batchItemFailures": []}
+    stored = scalar(
+        database_url,
+        "SELECT count(*) FROM call_summaries WHERE conversation_id = ANY(:c)",
+        c=conversations,
+    )
+    assert stored == len(conversations)
+
+
 def test_cli_invoke_unknown_function_names_the_known_ones(app_env: dict[str, str]) -> None:
     result = run_cli("invoke", "NoSuchFunction", "events/conversation_initiation/new_caller.json")
 

@@ -387,6 +387,69 @@ def create_fifo_queue(region: str = "us-east-1") -> tuple[Any, str, str]:
     return client, url, arn["Attributes"]["QueueArn"]
 
 
+def create_standard_queue(
+    prefix: str = "post-call", region: str = "us-east-1"
+) -> tuple[Any, str, str]:
+    """(client, url, arn) of a new moto standard queue, 256 KiB limit (call in ``mock_aws``)."""
+    client = boto3.client("sqs", region_name=region)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    url = client.create_queue(QueueName=name, Attributes={"MaximumMessageSize": "262144"})[
+        "QueueUrl"
+    ]
+    arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return client, url, arn["Attributes"]["QueueArn"]
+
+
+def queued_count(client: Any, url: str) -> int:
+    """Messages in the queue, visible or in flight."""
+    attributes = client.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def drain(
+    client: Any,
+    queue_url: str,
+    arn: str,
+    invoke: Invoke,
+    function_dir: str,
+    figures: Figures | None = None,
+    max_batches: int = 10,
+    deliveries: int = 1,
+) -> list[dict[str, int]]:
+    """Act as the SQS event source: receive, invoke the processor, delete what succeeded and
+    make the failed records visible again at once (as their visibility timeout would).
+
+    ``deliveries`` > 1 hands each batch to the processor that many times before deleting it,
+    as SQS does when a visibility timeout runs out while the first delivery is still at work.
+    """
+    batches = []
+    for _ in range(max_batches):
+        messages = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+        ).get("Messages", [])
+        if not messages:
+            break
+        event = sqs_event(messages, arn)
+        for _ in range(deliveries):
+            response, ms = timed(invoke, function_dir, event)
+            failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
+            if figures is not None:
+                ok = set(response) == {"batchItemFailures"}
+                figures.record("processor", ms, ok, str(response))
+        for message in messages:
+            if message["MessageId"] in failed:
+                client.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            else:
+                client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        batches.append({"records": len(messages), "failed": len(failed)})
+    return batches
+
+
 def sqs_event(messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
     """The Lambda SQS event for received messages, as the event source mapping builds it."""
     return {

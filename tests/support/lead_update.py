@@ -53,6 +53,9 @@ SAMPLE_CONVERSATIONS = [
     json.loads(load(name)["body"])["data"]["conversation_id"]
     for name in ("post_call_signed.json", "post_call_expired.json")
 ]
+# The post-call processor's sample batch: what the webhook queues for the signed sample.
+BATCH = json.loads((EVENTS / "post_call_processor" / "sqs_batch.json").read_text())
+BATCH_CONVERSATIONS = [json.loads(r["body"])["conversation_id"] for r in BATCH["Records"]]
 
 
 @pytest.fixture
@@ -66,9 +69,8 @@ def lead(db: pg8000.native.Connection, app_env: dict[str, str]) -> str:
         digits=LEAD_DIGITS,
     )
     db.run(
-        "DELETE FROM call_summaries WHERE conversation_id IN (:a, :b)",
-        a=SAMPLE_CONVERSATIONS[0],
-        b=SAMPLE_CONVERSATIONS[1],
+        "DELETE FROM call_summaries WHERE conversation_id = ANY(:ids)",
+        ids=[*SAMPLE_CONVERSATIONS, *BATCH_CONVERSATIONS],
     )
     db.run(
         "INSERT INTO leads (id, organization_id, phone_number, phone_number_normalized) "

@@ -152,8 +152,14 @@ def test_postcall_signature_resign_makes_fresh_samples(tmp_path: Path) -> None:
 
     written = resign(tmp_path, now=now)
 
-    signed, expired = (json.loads(p.read_text()) for p in written)
-    assert [p.name for p in written] == ["post_call_signed.json", "post_call_expired.json"]
+    signed, expired, batch = (json.loads(p.read_text()) for p in written)
+    assert [p.name for p in written] == [
+        "post_call_signed.json",
+        "post_call_expired.json",
+        "sqs_batch.json",
+    ]
+    queued = json.loads(batch["Records"][0]["body"])
+    assert queued["payload"]["event_timestamp"] == now  # the batch follows the re-signing
     assert verify(signed["headers"]["elevenlabs-signature"], signed["body"], now=now) == now
     assert json.loads(signed["body"])["event_timestamp"] == now
     assert signed["requestContext"]["timeEpoch"] == now * 1000

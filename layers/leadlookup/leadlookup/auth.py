@@ -247,15 +247,21 @@ def verify_elevenlabs_signature(value: str | None, body: bytes, secret: str, now
     return timestamp
 
 
-def verified_elevenlabs_body(event: dict[str, Any], settings: Settings, now: float) -> bytes:
-    """The raw body, once ``ElevenLabs-Signature`` signs it recently enough; else 401."""
+def verified_elevenlabs_body(
+    event: dict[str, Any], settings: Settings, now: float, limit: int | None = None
+) -> bytes:
+    """The raw body, once ``ElevenLabs-Signature`` signs it recently enough; else 401.
+
+    ``limit`` (default ``POST_CALL_MAX_BODY_BYTES``) bounds the body read: 413 above it.
+    """
+    limit = settings.post_call_max_body_bytes if limit is None else limit
     if settings.allow_unsigned_webhooks:
-        return raw_body(event, settings.post_call_max_body_bytes)
+        return raw_body(event, limit)
     secret = configured_secret(settings, ELEVENLABS_SECRET_NAME)
     if secret is None:
         raise Unauthorized("webhook secret is not configured")
     value = header(event, ELEVENLABS_SIGNATURE_HEADER)
     parse_elevenlabs_signature_header(value)  # a missing or malformed header costs no body read
-    body = raw_body(event, settings.post_call_max_body_bytes)
+    body = raw_body(event, limit)
     verify_elevenlabs_signature(value, body, secret, now)
     return body

@@ -142,3 +142,40 @@ class PostCall:
     customer_name: str | None = None
     bike_interest: dict[str, Any] = field(default_factory=dict)
     qualification_data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict: the post-call queue's message."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> PostCall:
+        """Inverse of :meth:`to_json`; ``ValueError`` naming the first field of a wrong type."""
+        if not isinstance(data, dict):
+            raise ValueError("a post-call message must be a JSON object")
+        conversation_id = data.get("conversation_id")
+        if not isinstance(conversation_id, str) or not conversation_id:
+            raise ValueError("field 'conversation_id' must be a non-empty string")
+        values: dict[str, Any] = {"conversation_id": conversation_id}
+        for name in _POST_CALL_TEXT:
+            value = data.get(name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"field {name!r} must be a string or null")
+            values[name] = value
+        for name in ("payload", "bike_interest", "qualification_data"):
+            value = data.get(name, {})
+            if not isinstance(value, dict):
+                raise ValueError(f"field {name!r} must be a JSON object")
+            values[name] = value
+        return cls(**values)
+
+
+_POST_CALL_TEXT = (
+    "lead_id",
+    "external_number",
+    "agent_number",
+    "agent_name",
+    "summary",
+    "classification",
+    "status",
+    "customer_name",
+)

@@ -2,29 +2,46 @@
 
 The signature is checked by :mod:`leadlookup.auth` before anything here reads the body.
 
-Only ``post_call_transcription`` events are stored. The summary row is unique on
-``conversation_id`` and the lead changes only when this delivery inserted it, so ElevenLabs'
-redeliveries change nothing.
+Storage first, as for SMS: the webhook verifies a delivery, puts what processing needs on the
+post-call queue (``POST_CALL_QUEUE_URL``; in-process when it is unset) and answers 200, so a
+database outage loses nothing (ElevenLabs retries only if told to, and then only on 5xx). The
+processor stores each call once: the summary row is unique on ``conversation_id`` and the lead
+changes only when this delivery inserted it, so redeliveries change nothing. Only
+``post_call_transcription`` events are queued; audio and initiation-failure events are
+acknowledged and dropped, whatever their size.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from leadlookup.auth import verified_elevenlabs_body
-from leadlookup.errors import InvalidInput, NotFound
+from leadlookup.errors import InvalidInput, LookupServiceError, NotFound, PayloadTooLarge
 from leadlookup.http import MAX_JSON_DEPTH
 from leadlookup.models import Lead, Organization, PostCall
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
+from leadlookup.queue import encode, queue_for
 from leadlookup.service import LookupService, parse_uuid
 
 TRANSCRIPTION = "post_call_transcription"
+# Acknowledged and dropped whatever their size: audio is base64 MP3 of the whole call.
+IGNORED_TYPES = frozenset({"post_call_audio", "call_initiation_failure"})
+# API Gateway's own limit on a request: the most a signature can be checked over. Bodies over
+# POST_CALL_MAX_BODY_BYTES are 413 unless they are an event type that is dropped anyway.
+API_MAX_BODY_BYTES = 10 * 1024 * 1024
+# ElevenLabs writes "type" first; a body that begins so is classified without parsing it all.
+_LEADING_TYPE = re.compile(rb'\A\s*\{\s*"type"\s*:\s*"([a-z_]{1,64})"')
+# A trimmed transcript keeps, per turn, who spoke, what was said (cut at this many
+# characters) and when; tool calls, metrics and retrieval details are dropped.
+TURN_KEYS = ("role", "message", "time_in_call_secs")
+MAX_TURN_CHARS = 2_000
 
 # Only statuses on the upgrade ladder; 'closed' is set by staff (PATCH), never by a call.
 CALL_STATUSES = ("new", "contacted", "qualified", "hot", "customer")
@@ -115,18 +132,110 @@ def parse_post_call(body: dict[str, Any]) -> PostCall | None:
 def receive_post_call(
     event: dict[str, Any], service: LookupService, now: float | None = None
 ) -> str:
-    """Verify, parse and store one delivery: ``"ok"``, or ``"ignored"`` for other event types."""
+    """Verify a delivery and queue the call: ``"ok"``, or ``"ignored"`` for other event types.
+
+    401 on a bad signature, 413 for a transcription over ``POST_CALL_MAX_BODY_BYTES``, 400 for
+    a malformed one, 503 when the queue (or the secret) cannot be reached: ElevenLabs retries
+    5xx when its webhook retries are on.
+    """
+    settings = service.settings
     now = wall_clock() if now is None else now
-    body = parse_body(verified_elevenlabs_body(event, service.settings, now))
+    raw = verified_elevenlabs_body(event, settings, now, limit=API_MAX_BODY_BYTES)
+    if len(raw) > settings.post_call_max_body_bytes:
+        kind = _leading_type(raw)
+        if kind in IGNORED_TYPES:
+            return _ignored(kind)
+        raise PayloadTooLarge(f"body is larger than {settings.post_call_max_body_bytes} bytes")
+    body = parse_body(raw)
     call = parse_post_call(body)
     if call is None:
         kind = body.get("type")
-        logger.info(
-            "post-call event ignored", event_type=kind[:64] if isinstance(kind, str) else None
-        )
-        return "ignored"
-    store_post_call(call, service)
+        return _ignored(kind if isinstance(kind, str) else None)
+    queue = queue_for(settings.post_call_queue_url, lambda body: process_message(service, body))
+    queue.send(queued_message(call))
+    logger.info(
+        "post-call accepted",
+        conversation_id=call.conversation_id,
+        caller=mask_phone(call.external_number),
+    )
     return "ok"
+
+
+def queued_message(call: PostCall) -> dict[str, Any]:
+    """The call as a queue message that fits SQS's limit (what is kept of the payload).
+
+    Everything processing reads (ids, numbers, summary, analysis fields) is kept whole; only
+    the stored copy of the event (``payload``) is trimmed when the message would not fit:
+    first each transcript turn is cut down to :data:`TURN_KEYS`, then turns are dropped from
+    the middle of the call (its start and its end are kept), and as a last resort the payload
+    keeps only the event's type and ids. ``payload["trimmed"]`` says what was dropped.
+    """
+    message = call.to_json()
+    if _fits(message):
+        return message
+    data = _section(call.payload, "data")
+    turns = data.get("transcript")
+    slim = [_slim_turn(turn) for turn in turns] if isinstance(turns, list) else []
+    # Binary search for the most turns (the first half from the start, the rest from the
+    # end of the call) that still fit; the message grows with every turn kept.
+    low, high = -1, len(slim)
+    while low < high:
+        kept = (low + high + 1) // 2
+        if _fits(_with_turns(message, slim, kept)):
+            low = kept
+        else:
+            high = kept - 1
+    if low >= 0:
+        return _with_turns(message, slim, low)
+    payload = call.payload
+    minimal: dict[str, Any] = {k: payload[k] for k in ("type", "event_timestamp") if k in payload}
+    kept_data = {k: data[k] for k in ("agent_id", "conversation_id", "status") if k in data}
+    minimal["data"] = kept_data
+    minimal["trimmed"] = {"dropped": sorted(set(data) - set(kept_data))}
+    return {**message, "payload": minimal}
+
+
+def process_message(service: LookupService, message: Any) -> bool:
+    """Store one queued call (the processor and the in-process hand-off); whether it was new."""
+    try:
+        call = PostCall.from_json(message)
+    except ValueError as exc:
+        raise InvalidInput(f"queued post-call message: {exc}") from None
+    return store_post_call(call, service)
+
+
+def process_record(service: LookupService, body: str, message_id: str | None = None) -> bool:
+    """Process one queue record's body; failures are logged, then raised.
+
+    A malformed record raises :class:`InvalidInput` every time, so the queue's redrive policy
+    moves it to the dead-letter queue; a dependency outage raises :class:`Unavailable` and
+    the queue delivers the record again later.
+    """
+    try:
+        message = json.loads(body)
+    except (TypeError, ValueError, RecursionError):
+        logger.error(
+            "post-call record is not JSON; failing it until it is dead-lettered",
+            message_id=message_id,
+        )
+        raise InvalidInput("queued message is not valid JSON") from None
+    try:
+        return process_message(service, message)
+    except InvalidInput as exc:
+        logger.error(
+            "post-call record was refused; failing it until it is dead-lettered",
+            message_id=message_id,
+            reason=str(exc),
+        )
+        raise
+    except LookupServiceError as exc:
+        logger.warning(
+            "post-call not stored; the queue will deliver it again",
+            message_id=message_id,
+            error=type(exc).__name__,
+            reason=str(exc),
+        )
+        raise
 
 
 def store_post_call(call: PostCall, service: LookupService) -> bool:
@@ -154,6 +263,49 @@ def store_post_call(call: PostCall, service: LookupService) -> bool:
         )
         logger.info("follow-up decision", conversation_id=call.conversation_id, decision=decision)
     return inserted
+
+
+def _ignored(kind: str | None) -> str:
+    logger.info("post-call event ignored", event_type=kind[:64] if kind else None)
+    return "ignored"
+
+
+def _leading_type(raw: bytes) -> str | None:
+    match = _LEADING_TYPE.match(raw[:4096])
+    return match.group(1).decode() if match else None
+
+
+def _fits(message: dict[str, Any]) -> bool:
+    try:
+        encode(message)
+    except PayloadTooLarge:
+        return False
+    return True
+
+
+def _slim_turn(turn: Any) -> Any:
+    if not isinstance(turn, dict):
+        return turn
+    slim = {key: turn[key] for key in TURN_KEYS if key in turn}
+    if isinstance(slim.get("message"), str) and len(slim["message"]) > MAX_TURN_CHARS:
+        slim["message"] = slim["message"][:MAX_TURN_CHARS]
+    return slim
+
+
+def _with_turns(message: dict[str, Any], slim: list[Any], kept: int) -> dict[str, Any]:
+    """``message`` whose payload keeps ``kept`` slimmed turns: the first half, then the last."""
+    first, last = (kept + 1) // 2, kept // 2
+    total = len(slim)
+    payload = message["payload"]
+    data = {**_section(payload, "data"), "transcript": slim[:first] + slim[total - last :][:last]}
+    trimmed = {
+        "transcript_turns": total,
+        "kept_first": first,
+        "kept_last": last,
+        "turn_keys": list(TURN_KEYS),
+        "max_turn_chars": MAX_TURN_CHARS,
+    }
+    return {**message, "payload": {**payload, "data": data, "trimmed": trimmed}}
 
 
 def _resolve_lead(

@@ -93,6 +93,7 @@ class Settings:
     initiation_deadline_ms: int = 1500
     public_base_url: str | None = None
     inbound_sms_queue_url: str | None = None
+    post_call_queue_url: str | None = None
     max_body_bytes: int = 65536
     post_call_max_body_bytes: int = 4 * 1024 * 1024
     retention_days: int = 365
@@ -157,6 +158,7 @@ class Settings:
             initiation_deadline_ms=_int(e, "INITIATION_DEADLINE_MS", 1500, 1),
             public_base_url=(_str(e, "PUBLIC_BASE_URL") or "").rstrip("/") or None,
             inbound_sms_queue_url=_str(e, "INBOUND_SMS_QUEUE_URL"),
+            post_call_queue_url=_str(e, "POST_CALL_QUEUE_URL"),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", 65536, 1),
             retention_days=_int(e, "RETENTION_DAYS", 365, 1),
             allow_unsigned_webhooks=_bool(e, "ALLOW_UNSIGNED_WEBHOOKS", False),

@@ -1,0 +1,32 @@
+"""Post-call processor: stores each queued ElevenLabs call report once (partial batch failures)."""
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from leadlookup import postcall
+from leadlookup.observability import logger, metrics, tracer
+from leadlookup.runtime import get_runtime
+
+# A standard queue: calls are independent, so a failed record holds back nothing else. A
+# batch that fails entirely (the database is down) is reported record by record rather than
+# raised: the queue retries exactly the same records either way, without an invocation error
+# per outage.
+processor = BatchProcessor(event_type=EventType.SQS)
+processor.raise_on_entire_batch_failure = False
+
+
+def record_handler(record: SQSRecord) -> bool:
+    return postcall.process_record(get_runtime().service, record.body, record.message_id)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: object) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
