@@ -88,11 +88,17 @@ def test_post_call_message_with_huge_other_parts_keeps_only_ids_in_the_payload()
 
     message = json.loads(encode(postcall.queued_message(call)))
 
-    assert message["payload"]["data"] == {
+    data = message["payload"]["data"]
+    assert {k: data[k] for k in ("agent_id", "conversation_id", "status")} == {
         "agent_id": SAMPLE["data"]["agent_id"],
         "conversation_id": SAMPLE["data"]["conversation_id"],
         "status": "done",
     }
+    results = SAMPLE["data"]["analysis"]["data_collection_results"]
+    assert data["analysis"]["data_collection_results"] == {
+        name: {"value": entry["value"]} for name, entry in results.items()
+    }
+    assert set(data) == {"agent_id", "conversation_id", "status", "analysis"}
     assert "metadata" in message["payload"]["trimmed"]["dropped"]
     assert (message["summary"], message["status"]) == (call.summary, call.status)
 

@@ -189,8 +189,19 @@ def queued_message(call: PostCall) -> dict[str, Any]:
         return _with_turns(message, slim, low)
     payload = call.payload
     minimal: dict[str, Any] = {k: payload[k] for k in ("type", "event_timestamp") if k in payload}
-    kept_data = {k: data[k] for k in ("agent_id", "conversation_id", "status") if k in data}
+    kept_data: dict[str, Any] = {
+        k: data[k] for k in ("agent_id", "conversation_id", "status") if k in data
+    }
+    # The analysis' collected values stay (follow-up texts read their flags), each cut down.
+    results = _section(_section(data, "analysis"), "data_collection_results")
+    values = {name: {"value": _short(_section(results, name).get("value"))} for name in results}
+    kept_data["analysis"] = {"data_collection_results": values}
     minimal["data"] = kept_data
+    minimal["trimmed"] = {"dropped": sorted(set(data) - set(kept_data)), "analysis": "values"}
+    candidate = {**message, "payload": minimal}
+    if _fits(candidate):
+        return candidate
+    del kept_data["analysis"]
     minimal["trimmed"] = {"dropped": sorted(set(data) - set(kept_data))}
     return {**message, "payload": minimal}
 
@@ -281,6 +292,12 @@ def _fits(message: dict[str, Any]) -> bool:
     except PayloadTooLarge:
         return False
     return True
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        return value[:MAX_VALUE_CHARS]
+    return value if isinstance(value, str | int | float | bool) or value is None else None
 
 
 def _slim_turn(turn: Any) -> Any:
