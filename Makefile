@@ -6,7 +6,6 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VENV := .venv-checkov
-CHECKOV_VERSION := 3.3.30
 FN ?=
 EVENT ?=
 # sam build needs a python3.13; a pyenv shim of that name may refuse to run, so ask pyenv too.
@@ -30,9 +29,9 @@ $(SAM_VENV)/.stamp:
 	$(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install -q aws-sam-cli==$(SAM_CLI_VERSION) && touch $@
 
-$(CHECKOV_VENV)/.stamp:
-	$(PYTHON) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
-	$(CHECKOV_VENV)/bin/python -m pip install -q checkov==$(CHECKOV_VERSION) && touch $@
+# checkov's own virtualenv (its pins clash with .venv's); the version is pinned in devkit/check.py.
+$(CHECKOV_VENV)/.stamp: $(VENV)/.stamp
+	$(PY) -m devkit.check --install-checkov
 
 venv: $(VENV)/.stamp ## the development virtualenv (.venv)
 

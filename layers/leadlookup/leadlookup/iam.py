@@ -8,8 +8,6 @@ credentials, so nothing signed before a snapshot is presented after its restore.
 
 from __future__ import annotations
 
-import http.client
-import ipaddress
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -115,6 +113,10 @@ def _authorization_token(env: Mapping[str, str]) -> str | None:
 
 
 def _container_credentials(uri: str, authorization: str | None) -> LoadedCredentials:
+    # Imported here: only SnapStart containers take this path, and every cold start pays
+    # for what is imported at module level.
+    import http.client
+
     parts = urlsplit(uri)
     host = parts.hostname or ""
     # As the SDKs do: plain HTTP only to this machine, never to the network.
@@ -154,6 +156,8 @@ def _container_credentials(uri: str, authorization: str | None) -> LoadedCredent
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress
+
     if host == "localhost":
         return True
     try:
