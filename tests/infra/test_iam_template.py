@@ -19,6 +19,7 @@ SERVING = [
     "LeadUpdateFunction",
     "CacheAdminFunction",
     "SmsOutcomeFunction",
+    "PostCallProcessorFunction",
 ]
 
 
@@ -128,7 +129,11 @@ def test_iam_template_cache_connect_names_the_cache_and_one_user(expanded):
 
 @pytest.mark.parametrize(
     ("function", "queue"),
-    [("SmsProcessorFunction", "InboundSmsQueue"), ("SmsOutcomeFunction", "ReplyOutcomeQueue")],
+    [
+        ("SmsProcessorFunction", "InboundSmsQueue"),
+        ("SmsOutcomeFunction", "ReplyOutcomeQueue"),
+        ("PostCallProcessorFunction", "PostCallQueue"),
+    ],
 )
 def test_iam_template_queue_consumers_may_only_consume_their_own_queue(expanded, function, queue):
     role = _role_of(expanded, function)
