@@ -316,6 +316,7 @@ def run(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
                     zipf_s=config.zipf_s,
                     mix=mix,
                     warmup_s=config.load_warmup,
+                    lead_ttl_s=float(load_env.get("LEAD_CACHE_TTL_SECONDS", "300")),
                 )
                 summary, series = run_load(spec, functions, load_env, lead_ids)
                 summary["per_second"] = series

@@ -28,7 +28,11 @@ from leadlookup import runtime as runtime_module
 
 OPS = ("initiation", "sms", "update")
 _FUNCTION = {"initiation": INITIATION, "sms": SMS_PROCESSOR, "update": LEAD_UPDATE}
-_LEAD_HIT, _LEAD_MISS = "LeadCacheHit", "LeadCacheMiss"
+_LEAD_HIT, _LEAD_MISS, _LEAD_ERROR = "LeadCacheHit", "LeadCacheMiss", "LeadCacheError"
+# Operations that read the lead through the cache (a PATCH reads the database row itself).
+_CACHED_READS = ("initiation", "sms")
+# A lead untouched for longer than the shortest jittered TTL may have expired.
+_TTL_FLOOR = 0.9
 _ORG_HIT, _ORG_MISS = "OrgCacheHit", "OrgCacheMiss"
 
 
@@ -44,11 +48,12 @@ class LoadSpec:
     mix: tuple[float, float, float]
     warmup_s: float
     seed: int = 7
+    lead_ttl_s: float = 300.0
 
 
 # (start s, end s, op index, lead index, latency ms, ok,
-#  lead hits, lead misses, org hits, org misses)
-Record = tuple[float, float, int, int, float, bool, int, int, int, int]
+#  lead hits, lead misses, org hits, org misses, lead errors)
+Record = tuple[float, float, int, int, float, bool, int, int, int, int, int]
 
 
 def _worker(
@@ -92,6 +97,7 @@ def _worker(
                 counts.get(_LEAD_MISS, 0),
                 counts.get(_ORG_HIT, 0),
                 counts.get(_ORG_MISS, 0),
+                counts.get(_LEAD_ERROR, 0),
             )
             started = time.monotonic()
             t0 = time.perf_counter_ns()
@@ -112,6 +118,7 @@ def _worker(
                     counts.get(_LEAD_MISS, 0) - before[1],
                     counts.get(_ORG_HIT, 0) - before[2],
                     counts.get(_ORG_MISS, 0) - before[3],
+                    counts.get(_LEAD_ERROR, 0) - before[4],
                 )
             )
     finally:
@@ -192,7 +199,7 @@ def summarize(spec: LoadSpec, records: list[Record]) -> tuple[dict[str, Any], li
     lead_misses = sum(r[7] for r in records)
     org_hits = sum(r[8] for r in records)
     org_misses = sum(r[9] for r in records)
-    causes = miss_causes(records, spec.warmup_s)
+    causes = miss_causes(records, spec.warmup_s, spec.lead_ttl_s)
     hits_after = sum(r[6] for r in after)
     summary = {
         "name": spec.name,
@@ -212,7 +219,7 @@ def summarize(spec: LoadSpec, records: list[Record]) -> tuple[dict[str, Any], li
         "lead_hit_rate_after_warmup": _rate(hits_after, sum(r[7] for r in after)),
         # Compulsory misses (a lead's first lookup in the run) left out: what repeat lookups get.
         "lead_hit_rate_after_warmup_repeat_lookups": _rate(
-            hits_after, causes["after_write"] + causes["other"]
+            hits_after, sum(n for cause, n in causes.items() if cause != "first_touch")
         ),
         "org_hit_rate": _rate(org_hits, org_misses),
         "db_lookups_avoided": {"lead": lead_hits, "organization": org_hits},
@@ -223,24 +230,42 @@ def summarize(spec: LoadSpec, records: list[Record]) -> tuple[dict[str, Any], li
     return summary, series
 
 
-def miss_causes(records: Sequence[Record], warmup_s: float) -> dict[str, int]:
-    """Why lead lookups after warm-up missed: first touch, a write just before, or else.
+def miss_causes(
+    records: Sequence[Record], warmup_s: float, lead_ttl_s: float = 300.0
+) -> dict[str, int]:
+    """Why lead lookups after warm-up went to the database, one class per miss.
+
+    - ``first_touch``: no earlier request read this lead through the cache;
+    - ``error``: Redis failed (counted ``LeadCacheError``; the lookup read the database);
+    - ``expired``: the lead was untouched for longer than its shortest jittered TTL;
+    - ``after_write``: the previous request of this lead was a write (SMS or PATCH);
+    - ``other``: none of these (a concurrent miss that waited past the lease, an eviction).
 
     Requests are replayed in start order (across workers), so the classification is
     approximate where two requests for one lead overlapped.
     """
     last_write: dict[int, bool] = {}
-    causes = {"first_touch": 0, "after_write": 0, "other": 0}
+    last_touch: dict[int, float] = {}
+    read_before: set[int] = set()
+    causes = {"first_touch": 0, "after_write": 0, "expired": 0, "error": 0, "other": 0}
     for r in records:
-        op, lead, misses = OPS[r[2]], r[3], r[7]
-        if misses and r[0] >= warmup_s:
-            if lead not in last_write:
-                causes["first_touch"] += misses
-            elif last_write[lead]:
-                causes["after_write"] += misses
+        start, op, lead, misses, errors = r[0], OPS[r[2]], r[3], r[7], r[10]
+        if (misses or errors) and start >= warmup_s:
+            if lead not in read_before:
+                cause = "first_touch"
+            elif errors:
+                cause = "error"
+            elif start - last_touch[lead] > lead_ttl_s * _TTL_FLOOR:
+                cause = "expired"
+            elif last_write.get(lead):
+                cause = "after_write"
             else:
-                causes["other"] += misses
+                cause = "other"
+            causes[cause] += misses + errors
+        if op in _CACHED_READS:
+            read_before.add(lead)
         last_write[lead] = op in ("sms", "update")
+        last_touch[lead] = start
     return causes
 
 

@@ -196,7 +196,8 @@ def text_report(result: Mapping[str, Any]) -> str:
             f"  DB lookups avoided: {run['db_lookups_avoided']['lead']} lead, "
             f"{run['db_lookups_avoided']['organization']} organization; lead misses after "
             f"warm-up: {causes['first_touch']} first touch, {causes['after_write']} after a "
-            f"write, {causes['other']} other"
+            f"write, {causes.get('expired', 0)} expired, {causes.get('error', 0)} Redis errors, "
+            f"{causes['other']} other"
         )
     lines.append("")
     lines.append(
