@@ -565,6 +565,53 @@ def test_hostile_post_call_webhook(
         assert response["statusCode"] in (401, 413), response
 
 
+# The post-call processor's record: PostCall.to_json() (what the webhook queues).
+POST_CALL_MESSAGE_KEYS = [
+    "conversation_id", "payload", "lead_id", "external_number", "agent_number", "agent_name",
+    "summary", "classification", "status", "customer_name", "bike_interest",
+    "qualification_data",
+]  # fmt: skip
+
+
+@HOSTILE
+@given(
+    messages=st.lists(
+        st.one_of(objects(POST_CALL_MESSAGE_KEYS), json_values), min_size=1, max_size=4
+    ),
+    raw=st.one_of(
+        st.none(), st.text(max_size=40), st.integers(5, 3000).map(lambda n: nested(n, 0))
+    ),
+)
+def test_hostile_post_call_processor_records(
+    checker: Checker, messages: list[Any], raw: str | None
+) -> None:
+    template = sample("post_call_processor/sqs_batch")["Records"][0]
+    event: dict[str, list[dict[str, Any]]] = {"Records": []}
+    for n, message in enumerate(messages):
+        try:
+            body = json.dumps(message)
+        except ValueError:
+            body = str(message)
+        event["Records"].append({**template, "messageId": f"hostile-{n}", "body": body})
+    if raw is not None:
+        event["Records"].append({**template, "messageId": "raw", "body": raw})
+    before = table_state(checker.db)
+    started = time.perf_counter()
+
+    result = checker.invoke("post_call_processor", event)
+
+    elapsed = (time.perf_counter() - started) * 1000
+    failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
+    checker.statuses["failed_records"] += len(failed)
+    checker.statuses["records"] += len(event["Records"])
+    checker.figures.record("hostile", elapsed, set(result) == {"batchItemFailures"}, str(result))
+    checker.figures.notes["statuses"] = dict(sorted(checker.statuses.items()))
+    ids = {r["messageId"] for r in event["Records"]}
+    assert failed <= ids
+    if failed == ids:
+        assert table_state(checker.db) == before
+
+
 @HOSTILE
 @given(
     method=methods,
