@@ -16,11 +16,16 @@ from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
 
 FN = "conversation_initiation"
+# Design 3.1: the Node service's 33 names plus lead_id, business_hours_today, timezone.
 KEYS = {
-    "customer_name", "has_customer_name", "customer_phone", "lead_id", "lead_status",
-    "bike_interest", "previous_summary", "interaction_count", "organization_id",
-    "organization_name", "store_is_open", "business_hours_today", "current_day",
-    "current_time", "timezone",
+    "customer_name", "customer_phone", "lead_status", "bike_interest", "conversation_context",
+    "previous_summary", "organization_name", "organization_id", "location_address",
+    "business_hours", "current_time", "current_day", "current_date", "current_datetime",
+    "full_datetime", "has_customer_name", "dynamic_greeting", "time_greeting", "day_context",
+    "weather_context", "customer_greeting", "greeting_opener", "greeting_variation",
+    "is_outbound", "call_type", "store_is_open", "store_status", "store_hours_info",
+    "customer_history", "last_topic", "qualification_status", "interaction_count",
+    "last_contact", "lead_id", "business_hours_today", "timezone",
 }  # fmt: skip
 # Wednesday 2026-11-25, 2:05 PM in Vancouver (UTC-8 in November).
 WEDNESDAY_AFTERNOON = datetime(2026, 11, 25, 22, 5, tzinfo=UTC)
@@ -54,7 +59,8 @@ def known_lead(database_url: str) -> str:
         "'{\"type\": \"gravel\"}', 'Asked about gravel bikes.', 3) "
         "ON CONFLICT (organization_id, phone_number_normalized) DO UPDATE SET "
         "customer_name = 'Ada', status = 'qualified', bike_interest = '{\"type\": \"gravel\"}', "
-        "last_summary = 'Asked about gravel bikes.', interaction_count = 3",
+        "last_summary = 'Asked about gravel bikes.', interaction_count = 3, "
+        "last_contact_at = NULL",
         id=KNOWN_LEAD_ID,
         org=DEFAULT_ORGANIZATION_ID,
     )
@@ -87,18 +93,44 @@ def test_initiation_known_caller_gets_their_lead_and_store_facts(
         "customer_name": "Ada",
         "has_customer_name": "true",
         "customer_phone": "+16045550142",
+        "customer_greeting": "Hey Ada!",
         "lead_id": known_lead,
         "lead_status": "qualified",
+        "qualification_status": "qualified",
         "bike_interest": "gravel",
-        "previous_summary": "Asked about gravel bikes.",
         "interaction_count": "3",
+        "last_contact": "",
+        "last_topic": "Asked about gravel bikes.",
+        "previous_summary": "Asked about gravel bikes.",
+        "customer_history": "Returning customer: 3 previous calls, status qualified.",
+        "conversation_context": "Earlier call summary: Asked about gravel bikes.",
         "organization_id": DEFAULT_ORGANIZATION_ID,
         "organization_name": "BICI Bike Store",
-        "store_is_open": "true",
+        "location_address": "1497 Adanac Street, Vancouver, BC",
+        "business_hours": (
+            "Monday to Friday 8:00 AM - 6:00 PM, Saturday and Sunday 9:00 AM - 4:30 PM"
+        ),
         "business_hours_today": "8:00 AM - 6:00 PM",
-        "current_day": "Wednesday",
+        "store_is_open": "true",
+        "store_status": "We're open until 6:00 PM today.",
+        "store_hours_info": "Today's hours are 8:00 AM to 6:00 PM.",
         "current_time": "2:05 PM",
+        "current_day": "Wednesday",
+        "current_date": "November 25, 2026",
+        "current_datetime": "2026-11-25T14:05:00-08:00",
+        "full_datetime": "Wednesday, November 25, 2026 at 2:05 PM PST",
         "timezone": "America/Vancouver",
+        "is_outbound": "false",
+        "call_type": "inbound",
+        "dynamic_greeting": (
+            "Hey Ada! Thanks for calling Bee-chee Bike Store. Happy Wednesday, we're halfway "
+            "through the week! We're open until 6:00 PM today. What's up?"
+        ),
+        "time_greeting": "Good afternoon",
+        "day_context": "Happy Wednesday, we're halfway through the week!",
+        "weather_context": "Great fall riding weather lately!",
+        "greeting_opener": "Thanks for calling Bee-chee Bike Store.",
+        "greeting_variation": "What's up?",
     }
 
 

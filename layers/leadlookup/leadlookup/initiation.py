@@ -1,8 +1,9 @@
 """The ElevenLabs conversation-initiation answer: organization, caller and store facts.
 
-Every 200 carries exactly the same key set with string values, because ElevenLabs fails a
-call whose agent variables are missing; when lookups fail or would pass the deadline, the
-answer is the anonymous one (degraded), never an error.
+Every 200 carries exactly the same key set with string values (see
+:mod:`leadlookup.variables`), because ElevenLabs fails a call whose agent variables are
+missing; when lookups fail or would pass the deadline, the answer is the anonymous one
+(degraded), never an error.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadlookup.auth import INITIATION_SECRET_NAME, require_header_secret
 from leadlookup.errors import DeadlineExceeded, LookupServiceError
@@ -21,88 +21,26 @@ from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.secretsmanager import deadline_scope
 from leadlookup.service import LookupService
+from leadlookup.variables import build_variables
 
 RESPONSE_TYPE = "conversation_initiation_client_data"
-DYNAMIC_VARIABLE_KEYS = (
-    "customer_name",
-    "has_customer_name",
-    "customer_phone",
-    "lead_id",
-    "lead_status",
-    "bike_interest",
-    "previous_summary",
-    "interaction_count",
-    "organization_id",
-    "organization_name",
-    "store_is_open",
-    "business_hours_today",
-    "current_day",
-    "current_time",
-    "timezone",
-)
 # Kept back from the deadline to compose and send the answer after the last lookup.
 ANSWER_RESERVE_S = 0.05
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def _clock_text(value: datetime) -> str:
-    return value.strftime("%I:%M %p").lstrip("0")
-
-
-def _hours_today(org: Organization, now: datetime) -> tuple[bool, str]:
-    hours = (org.settings.get("business_hours") or {}).get(_WEEKDAYS[now.weekday()])
-    if not isinstance(hours, dict) or not hours.get("open") or not hours.get("close"):
-        return False, "Closed"
-    try:
-        opens = datetime.strptime(str(hours["open"]), "%H:%M").time()
-        closes = datetime.strptime(str(hours["close"]), "%H:%M").time()
-    except ValueError:
-        return False, "Closed"
-    today = now.date()
-    text = (
-        f"{_clock_text(datetime.combine(today, opens))} - "
-        f"{_clock_text(datetime.combine(today, closes))}"
-    )
-    return opens <= now.time() < closes, text
-
-
-def _zone(org: Organization) -> ZoneInfo:
-    try:
-        return ZoneInfo(org.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("America/Vancouver")
-
-
-def dynamic_variables(org: Organization, lead: Lead | None, now_utc: datetime) -> dict[str, str]:
-    """The agent's variables: every key of :data:`DYNAMIC_VARIABLE_KEYS`, every value a string."""
-    zone = _zone(org)
-    local = now_utc.astimezone(zone)
-    is_open, hours_today = _hours_today(org, local)
-    name = (lead.customer_name or "").strip() if lead else ""
-    return {
-        "customer_name": name,
-        "has_customer_name": "true" if name else "false",
-        "customer_phone": f"+{lead.phone_number_normalized}" if lead else "",
-        "lead_id": lead.id if lead else "",
-        "lead_status": lead.status if lead else "new",
-        "bike_interest": str((lead.bike_interest or {}).get("type") or "") if lead else "",
-        "previous_summary": (lead.last_summary or "") if lead else "",
-        "interaction_count": str(lead.interaction_count) if lead else "0",
-        "organization_id": org.id,
-        "organization_name": org.name,
-        "store_is_open": "true" if is_open else "false",
-        "business_hours_today": hours_today,
-        "current_day": local.strftime("%A"),
-        "current_time": _clock_text(local),
-        "timezone": zone.key,
-    }
-
-
-def answer(org: Organization, lead: Lead | None, now_utc: datetime) -> dict[str, Any]:
+def answer(
+    org: Organization,
+    lead: Lead | None,
+    now_utc: datetime,
+    call_id: str = "",
+    outbound: bool = False,
+) -> dict[str, Any]:
     """The webhook's JSON answer, with a first-message override only where enabled."""
     body: dict[str, Any] = {
         "type": RESPONSE_TYPE,
-        "dynamic_variables": dynamic_variables(org, lead, now_utc),
+        "dynamic_variables": build_variables(
+            org, lead, now_utc, call_id=call_id, outbound=outbound
+        ),
     }
     first_message = org.settings.get("first_message_override")
     # ElevenLabs rejects overrides the agent does not allow, so they are opt-in per store.
@@ -122,12 +60,14 @@ def initiate(
     deadline = clock() + deadline_ms / 1000 - ANSWER_RESERVE_S
     caller = request.get("caller_id")
     called = request.get("called_number")
+    call_sid = request.get("call_sid")
+    call_id = call_sid if isinstance(call_sid, str) else ""
     try:
-        org = service.get_organization_by_phone(called, deadline)
+        org, customer, outbound = _parties(service, caller, called, deadline)
         lead = None
-        if service.normalize(caller) is not None:
-            lead = service.find_or_create_lead(caller, org.id, deadline)
-        return answer(org, lead, now_utc), False
+        if service.normalize(customer) is not None:
+            lead = service.find_or_create_lead(customer, org.id, deadline)
+        return answer(org, lead, now_utc, call_id, outbound), False
     except LookupServiceError as exc:
         logger.warning(
             "initiation degraded to the anonymous answer",
@@ -140,7 +80,26 @@ def initiate(
         logger.error("initiation lookup failed unexpectedly", error_type=type(exc).__name__)
     service.record_degraded()
     org = service.cached_organization(called) or service.default_organization()
-    return answer(org, None, now_utc), True
+    return answer(org, None, now_utc, call_id), True
+
+
+def _parties(
+    service: LookupService, caller: object, called: object, deadline: float
+) -> tuple[Organization, object, bool]:
+    """(organization, the customer's number, outbound) of a call.
+
+    Inbound calls dial a store. When the dialled number is no store's, the call may be one
+    the agent placed (the store's number is the caller id): then the customer is the number
+    called. Only that rarer case costs a second organization lookup.
+    """
+    org = service.get_organization_by_phone(called, deadline)
+    if service.is_number_of(org, called):
+        return org, caller, False
+    if service.normalize(caller) is not None:
+        calling = service.get_organization_by_phone(caller, deadline)
+        if service.is_number_of(calling, caller):
+            return calling, called, True
+    return org, caller, False
 
 
 def utc_now() -> datetime:

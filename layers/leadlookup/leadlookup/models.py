@@ -36,6 +36,12 @@ class Organization:
         """IANA time zone of the store; Vancouver is the chain's home."""
         return str(self.settings.get("timezone") or "America/Vancouver")
 
+    @property
+    def spoken_name(self) -> str:
+        """The store's name as text-to-speech should say it (setting ``spoken_name``)."""
+        spoken = self.settings.get("spoken_name")
+        return spoken.strip() if isinstance(spoken, str) and spoken.strip() else self.name
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (cache value and API body)."""
         return asdict(self)
@@ -78,6 +84,10 @@ class Lead:
     write_seq: int = 0
     # Staff took the conversation over: the agent does not answer texts (design 3.2a).
     human_control: bool = False
+    # Recent calls and texts, newest first, loaded in the same statement as the row so that
+    # conversation_context travels with the cached lead: [{"kind": "call" | "inbound" |
+    # "outbound", "at": ISO 8601, "text": ..., "classification": ... (calls)}].
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; times as ISO 8601 strings."""
@@ -110,6 +120,7 @@ class Lead:
             version=int(data.get("version") or 1),
             write_seq=int(data.get("write_seq") or 0),
             human_control=bool(data.get("human_control") or False),
+            history=[dict(item) for item in data.get("history") or () if isinstance(item, dict)],
         )
 
 

@@ -15,18 +15,41 @@ LEAD_COLUMNS = (
     "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq, human_control"
 )
 ORG_COLUMNS = "id, name, phone_number, phone_number_normalized, settings"
+# The lead's recent history for conversation_context, newest first, as one json column of the
+# statement that reads the row, so a cache miss stays one round trip and the cached lead
+# carries it: the last three call summaries and the last inbound and outbound texts, each cut
+# to 300 characters (the rendered context is capped at 1500). The row's alias must be `leads`.
+LEAD_HISTORY = """COALESCE((
+    SELECT json_agg(h ORDER BY h.at DESC) FROM (
+        (SELECT 'call' AS kind, s.created_at AS at, left(s.summary, 300) AS text,
+                s.classification
+         FROM call_summaries s WHERE s.lead_id = leads.id AND s.summary <> ''
+         ORDER BY s.created_at DESC LIMIT 3)
+        UNION ALL
+        (SELECT 'inbound', m.created_at, left(m.body, 300), NULL
+         FROM messages m
+         WHERE m.lead_id = leads.id AND m.direction = 'inbound' AND m.body <> ''
+         ORDER BY m.created_at DESC LIMIT 1)
+        UNION ALL
+        (SELECT 'outbound', m.created_at, left(m.body, 300), NULL
+         FROM messages m
+         WHERE m.lead_id = leads.id AND m.direction = 'outbound' AND m.body <> ''
+         ORDER BY m.created_at DESC LIMIT 1)
+    ) AS h), '[]'::json) AS history"""
+# What every statement returning a lead selects: the row and its history.
+LEAD_ROW = f"{LEAD_COLUMNS}, {LEAD_HISTORY}"
 
 SELECT_LEAD_BY_PHONE = f"""
-SELECT {LEAD_COLUMNS} FROM leads
+SELECT {LEAD_ROW} FROM leads
 WHERE organization_id = :organization_id AND phone_number_normalized = :phone_normalized"""
 
 # One round trip for a first contact: the migration-defined function runs the SELECT, then
 # INSERT ... ON CONFLICT DO NOTHING RETURNING, then SELECT again (see 0003_*.sql for why).
 FIND_OR_CREATE_LEAD = f"""
-SELECT {LEAD_COLUMNS}
-FROM find_or_create_lead(:organization_id, :phone_number, :phone_normalized)"""
+SELECT {LEAD_ROW}
+FROM find_or_create_lead(:organization_id, :phone_number, :phone_normalized) AS leads"""
 
-SELECT_LEAD_BY_ID = f"SELECT {LEAD_COLUMNS} FROM leads WHERE id = :id"
+SELECT_LEAD_BY_ID = f"SELECT {LEAD_ROW} FROM leads WHERE id = :id"
 
 # One statement: the normalized number, then the raw stored format with its punctuation
 # dropped (legacy rows such as '778-652-8784' or '17786528784'), else the default
@@ -63,7 +86,7 @@ UPDATE leads SET
     bike_interest = :bike_interest::jsonb, qualification_data = :qualification_data::jsonb,
     notes = :notes, version = version + 1, updated_at = now()
 WHERE id = :id AND version = :version
-RETURNING {LEAD_COLUMNS}"""
+RETURNING {LEAD_ROW}"""
 
 # Messages and call summaries go with the lead (ON DELETE CASCADE).
 DELETE_LEAD = """

@@ -114,6 +114,15 @@ class LookupService:
         key = self.orgs.key(self.normalize(phone) or DEFAULT_ORG_KEY)
         return self._l1_get(key) or self.orgs.peek(key)
 
+    def is_number_of(self, org: Organization, phone: object) -> bool:
+        """Whether ``phone`` is ``org``'s own number (not a fallback to the default store)."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            return False
+        forms = {normalized, national_digits(normalized)}
+        stored = "".join(ch for ch in org.phone_number if ch.isdigit())
+        return org.phone_number_normalized in forms or stored in forms
+
     def default_organization(self) -> Organization:
         """The layer's snapshot of the seeded default organization."""
         return Organization.from_json(default_organization_snapshot())

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # Bumped whenever the cached JSON shape changes: a value of another version is a miss.
 # 2: the envelope carries the value's write seq ("s") ahead of its data.
-FORMAT_VERSION = 2
+# 3: a lead carries its recent history (conversation_context).
+FORMAT_VERSION = 3
 
 
 class MetricSink(Protocol):

@@ -1,0 +1,215 @@
+"""The spoken greeting and store-hours phrases of an answer, as pure functions of their inputs.
+
+Everything here is a function of the store's settings, the store-local time and the call:
+no clock, no randomness, no I/O (stdlib only: this sits on the initiation cold path). The
+Node service picked a greeting at random; a retried webhook must answer the same, so the
+variation is derived from the call's id instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, time, timedelta
+from typing import Any
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+# One phrase per weekday (Monday first): the same day always says the same thing.
+DAY_CONTEXT = (
+    "Hope your week's off to a good start!",
+    "Hope your week's going well!",
+    "Happy Wednesday, we're halfway through the week!",
+    "The weekend's almost here!",
+    "Happy Friday!",
+    "Hope you're having a great Saturday!",
+    "Hope you're having a relaxing Sunday!",
+)
+# By store-local month (January first); seasonal, not live weather (the Node service had no
+# weather feed either), and written for the northern hemisphere the chain's stores are in.
+_WINTER = "Hope you're staying dry out there, it's a good season for a tune-up!"
+_SPRING = "Riding season is starting up!"
+_SUMMER = "Perfect weather for a ride!"
+_FALL = "Great fall riding weather lately!"
+WEATHER_CONTEXT = (
+    _WINTER, _WINTER, _SPRING, _SPRING, _SPRING, _SUMMER,
+    _SUMMER, _SUMMER, _FALL, _FALL, _FALL, _WINTER,
+)  # fmt: skip
+# The closing question of the first sentence; which one a call gets comes from its id.
+INBOUND_VARIATIONS = ("What's up?", "How can I help you today?", "What can I do for you?")
+OUTBOUND_VARIATIONS = ("Is now a good time to chat?", "Do you have a quick minute?")
+
+
+def clock_text(value: time | datetime) -> str:
+    """``2:05 PM`` (12-hour clock, no leading zero)."""
+    hour = value.hour % 12 or 12
+    return f"{hour}:{value.minute:02d} {'AM' if value.hour < 12 else 'PM'}"
+
+
+def _parse_clock(raw: object) -> time | None:
+    try:
+        return datetime.strptime(str(raw), "%H:%M").time()
+    except ValueError:
+        return None
+
+
+def day_hours(settings: Mapping[str, Any], weekday: int) -> tuple[time, time] | None:
+    """(opens, closes) of ``weekday`` (0 = Monday) from the settings, None when closed."""
+    table = settings.get("business_hours")
+    hours = table.get(WEEKDAYS[weekday]) if isinstance(table, dict) else None
+    if not isinstance(hours, dict):
+        return None
+    opens, closes = _parse_clock(hours.get("open")), _parse_clock(hours.get("close"))
+    if opens is None or closes is None or closes <= opens:
+        return None
+    return opens, closes
+
+
+def hours_text(hours: tuple[time, time] | None) -> str:
+    """``8:00 AM - 6:00 PM``, or ``Closed``."""
+    if hours is None:
+        return "Closed"
+    return f"{clock_text(hours[0])} - {clock_text(hours[1])}"
+
+
+def _day_span(first: int, last: int) -> str:
+    names = [WEEKDAYS[first].capitalize(), WEEKDAYS[last].capitalize()]
+    if first == last:
+        return names[0]
+    return f"{names[0]} {'and' if last == first + 1 else 'to'} {names[1]}"
+
+
+def week_hours_text(settings: Mapping[str, Any]) -> str:
+    """The whole week, equal consecutive days grouped: ``Monday to Friday 8:00 AM - ...``."""
+    week = [hours_text(day_hours(settings, day)) for day in range(7)]
+    if all(text == "Closed" for text in week):
+        return ""
+    groups: list[tuple[int, int, str]] = []
+    for day, text in enumerate(week):
+        if groups and groups[-1][2] == text:
+            groups[-1] = (groups[-1][0], day, text)
+        else:
+            groups.append((day, day, text))
+    return ", ".join(f"{_day_span(first, last)} {text}" for first, last, text in groups)
+
+
+def is_open(settings: Mapping[str, Any], local: datetime) -> bool:
+    """Whether the store is open at store-local time ``local``."""
+    hours = day_hours(settings, local.weekday())
+    return hours is not None and hours[0] <= local.time() < hours[1]
+
+
+def _next_opening(settings: Mapping[str, Any], local: datetime) -> tuple[int, time] | None:
+    """(days from today, opening time) of the next opening after ``local``; None if never."""
+    for ahead in range(8):
+        hours = day_hours(settings, (local.weekday() + ahead) % 7)
+        if hours is not None and (ahead > 0 or local.time() < hours[0]):
+            return ahead, hours[0]
+    return None
+
+
+def store_status(settings: Mapping[str, Any], local: datetime) -> str:
+    """Open now (until when), not open yet today, or closed (and when it opens next)."""
+    today = day_hours(settings, local.weekday())
+    if today is not None and today[0] <= local.time() < today[1]:
+        return f"We're open until {clock_text(today[1])} today."
+    following = _next_opening(settings, local)
+    if following is None:
+        return ""
+    ahead, opens = following
+    if ahead == 0:
+        return f"We open at {clock_text(opens)} today."
+    if ahead == 1:
+        when = "tomorrow"
+    else:
+        when = "on " + (local + timedelta(days=ahead)).strftime("%A")
+    prefix = "We're closed for the day" if today is not None else "We're closed today"
+    return f"{prefix}; we open {when} at {clock_text(opens)}."
+
+
+def store_hours_info(settings: Mapping[str, Any], local: datetime) -> str:
+    """Today's hours as a sentence."""
+    today = day_hours(settings, local.weekday())
+    if today is None:
+        return "The store is closed today."
+    return f"Today's hours are {clock_text(today[0])} to {clock_text(today[1])}."
+
+
+def time_greeting(local: datetime) -> str:
+    """``Good morning`` (before noon), ``Good afternoon`` (before 5 PM), ``Good evening``."""
+    if local.hour < 12:
+        return "Good morning"
+    if local.hour < 17:
+        return "Good afternoon"
+    return "Good evening"
+
+
+def day_context(local: datetime) -> str:
+    """The weekday's phrase."""
+    return DAY_CONTEXT[local.weekday()]
+
+
+def weather_context(local: datetime) -> str:
+    """The season's phrase (by store-local month)."""
+    return WEATHER_CONTEXT[local.month - 1]
+
+
+def first_name(customer_name: str) -> str:
+    """The first word of a customer's name (``Ada Lovelace`` -> ``Ada``)."""
+    parts = customer_name.split()
+    return parts[0] if parts else ""
+
+
+def customer_greeting(customer_name: str) -> str:
+    """``Hey Ada!``, or ``Hey there!`` without a name."""
+    return f"Hey {first_name(customer_name) or 'there'}!"
+
+
+def variation(call_id: str, choices: Sequence[str]) -> str:
+    """One of ``choices``, the same for every retry of one call (SHA-256 of its id)."""
+    digest = hashlib.sha256(call_id.encode("utf-8", "replace")).digest()
+    return choices[int.from_bytes(digest[:4], "big") % len(choices)]
+
+
+def greeting_variation(call_id: str, outbound: bool) -> str:
+    """The closing question of the first sentence, derived from the call."""
+    return variation(call_id, OUTBOUND_VARIATIONS if outbound else INBOUND_VARIATIONS)
+
+
+def greeting_opener(spoken_name: str, channel: str, outbound: bool) -> str:
+    """``Thanks for calling <store>.`` (or texting), or for a follow-up the store introducing itself."""
+    if outbound:
+        return f"It's {spoken_name} calling you back."
+    return f"Thanks for {'texting' if channel == 'sms' else 'calling'} {spoken_name}."
+
+
+def follow_up_reason(bike_interest: str) -> str:
+    """Why the store calls back: the bike asked about, else the last conversation."""
+    if bike_interest:
+        return f"I'm following up on the {bike_interest} bike you asked about."
+    return "I'm following up on your recent conversation with us."
+
+
+def dynamic_greeting(
+    *,
+    customer_name: str,
+    spoken_name: str,
+    local: datetime,
+    settings: Mapping[str, Any],
+    call_id: str,
+    channel: str = "voice",
+    outbound: bool = False,
+    bike_interest: str = "",
+) -> str:
+    """The complete first sentence the agent says.
+
+    Inbound: ``Hey Ada! Thanks for calling <store>. <day context> <store status> What's up?``;
+    a follow-up call: greeting, who is calling, why, and whether now is a good time.
+    """
+    pieces = [customer_greeting(customer_name), greeting_opener(spoken_name, channel, outbound)]
+    if outbound:
+        pieces.append(follow_up_reason(bike_interest))
+    else:
+        pieces += [day_context(local), store_status(settings, local)]
+    pieces.append(greeting_variation(call_id, outbound))
+    return " ".join(piece for piece in pieces if piece)
