@@ -129,6 +129,30 @@ def test_admin_upsert_org_creates_then_moves_a_store_and_invalidates_its_keys(
     )
 
 
+def test_admin_upsert_org_spoken_name_is_what_the_greeting_says(
+    app_env: dict[str, str], invoke: Invoke, database_url: str
+) -> None:
+    event = _event(ADMIN, "upsert_org")
+    event["organization"]["phone_number"] = "+16045550102"
+    call = {"caller_id": "anonymous", "called_number": "+16045550102", "call_sid": "CA1"}
+    initiation = _event("conversation_initiation", "anonymous_caller") | {"body": json.dumps(call)}
+
+    invoke(ADMIN, event)
+    spoken = json.loads(invoke("conversation_initiation", initiation)["body"])
+    event["organization"]["settings"].pop("spoken_name")
+    invoke(ADMIN, event)
+    plain = json.loads(invoke("conversation_initiation", initiation)["body"])
+
+    opener = "Thanks for calling Bee-chee Bike Store North Shore."
+    assert spoken["dynamic_variables"]["greeting_opener"] == opener
+    assert plain["dynamic_variables"]["greeting_opener"] == (
+        "Thanks for calling BICI Bike Store - North Shore."
+    )
+    execute(
+        database_url, "DELETE FROM organizations WHERE id = :id", id=event["organization"]["id"]
+    )
+
+
 @pytest.mark.parametrize(
     ("event", "named"),
     [
@@ -136,6 +160,17 @@ def test_admin_upsert_org_creates_then_moves_a_store_and_invalidates_its_keys(
         ({}, "action must be one of"),
         ({"action": "flush_lead", "phone": "anonymous"}, "not a phone number"),
         ({"action": "upsert_org", "organization": {"name": "x"}}, "phone_number"),
+        (
+            {
+                "action": "upsert_org",
+                "organization": {
+                    "name": "x",
+                    "phone_number": "+16045550100",
+                    "settings": {"spoken_name": 7},
+                },
+            },
+            "settings.spoken_name",
+        ),
     ],
 )
 def test_admin_bad_requests_are_refused_with_a_message(

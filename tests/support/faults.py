@@ -28,8 +28,8 @@ import pg8000.native
 from devkit.postcall_events import sign_event as sign_post_call_event
 from devkit.sms_events import event_params, set_params, sign_event
 from leadlookup import runtime as runtime_module
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
 from leadlookup.phones import normalize_phone
+from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
 from tests.conftest import EVENTS, ROOT, LambdaContext, load_handler
 from tests.support.db import connect
 

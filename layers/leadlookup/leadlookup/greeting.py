@@ -119,10 +119,7 @@ def store_status(settings: Mapping[str, Any], local: datetime) -> str:
     ahead, opens = following
     if ahead == 0:
         return f"We open at {clock_text(opens)} today."
-    if ahead == 1:
-        when = "tomorrow"
-    else:
-        when = "on " + (local + timedelta(days=ahead)).strftime("%A")
+    when = "tomorrow" if ahead == 1 else "on " + (local + timedelta(days=ahead)).strftime("%A")
     prefix = "We're closed for the day" if today is not None else "We're closed today"
     return f"{prefix}; we open {when} at {clock_text(opens)}."
 
@@ -177,7 +174,7 @@ def greeting_variation(call_id: str, outbound: bool) -> str:
 
 
 def greeting_opener(spoken_name: str, channel: str, outbound: bool) -> str:
-    """``Thanks for calling <store>.`` (or texting), or for a follow-up the store introducing itself."""
+    """``Thanks for calling <store>.`` (or texting); on a follow-up, who is calling."""
     if outbound:
         return f"It's {spoken_name} calling you back."
     return f"Thanks for {'texting' if channel == 'sms' else 'calling'} {spoken_name}."

@@ -1,0 +1,237 @@
+"""The greeting pieces, table-driven over times of day, weekdays and store hours."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from leadlookup import greeting
+
+VANCOUVER = ZoneInfo("America/Vancouver")
+WEEKDAY = {"open": "08:00", "close": "18:00"}
+WEEKEND = {"open": "09:00", "close": "16:30"}
+# The seeded store: Monday to Friday 8:00-18:00, Saturday and Sunday 9:00-16:30.
+SEEDED: dict[str, Any] = {
+    "business_hours": {
+        day: (WEEKEND if day in ("saturday", "sunday") else WEEKDAY) for day in greeting.WEEKDAYS
+    }
+}
+# A store closed on Sundays (no entry) and on Mondays (an unusable entry).
+NO_SUN: dict[str, Any] = {
+    "business_hours": {
+        "monday": {"open": "", "close": ""},
+        "tuesday": WEEKDAY,
+        "wednesday": WEEKDAY,
+        "thursday": WEEKDAY,
+        "friday": WEEKDAY,
+        "saturday": WEEKEND,
+    }
+}
+
+
+WEEK_INFO = "Today's hours are 8:00 AM to 6:00 PM."
+WKND = "Today's hours are 9:00 AM to 4:30 PM."
+CLOSED_INFO = "The store is closed today."
+UNTIL_6 = "We're open until 6:00 PM today."
+
+
+def _at(day: int, hour: int, minute: int = 0) -> datetime:
+    """Store-local time in the week of Monday 2026-11-23 (day 0 = Monday)."""
+    return datetime(2026, 11, 23 + day, hour, minute, tzinfo=VANCOUVER)
+
+
+@pytest.mark.parametrize(
+    ("hour", "minute", "expected"),
+    [
+        (0, 30, "Good morning"),
+        (6, 0, "Good morning"),
+        (11, 59, "Good morning"),
+        (12, 0, "Good afternoon"),
+        (16, 59, "Good afternoon"),
+        (17, 0, "Good evening"),
+        (23, 30, "Good evening"),
+    ],
+)
+def test_greeting_time_greeting_follows_the_store_clock(
+    hour: int, minute: int, expected: str
+) -> None:
+    assert greeting.time_greeting(_at(2, hour, minute)) == expected
+
+
+@pytest.mark.parametrize(
+    ("day", "expected"),
+    [
+        (0, "Hope your week's off to a good start!"),
+        (1, "Hope your week's going well!"),
+        (2, "Happy Wednesday, we're halfway through the week!"),
+        (3, "The weekend's almost here!"),
+        (4, "Happy Friday!"),
+        (5, "Hope you're having a great Saturday!"),
+        (6, "Hope you're having a relaxing Sunday!"),
+    ],
+)
+def test_greeting_day_context_names_each_weekday(day: int, expected: str) -> None:
+    assert greeting.day_context(_at(day, 10)) == expected
+
+
+@pytest.mark.parametrize(
+    ("settings", "day", "hour", "minute", "is_open", "status", "hours_info"),
+    [
+        # before opening, open, at closing time, after closing, on every kind of day
+        # ("Closed ..." stands for "We're closed ..." to keep the table narrow)
+        (SEEDED, 2, 7, 30, False, "We open at 8:00 AM today.", WEEK_INFO),
+        (SEEDED, 2, 8, 0, True, UNTIL_6, WEEK_INFO),
+        (SEEDED, 2, 14, 5, True, UNTIL_6, WEEK_INFO),
+        (SEEDED, 2, 18, 0, False, "Closed for the day; we open tomorrow at 8:00 AM.", WEEK_INFO),
+        (SEEDED, 4, 19, 0, False, "Closed for the day; we open tomorrow at 9:00 AM.", WEEK_INFO),
+        (SEEDED, 5, 16, 29, True, "We're open until 4:30 PM today.", WKND),
+        (SEEDED, 6, 17, 0, False, "Closed for the day; we open tomorrow at 8:00 AM.", WKND),
+        (NO_SUN, 5, 17, 0, False, "Closed for the day; we open on Tuesday at 8:00 AM.", WKND),
+        (NO_SUN, 6, 12, 0, False, "Closed today; we open on Tuesday at 8:00 AM.", CLOSED_INFO),
+        (NO_SUN, 0, 9, 0, False, "Closed today; we open tomorrow at 8:00 AM.", CLOSED_INFO),
+        ({}, 2, 12, 0, False, "", CLOSED_INFO),
+    ],
+)  # fmt: skip
+def test_greeting_store_status_open_closed_and_before_opening(
+    settings: dict[str, Any],
+    day: int,
+    hour: int,
+    minute: int,
+    is_open: bool,
+    status: str,
+    hours_info: str,
+) -> None:
+    local = _at(day, hour, minute)
+    status = status.replace("Closed", "We're closed", 1)
+
+    assert greeting.is_open(settings, local) is is_open
+    assert greeting.store_status(settings, local) == status
+    assert greeting.store_hours_info(settings, local) == hours_info
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (SEEDED, "Monday to Friday 8:00 AM - 6:00 PM, Saturday and Sunday 9:00 AM - 4:30 PM"),
+        (
+            NO_SUN,
+            "Monday Closed, Tuesday to Friday 8:00 AM - 6:00 PM, Saturday 9:00 AM - 4:30 PM, "
+            "Sunday Closed",
+        ),
+        ({}, ""),
+        ({"business_hours": "9-5"}, ""),
+    ],
+)
+def test_greeting_week_hours_group_equal_consecutive_days(
+    settings: dict[str, Any], expected: str
+) -> None:
+    assert greeting.week_hours_text(settings) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("Ada", "Hey Ada!"), ("Ada Lovelace", "Hey Ada!"), ("", "Hey there!"), ("  ", "Hey there!")],
+)
+def test_greeting_customer_greeting_uses_the_first_name(name: str, expected: str) -> None:
+    assert greeting.customer_greeting(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "day", "hour", "expected"),
+    [
+        (
+            "Ada",
+            2,
+            14,
+            "Hey Ada! Thanks for calling Bee-chee. Happy Wednesday, we're halfway through the "
+            "week! We're open until 6:00 PM today. What's up?",
+        ),
+        (
+            "",
+            2,
+            7,
+            "Hey there! Thanks for calling Bee-chee. Happy Wednesday, we're halfway through the "
+            "week! We open at 8:00 AM today. What's up?",
+        ),
+        (
+            "Ada",
+            4,
+            19,
+            "Hey Ada! Thanks for calling Bee-chee. Happy Friday! We're closed for the day; we "
+            "open tomorrow at 9:00 AM. What's up?",
+        ),
+    ],
+)
+def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
+    name: str, day: int, hour: int, expected: str
+) -> None:
+    call_id = _call_id_for(greeting.INBOUND_VARIATIONS, "What's up?")
+
+    sentence = greeting.dynamic_greeting(
+        customer_name=name,
+        spoken_name="Bee-chee",
+        local=_at(day, hour),
+        settings=SEEDED,
+        call_id=call_id,
+    )
+
+    assert sentence == expected
+
+
+def test_greeting_follow_up_call_says_who_calls_and_why() -> None:
+    call_id = _call_id_for(greeting.OUTBOUND_VARIATIONS, "Is now a good time to chat?")
+
+    with_bike = greeting.dynamic_greeting(
+        customer_name="Ada",
+        spoken_name="Bee-chee",
+        local=_at(2, 14),
+        settings=SEEDED,
+        call_id=call_id,
+        outbound=True,
+        bike_interest="gravel",
+    )
+    without = greeting.dynamic_greeting(
+        customer_name="",
+        spoken_name="Bee-chee",
+        local=_at(2, 14),
+        settings=SEEDED,
+        call_id=call_id,
+        outbound=True,
+    )
+
+    assert with_bike == (
+        "Hey Ada! It's Bee-chee calling you back. I'm following up on the gravel bike you "
+        "asked about. Is now a good time to chat?"
+    )
+    assert without == (
+        "Hey there! It's Bee-chee calling you back. I'm following up on your recent "
+        "conversation with us. Is now a good time to chat?"
+    )
+
+
+def test_greeting_opener_for_calls_texts_and_follow_ups() -> None:
+    assert greeting.greeting_opener("Bee-chee", "voice", False) == "Thanks for calling Bee-chee."
+    assert greeting.greeting_opener("Bee-chee", "sms", False) == "Thanks for texting Bee-chee."
+    assert greeting.greeting_opener("Bee-chee", "voice", True) == "It's Bee-chee calling you back."
+
+
+def test_greeting_variation_is_fixed_per_call_and_varies_across_calls() -> None:
+    ids = [f"CA{n:032x}" for n in range(40)]
+
+    first = [greeting.greeting_variation(call_id, False) for call_id in ids]
+    again = [greeting.greeting_variation(call_id, False) for call_id in ids]
+
+    assert first == again
+    assert set(first) == set(greeting.INBOUND_VARIATIONS)
+
+
+def _call_id_for(choices: tuple[str, ...], wanted: str) -> str:
+    """A call id whose variation is ``wanted`` (found, not assumed, so the table stays honest)."""
+    for n in range(1000):
+        call_id = f"CA{n:032x}"
+        if greeting.variation(call_id, choices) == wanted:
+            return call_id
+    raise AssertionError(f"no call id picks {wanted!r}")

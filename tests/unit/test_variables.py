@@ -1,0 +1,193 @@
+"""The variable builder: the key set on every path, conversation_context, time zones."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from leadlookup.migrate import default_organization_snapshot
+from leadlookup.models import Lead, Organization
+from leadlookup.variables import (
+    CONTEXT_MAX_CHARS,
+    DYNAMIC_VARIABLE_KEYS,
+    FIRST_INTERACTION,
+    age_text,
+    build_variables,
+    conversation_context,
+)
+
+# Wednesday 2026-11-25, 2:05 PM in Vancouver.
+NOW = datetime(2026, 11, 25, 22, 5, tzinfo=UTC)
+STORE = Organization.from_json(default_organization_snapshot())
+
+
+def _lead(**changes: Any) -> Lead:
+    fields: dict[str, Any] = {
+        "id": "5e1f0000-0000-4000-8000-0000000000a1",
+        "organization_id": STORE.id,
+        "phone_number": "+16045550142",
+        "phone_number_normalized": "16045550142",
+    }
+    return Lead(**(fields | changes))
+
+
+def _ago(**delta: float) -> str:
+    return (NOW - timedelta(**delta)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("lead", "kwargs"),
+    [
+        (None, {}),
+        (None, {"channel": "sms"}),
+        (_lead(), {"call_id": "CA1"}),
+        (_lead(customer_name="Ada", interaction_count=2), {"outbound": True}),
+        (_lead(history=[{"kind": "inbound", "at": _ago(hours=1), "text": "hi"}]), {}),
+    ],
+)
+def test_variables_every_path_has_exactly_the_key_set_all_strings(
+    lead: Lead | None, kwargs: dict[str, Any]
+) -> None:
+    variables = build_variables(STORE, lead, NOW, **kwargs)
+
+    assert list(variables) == list(DYNAMIC_VARIABLE_KEYS)
+    assert len(set(DYNAMIC_VARIABLE_KEYS)) == 36
+    assert all(isinstance(value, str) for value in variables.values())
+
+
+def test_variables_are_the_same_for_a_retried_call() -> None:
+    lead = _lead(customer_name="Ada", history=[{"kind": "call", "at": _ago(days=2), "text": "x"}])
+
+    first = build_variables(STORE, lead, NOW, call_id="CA5f0e8a1b2c")
+    retried = build_variables(STORE, lead, NOW, call_id="CA5f0e8a1b2c")
+
+    assert first == retried
+
+
+def test_variables_context_is_newest_first_with_classification_and_age() -> None:
+    lead = _lead(
+        history=[
+            {"kind": "inbound", "at": _ago(minutes=20), "text": "Is the Topstone in?"},
+            {"kind": "outbound", "at": _ago(minutes=25), "text": "Hi Ada, we open at 8."},
+            {
+                "kind": "call",
+                "at": _ago(days=2, hours=1),
+                "text": "Asked about gravel bikes.",
+                "classification": "qualified",
+            },
+            {"kind": "call", "at": _ago(days=40), "text": "First call.", "classification": None},
+        ]
+    )
+
+    context = conversation_context(lead, NOW)
+
+    assert context.splitlines() == [
+        'Customer texted 20 minutes ago: "Is the Topstone in?"',
+        'We texted 25 minutes ago: "Hi Ada, we open at 8."',
+        "Call 2 days ago (qualified): Asked about gravel bikes.",
+        "Call 5 weeks ago: First call.",
+    ]
+
+
+def test_variables_context_is_capped_at_1500_characters() -> None:
+    long = "word " * 80
+    lead = _lead(
+        history=[
+            {"kind": "call", "at": _ago(days=n + 1), "text": long, "classification": "hot"}
+            for n in range(8)
+        ]
+    )
+
+    context = conversation_context(lead, NOW)
+
+    assert len(context) <= CONTEXT_MAX_CHARS
+    assert context.endswith("...")
+    assert context.startswith("Call yesterday (hot): word")
+
+
+def test_variables_context_for_new_imported_and_anonymous_callers() -> None:
+    assert conversation_context(_lead(), NOW) == FIRST_INTERACTION
+    assert conversation_context(_lead(last_summary="Asked  about\nkids' bikes."), NOW) == (
+        "Earlier call summary: Asked about kids' bikes."
+    )
+    assert "unknown" in conversation_context(None, NOW)
+
+
+def test_variables_new_caller_matches_the_design_cases() -> None:
+    variables = build_variables(STORE, _lead(), NOW)
+
+    assert variables["lead_status"] == "new" and variables["interaction_count"] == "0"
+    assert variables["conversation_context"] == FIRST_INTERACTION
+    assert variables["customer_phone"] == "+16045550142"
+    assert variables["is_outbound"] == "false" and variables["call_type"] == "inbound"
+
+
+def test_variables_sms_channel_and_follow_up_call_types() -> None:
+    sms = build_variables(STORE, _lead(), NOW, channel="sms")
+    outbound = build_variables(STORE, _lead(bike_interest={"type": "e-bike"}), NOW, outbound=True)
+
+    assert sms["call_type"] == "sms" and sms["greeting_opener"].startswith("Thanks for texting")
+    assert (outbound["is_outbound"], outbound["call_type"]) == ("true", "outbound_followup")
+    assert "e-bike bike you asked about" in outbound["dynamic_greeting"]
+
+
+def test_variables_follow_the_store_time_zone_and_spoken_name() -> None:
+    toronto = Organization(
+        id="0c0c0000-0000-4000-8000-000000000009",
+        name="BICI Toronto",
+        phone_number="+14165550100",
+        phone_number_normalized="14165550100",
+        settings={
+            "timezone": "America/Toronto",
+            "spoken_name": "Bee-chee Toronto",
+            "business_hours": {"wednesday": {"open": "10:00", "close": "17:00"}},
+        },
+    )
+
+    variables = build_variables(toronto, None, NOW)
+
+    assert variables["current_time"] == "5:05 PM" and variables["timezone"] == "America/Toronto"
+    assert variables["store_is_open"] == "false"
+    assert variables["full_datetime"] == "Wednesday, November 25, 2026 at 5:05 PM EST"
+    assert variables["greeting_opener"] == "Thanks for calling Bee-chee Toronto."
+    assert variables["organization_name"] == "BICI Toronto"
+
+
+def test_variables_unknown_time_zone_falls_back_to_vancouver() -> None:
+    org = Organization.from_json(
+        default_organization_snapshot() | {"settings": {"timezone": "Mars/Olympus"}}
+    )
+
+    variables = build_variables(org, None, NOW)
+
+    assert variables["timezone"] == "America/Vancouver" and variables["current_time"] == "2:05 PM"
+    assert variables["greeting_opener"] == "Thanks for calling BICI Bike Store."
+
+
+@pytest.mark.parametrize(
+    ("delta", "expected"),
+    [
+        (timedelta(seconds=30), "just now"),
+        (timedelta(minutes=1), "1 minute ago"),
+        (timedelta(hours=5), "5 hours ago"),
+        (timedelta(days=1, hours=3), "yesterday"),
+        (timedelta(days=9), "9 days ago"),
+        (timedelta(days=21), "3 weeks ago"),
+        (timedelta(days=95), "3 months ago"),
+        (timedelta(days=-1), "just now"),
+    ],
+)
+def test_variables_age_text(delta: timedelta, expected: str) -> None:
+    assert age_text(NOW - delta, NOW) == expected
+
+
+def test_variables_lead_history_survives_the_cache_round_trip() -> None:
+    item = {"kind": "call", "at": _ago(days=1), "text": "x", "classification": "hot"}
+    lead = _lead(history=[item])
+
+    again = Lead.from_json(json.loads(json.dumps(lead.to_json())))
+
+    assert again == lead
