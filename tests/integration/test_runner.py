@@ -31,6 +31,7 @@ from devkit import lambda_env, services
 from devkit.lambda_env import HttpRoute, RouteMatch, Router
 from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
 from devkit.sms_events import sign_twilio
+from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
 from tests.support.db import scalar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,23 +39,7 @@ EVENTS = ROOT / "events"
 INITIATION_PATH = "/webhooks/elevenlabs/conversation-initiation"
 SMS_PATH = "/webhooks/twilio/sms"
 STORE_NUMBER = "+17786528784"
-INITIATION_KEYS = {
-    "customer_name",
-    "has_customer_name",
-    "customer_phone",
-    "lead_id",
-    "lead_status",
-    "bike_interest",
-    "previous_summary",
-    "interaction_count",
-    "organization_id",
-    "organization_name",
-    "store_is_open",
-    "business_hours_today",
-    "current_day",
-    "current_time",
-    "timezone",
-}
+INITIATION_KEYS = set(DYNAMIC_VARIABLE_KEYS)
 # Headers API Gateway sets itself (or urllib does): not replayed from the sample events.
 HOP_HEADERS = {"host", "content-length", "x-forwarded-for", "x-forwarded-port"}
 HOP_HEADERS |= {"x-forwarded-proto", "x-amzn-trace-id"}
