@@ -13,6 +13,7 @@ import pytest
 
 from devkit.proxy import TcpProxy
 from leadlookup import initiation
+from leadlookup.models import InboundMessage, PostCall
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from leadlookup.variables import DYNAMIC_VARIABLE_KEYS, FIRST_INTERACTION
@@ -71,28 +72,28 @@ def _text(runtime: Runtime, sender: str, body: str) -> None:
     """An inbound SMS stored through the processor's write path."""
     service = runtime.service
     lead = service.find_or_create_lead(sender, DEFAULT_ORGANIZATION_ID)
-    service.record_inbound_message(
-        organization_id=DEFAULT_ORGANIZATION_ID,
-        lead=lead,
-        external_id="SM" + uuid.uuid4().hex,
+    message = InboundMessage(
+        message_sid="SM" + uuid.uuid4().hex,
         from_number=sender,
         to_number=STORE_NUMBER,
         body=body,
         params={"Body": body},
     )
+    service.record_inbound_message(message, DEFAULT_ORGANIZATION_ID, lead)
 
 
 def _summary(runtime: Runtime, lead_id: str, summary: str, classification: str) -> None:
     """A post-call summary stored through the post-call write path."""
-    runtime.service.record_call_summary(
+    call = PostCall(
         conversation_id="conv_" + uuid.uuid4().hex,
-        organization_id=DEFAULT_ORGANIZATION_ID,
+        payload={},
         lead_id=lead_id,
         summary=summary,
         classification=classification,
-        payload={},
         status=classification,
     )
+    lead = runtime.service.get_lead(lead_id)
+    runtime.service.record_call_summary(call, DEFAULT_ORGANIZATION_ID, lead)
 
 
 def test_context_known_caller_who_texted_first_costs_one_round_trip_then_none(
@@ -208,7 +209,7 @@ def test_context_erasure_removes_it_with_the_lead(
     caller = new_phone()
     _text(runtime, caller, "Please forget me after this.")
     lead_id = _call(runtime, caller)["lead_id"]
-    key, _lease = runtime.service.lead_keys(caller.lstrip("+"), DEFAULT_ORGANIZATION_ID)
+    key = runtime.service.leads.key(caller.lstrip("+"), DEFAULT_ORGANIZATION_ID)
 
     runtime.service.delete_lead(lead_id)
     backend = runtime.cache.backend

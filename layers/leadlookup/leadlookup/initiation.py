@@ -60,8 +60,7 @@ def initiate(
     deadline = clock() + deadline_ms / 1000 - ANSWER_RESERVE_S
     caller = request.get("caller_id")
     called = request.get("called_number")
-    call_sid = request.get("call_sid")
-    call_id = call_sid if isinstance(call_sid, str) else ""
+    call_id = _call_id(request)
     try:
         org, customer, outbound = _parties(service, caller, called, deadline)
         lead = None
@@ -81,6 +80,12 @@ def initiate(
     service.record_degraded()
     org = service.cached_organization(called) or service.default_organization()
     return answer(org, None, now_utc, call_id), True
+
+
+def _call_id(request: dict[str, Any]) -> str:
+    """The call's id (Twilio's CallSid), which fixes the greeting variation of its retries."""
+    call_sid = request.get("call_sid")
+    return call_sid if isinstance(call_sid, str) else ""
 
 
 def _parties(
@@ -130,7 +135,7 @@ def respond(
             service.record_degraded()
             request = _lenient_object(event, settings.max_body_bytes)
             org = service.cached_organization(request.get("called_number"))
-            return answer(org or service.default_organization(), None, utc_now())
+            return answer(org or service.default_organization(), None, utc_now(), _call_id(request))
         request = json_object(event, settings.max_body_bytes)
         left_ms = max(1, int((deadline - clock()) * 1000))
         body, _degraded = initiate(service, request, utc_now(), left_ms, clock)
