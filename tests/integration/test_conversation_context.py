@@ -103,6 +103,10 @@ def test_context_known_caller_who_texted_first_costs_one_round_trip_then_none(
     _text(counted, caller, "Do you have the Topstone gravel bike in a 56?")
     counted.service.get_organization_by_phone(STORE_NUMBER)  # the store is held in process
     pg_proxy.reset_counters()
+    written_through = _call(counted, caller)  # the SMS write put the committed lead in Redis
+    after_write_trips = pg_proxy.round_trips
+    counted.service.flush_lead(caller, DEFAULT_ORGANIZATION_ID)
+    pg_proxy.reset_counters()
 
     cold = _call(counted, caller)
     miss_trips = pg_proxy.round_trips
@@ -110,12 +114,12 @@ def test_context_known_caller_who_texted_first_costs_one_round_trip_then_none(
     redis_proxy.reset_counters()
     warm = _call(counted, caller)
 
-    assert cold["conversation_context"] == (
-        'Customer texted just now: "Do you have the Topstone gravel bike in a 56?"'
-    )
+    texted = 'Customer texted just now: "Do you have the Topstone gravel bike in a 56?"'
+    assert written_through["conversation_context"] == texted and after_write_trips == 0
+    assert cold["conversation_context"] == texted
     assert cold["last_topic"] == "Do you have the Topstone gravel bike in a 56?"
     assert miss_trips == 1
-    assert warm["conversation_context"] == cold["conversation_context"]
+    assert warm["conversation_context"] == texted
     assert pg_proxy.round_trips == 0
     assert redis_proxy.round_trips <= 1
 

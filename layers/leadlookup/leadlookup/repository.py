@@ -15,29 +15,47 @@ LEAD_COLUMNS = (
     "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq, human_control"
 )
 ORG_COLUMNS = "id, name, phone_number, phone_number_normalized, settings"
-# The lead's recent history for conversation_context, newest first, as one json column of the
-# statement that reads the row, so a cache miss stays one round trip and the cached lead
-# carries it: the last three call summaries and the last inbound and outbound texts, each cut
-# to 300 characters (the rendered context is capped at 1500). The row's alias must be `leads`.
-LEAD_HISTORY = """COALESCE((
+
+
+def lead_history(lead_id: str, new_calls: str = "", new_messages: str = "") -> str:
+    """The ``history`` column of a lead row (SQL text): its recent calls and texts, newest first.
+
+    One json column of the statement that returns the row, so that a cache miss stays one
+    round trip and the cached (or written-through) lead carries its conversation_context:
+    the last three call summaries and the last inbound and outbound texts, each cut to 300
+    characters (the rendered context is capped at 1500). ``lead_id`` is the SQL expression of
+    the row's id. A statement that inserts a summary or message in a CTE passes that CTE's
+    rows as ``new_calls`` (created_at, summary, classification) or ``new_messages``
+    (direction, created_at, body): the statement's own snapshot does not see them in the
+    tables.
+    """
+    calls = (
+        f"SELECT created_at, summary, classification FROM call_summaries WHERE lead_id = {lead_id}"
+    )
+    messages = f"SELECT direction, created_at, body FROM messages WHERE lead_id = {lead_id}"
+    if new_calls:
+        calls += f" UNION ALL {new_calls}"
+    if new_messages:
+        messages += f" UNION ALL {new_messages}"
+    texts = [
+        f"""(SELECT '{direction}', m.created_at, left(m.body, 300), NULL
+         FROM ({messages}) AS m WHERE m.direction = '{direction}' AND m.body <> ''
+         ORDER BY m.created_at DESC LIMIT 1)"""
+        for direction in ("inbound", "outbound")
+    ]
+    return f"""COALESCE((
     SELECT json_agg(h ORDER BY h.at DESC) FROM (
-        (SELECT 'call' AS kind, s.created_at AS at, left(s.summary, 300) AS text,
-                s.classification
-         FROM call_summaries s WHERE s.lead_id = leads.id AND s.summary <> ''
-         ORDER BY s.created_at DESC LIMIT 3)
-        UNION ALL
-        (SELECT 'inbound', m.created_at, left(m.body, 300), NULL
-         FROM messages m
-         WHERE m.lead_id = leads.id AND m.direction = 'inbound' AND m.body <> ''
-         ORDER BY m.created_at DESC LIMIT 1)
-        UNION ALL
-        (SELECT 'outbound', m.created_at, left(m.body, 300), NULL
-         FROM messages m
-         WHERE m.lead_id = leads.id AND m.direction = 'outbound' AND m.body <> ''
-         ORDER BY m.created_at DESC LIMIT 1)
+        (SELECT 'call' AS kind, c.created_at AS at, left(c.summary, 300) AS text,
+                c.classification
+         FROM ({calls}) AS c WHERE c.summary <> ''
+         ORDER BY c.created_at DESC LIMIT 3)
+        UNION ALL {texts[0]}
+        UNION ALL {texts[1]}
     ) AS h), '[]'::json) AS history"""
-# What every statement returning a lead selects: the row and its history.
-LEAD_ROW = f"{LEAD_COLUMNS}, {LEAD_HISTORY}"
+
+
+# What a statement reading a lead from `leads` (or a row source aliased so) selects.
+LEAD_ROW = f"{LEAD_COLUMNS}, {lead_history('leads.id')}"
 
 SELECT_LEAD_BY_PHONE = f"""
 SELECT {LEAD_ROW} FROM leads
@@ -102,7 +120,7 @@ WITH ins AS (
     VALUES (:organization_id, :lead_id, :external_id, 'inbound', :from_number, :to_number,
             :body, :params::jsonb)
     ON CONFLICT (external_id) DO NOTHING
-    RETURNING lead_id
+    RETURNING lead_id, direction, created_at, body
 ), upd AS (
     UPDATE leads SET
         last_contact_at = now(),
@@ -113,7 +131,8 @@ WITH ins AS (
     WHERE id = (SELECT lead_id FROM ins)
     RETURNING {LEAD_COLUMNS}
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, upd.*
+SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
+    {lead_history("upd.id", new_messages="SELECT direction, created_at, body FROM ins")}
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 # The summary row is unique on conversation_id; the lead changes only if this delivery inserted
@@ -126,7 +145,7 @@ WITH ins AS (
     VALUES (:organization_id, :lead_id, :conversation_id, :summary, :classification,
             :payload::jsonb)
     ON CONFLICT (conversation_id) DO NOTHING
-    RETURNING lead_id
+    RETURNING lead_id, created_at, summary, classification
 ), upd AS (
     UPDATE leads SET
         interaction_count = interaction_count + 1,
@@ -144,7 +163,8 @@ WITH ins AS (
     WHERE id = (SELECT lead_id FROM ins)
     RETURNING {LEAD_COLUMNS}
 )
-SELECT (SELECT count(*) FROM ins) AS inserted, upd.*
+SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
+    {lead_history("upd.id", new_calls="SELECT created_at, summary, classification FROM ins")}
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 PURGE_OLD_ROWS = """
