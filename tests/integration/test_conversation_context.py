@@ -14,6 +14,8 @@ import pytest
 from devkit.proxy import TcpProxy
 from leadlookup import initiation
 from leadlookup.models import InboundMessage, PostCall
+from leadlookup.replies.jobs import ReplyOutcome
+from leadlookup.replies.wiring import pipeline_for
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from leadlookup.variables import DYNAMIC_VARIABLE_KEYS, FIRST_INTERACTION
@@ -155,6 +157,31 @@ def test_context_is_kept_current_by_sms_post_call_and_patch(
     assert after_call["interaction_count"] == "1" and after_call["lead_status"] == "qualified"
     assert after_patch["customer_name"] == "Ada"
     assert after_patch["conversation_context"] == after_call["conversation_context"]
+
+
+def test_context_stored_reply_reaches_the_cached_lead(counted: Runtime, pg_proxy: TcpProxy) -> None:
+    caller = new_phone()
+    lead_id = _call(counted, caller)["lead_id"]  # cached
+    outcome = ReplyOutcome(
+        key="reply:SM" + uuid.uuid4().hex,
+        sender_kind="agent",
+        organization_id=DEFAULT_ORGANIZATION_ID,
+        lead_id=lead_id,
+        to_number=caller,
+        from_number=STORE_NUMBER,
+        body="Yes, the Topstone 56 is in stock.",
+        twilio_sid="SM" + uuid.uuid4().hex,
+        status="queued",
+    )
+
+    pipeline_for(counted.service).store_outcome(outcome)
+    pg_proxy.reset_counters()
+    variables = _call(counted, caller)
+
+    assert variables["conversation_context"] == (
+        'We texted just now: "Yes, the Topstone 56 is in stock."'
+    )
+    assert pg_proxy.round_trips == 0
 
 
 def test_context_shows_the_last_text_of_each_direction_and_calls_newest_first(

@@ -199,14 +199,24 @@ SELECT l.opted_out_at IS NOT NULL AS opted_out, l.human_control,
        ), '[]'::json) AS history
 FROM leads l WHERE l.id = :lead_id"""
 
-# external_id is the job key, so an outcome delivered twice is stored once.
-INSERT_OUTBOUND_MESSAGE = """
-INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
-                      from_number, to_number, body, params, twilio_sid, status)
-VALUES (:organization_id, :lead_id, :external_id, 'outbound', :sender_kind, :from_number,
-        :to_number, :body, :params::jsonb, :twilio_sid, :status)
-ON CONFLICT (external_id) DO NOTHING
-RETURNING id"""
+# external_id is the job key, so an outcome delivered twice is stored once. A stored text
+# rewrites its lead (a no-op UPDATE: the trigger gives it a new write_seq) and returns it with
+# that text in its history, so the cached lead's conversation_context shows it.
+INSERT_OUTBOUND_MESSAGE = f"""
+WITH ins AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
+                          from_number, to_number, body, params, twilio_sid, status)
+    VALUES (:organization_id, :lead_id, :external_id, 'outbound', :sender_kind, :from_number,
+            :to_number, :body, :params::jsonb, :twilio_sid, :status)
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING lead_id, direction, created_at, body
+), upd AS (
+    UPDATE leads SET write_seq = write_seq WHERE id = (SELECT lead_id FROM ins)
+    RETURNING {LEAD_COLUMNS}
+)
+SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
+    {lead_history("upd.id", new_messages="SELECT direction, created_at, body FROM ins")}
+FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 # The flag, the version (it is the ETag) and, only when the flag changed, a system message in
 # the history - one statement, so one transaction.
@@ -224,9 +234,10 @@ WITH cur AS (
     SELECT organization_id, id, :note_key, 'system', 'system', :note, :params::jsonb FROM upd
     RETURNING 1
 )
-SELECT upd.*, (SELECT count(*) FROM note) AS noted FROM upd
+SELECT upd.*, {lead_history("upd.id")}, (SELECT count(*) FROM note) AS noted FROM upd
 UNION ALL
-SELECT l.*, 0 FROM (SELECT {LEAD_COLUMNS} FROM leads WHERE id = (SELECT id FROM cur)) AS l
+SELECT l.*, {lead_history("l.id")}, 0
+FROM (SELECT {LEAD_COLUMNS} FROM leads WHERE id = (SELECT id FROM cur)) AS l
 WHERE NOT EXISTS (SELECT 1 FROM upd)"""
 
 # Newest first; the cursor is the (created_at, id) of the last row of the previous page.
@@ -250,7 +261,7 @@ WHERE id = :id AND opted_out_at IS NULL AND NOT human_control
   AND (last_automation_at IS NULL
        OR last_automation_at < now() - make_interval(secs => :window_seconds)
        OR last_automation_key = :key)
-RETURNING {LEAD_COLUMNS}"""
+RETURNING {LEAD_ROW}"""
 
 
 class Queryable(Protocol):
@@ -437,9 +448,10 @@ class Repository:
         )
         return rows[0] if rows else None
 
-    def insert_outbound_message(self, **fields: Any) -> bool:
-        """Store an outbound text once (keyed by its job key); whether it was new."""
-        return bool(self.db.query(INSERT_OUTBOUND_MESSAGE, fields))
+    def insert_outbound_message(self, **fields: Any) -> tuple[bool, Lead | None]:
+        """Store an outbound text once (keyed by its job key); (new, its rewritten lead)."""
+        row = self.db.query(INSERT_OUTBOUND_MESSAGE, fields)[0]
+        return bool(row["inserted"]), _lead_or_none(row)
 
     def set_human_control(
         self, lead_id: str, on: bool, version: int | None, note_key: str, note: str

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadlookup.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
-from leadlookup.initiation import dynamic_variables
 from leadlookup.models import Lead, Organization
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
@@ -32,6 +31,7 @@ from leadlookup.replies.jobs import (
     reply_key,
 )
 from leadlookup.service import LookupService, parse_uuid
+from leadlookup.variables import build_variables
 
 # Twilio answers these itself (and STOP/START change the opt-out state): the agent stays out.
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
@@ -122,7 +122,7 @@ class ReplyPipeline:
             return "human control"
         if context["replied"]:
             return "already answered"
-        variables = dynamic_variables(org, lead, self._now())
+        variables = build_variables(org, lead, self._now(), channel="sms", call_id=message_sid)
         job = ReplyJob(
             key=key,
             kind=JobKind.AGENT,
@@ -193,7 +193,7 @@ class ReplyPipeline:
 
     def store_outcome(self, outcome: ReplyOutcome) -> bool:
         """Store what the responder did as an outbound message, once; whether it was new."""
-        inserted = self.service.repo.insert_outbound_message(
+        inserted, lead = self.service.repo.insert_outbound_message(
             organization_id=outcome.organization_id,
             lead_id=outcome.lead_id,
             external_id=outcome.key,
@@ -205,6 +205,9 @@ class ReplyPipeline:
             twilio_sid=outcome.twilio_sid,
             status=outcome.status,
         )
+        if lead is not None:
+            # The cached lead's conversation_context shows the last outbound text.
+            self.service.lead_written(lead)
         logger.info(
             "reply outcome stored" if inserted else "reply outcome already stored",
             key=outcome.key,
