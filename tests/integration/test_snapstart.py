@@ -25,7 +25,7 @@ import pytest
 from snapshot_restore_py import get_after_restore, get_before_snapshot
 
 from devkit.proxy import TcpProxy
-from leadlookup import credentials, secretsmanager, snapstart
+from leadlookup import iam, secretsmanager, snapstart
 from leadlookup import runtime as runtime_module
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import load_handler
@@ -192,7 +192,7 @@ def test_snapstart_secrets_are_read_with_the_container_endpoint_credentials(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials_endpoint,
             "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-token",
         }
-        credentials.reset()
+        iam.reset()
 
         first = secretsmanager.SecretsClient(env).get(arn)
         snapstart.before_snapshot()

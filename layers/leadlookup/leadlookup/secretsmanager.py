@@ -24,8 +24,8 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from leadlookup import credentials, sigv4
-from leadlookup.errors import DeadlineExceeded, Unavailable
+from leadlookup import iam, sigv4
+from leadlookup.errors import ConfigError, DeadlineExceeded, Unavailable
 
 SERVICE = "secretsmanager"
 TARGET = "secretsmanager.GetSecretValue"
@@ -84,9 +84,22 @@ def region(env: Mapping[str, str]) -> str:
     return (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1").strip()
 
 
-def env_credentials(env: Mapping[str, str], timeout_s: float = TIMEOUT_S) -> sigv4.Credentials:
-    """The function's role credentials (the environment's, or SnapStart's container endpoint)."""
-    return credentials.lambda_credentials(env, timeout_s)
+def env_credentials(env: Mapping[str, str]) -> sigv4.Credentials:
+    """The function's role credentials: the environment's, or under SnapStart (which has
+    none there) the container endpoint's, loaded and cached by :mod:`leadlookup.iam`."""
+    access_key = (env.get("AWS_ACCESS_KEY_ID") or "").strip()
+    if access_key:
+        return sigv4.Credentials(
+            access_key,
+            (env.get("AWS_SECRET_ACCESS_KEY") or "").strip(),
+            (env.get("AWS_SESSION_TOKEN") or "").strip() or None,
+        )
+    if not (env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI") or "").strip():
+        raise Unavailable("no AWS credentials (AWS_ACCESS_KEY_ID) to read secrets with")
+    try:
+        return iam.credentials(env)
+    except ConfigError as exc:
+        raise Unavailable(f"no AWS credentials to read secrets with: {exc}") from None
 
 
 class SecretsClient:
@@ -146,7 +159,7 @@ class SecretsClient:
                 body,
                 service=SERVICE,
                 region=region(self._env),
-                credentials=env_credentials(self._env, timeout),
+                credentials=env_credentials(self._env),
             )
             request = urllib.request.Request(  # noqa: S310 - the endpoint above
                 url, data=body, headers={**headers, **signed}, method="POST"

@@ -22,7 +22,7 @@ import random
 
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
-from leadlookup import credentials, queue, runtime, secretsmanager
+from leadlookup import iam, queue, runtime, secretsmanager
 
 # What a first answer may import besides the handler's own import chain: the drivers, and
 # the Secrets Manager reader for secrets given as ARNs. Importing opens no connection and
@@ -44,7 +44,7 @@ def before_snapshot() -> None:
         importlib.import_module(name)
     runtime.set_runtime(None)
     secretsmanager.reset()
-    credentials.reset()
+    iam.reset()
     queue.forget_clients()
 
 
