@@ -23,7 +23,7 @@ def record_handler(record: SQSRecord) -> bool:
     return postcall.process_record(get_runtime().service, record.body, record.message_id)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
