@@ -191,6 +191,10 @@ class ReplyPipeline:
 
     # -- outcomes -------------------------------------------------------------------------
 
+    def store_outcome_json(self, body: object) -> bool:
+        """:meth:`store_outcome` of an outcome queue message's body."""
+        return self.store_outcome(ReplyOutcome.from_json(body))
+
     def store_outcome(self, outcome: ReplyOutcome) -> bool:
         """Store what the responder did as an outbound message, once; whether it was new."""
         inserted, lead = self.service.repo.insert_outbound_message(

@@ -10,6 +10,7 @@ Either way the outcome is put on the outcome queue again (storing it is idempote
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -98,7 +99,14 @@ class Responder:
         if lambda_context is not None:
             # An in-progress record expires with this invocation, so a crash is retried.
             self.config.register_lambda_context(lambda_context)
-        outcome = ReplyOutcome.from_json(self._once(job=job.to_json()))
+            result = self._once(job=job.to_json())
+        else:
+            # In-process (local runs): no invocation deadline, so Powertools' warning that the
+            # in-progress record cannot expire with it says nothing new.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Couldn't determine the remaining time")
+                result = self._once(job=job.to_json())
+        outcome = ReplyOutcome.from_json(result)
         # A standard queue: storing an outcome is idempotent, in any order.
         self.outcomes.send(outcome.to_json())
         return outcome

@@ -17,7 +17,7 @@ from leadlookup.observability import logger, metrics
 from leadlookup.queue import Handler, Queue, queue_for
 from leadlookup.replies.agent import ElevenLabsAgent
 from leadlookup.replies.idempotency import persistence_store
-from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
+from leadlookup.replies.jobs import ReplyJob
 from leadlookup.replies.pipeline import ReplyPipeline
 from leadlookup.replies.responder import Responder
 from leadlookup.replies.twilio import TwilioSender
@@ -93,7 +93,7 @@ def build_pipeline(service: LookupService, metrics_sink: Any = None) -> ReplyPip
     # the outcome's storage: the same interfaces as the queues, the same JSON bodies.
     outcomes = queue_for(
         settings.reply_outcome_queue_url,
-        tolerant(lambda body: holder[0].store_outcome(ReplyOutcome.from_json(body)), "outcomes"),
+        tolerant(lambda body: holder[0].store_outcome_json(body), "outcomes"),
     )
     jobs: Queue
     if settings.reply_queue_url:
@@ -171,4 +171,4 @@ def respond_record(responder: Responder, body: str, lambda_context: Any = None) 
 
 def store_outcome_record(service: LookupService, body: str) -> bool:
     """One outcome-queue record, stored as an outbound message once."""
-    return pipeline_for(service).store_outcome(ReplyOutcome.from_json(decode(body)))
+    return pipeline_for(service).store_outcome_json(decode(body))
