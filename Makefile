@@ -16,7 +16,7 @@ PY313_DIR ?= $(firstword \
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sam-cli checkov test run invoke migrate events bench lint fmt build validate clean
+.PHONY: help venv sam-cli checkov test run invoke migrate events bench dashboard lint fmt build validate clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,6 +58,9 @@ events: $(VENV)/.stamp ## re-sign the signed sample events under events/
 
 bench: $(VENV)/.stamp ## run the benchmarks
 	$(PY) -m devkit.bench
+
+dashboard: $(VENV)/.stamp ## draw the template's CloudWatch dashboard from a local load run into docs/dashboard.png
+	$(PY) -m devkit.dashboard
 
 lint: $(VENV)/.stamp ## ruff check, ruff format --check, mypy
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
