@@ -133,6 +133,7 @@ def test_iam_template_cache_connect_names_the_cache_and_one_user(expanded):
         ("SmsProcessorFunction", "InboundSmsQueue"),
         ("SmsOutcomeFunction", "ReplyOutcomeQueue"),
         ("PostCallProcessorFunction", "PostCallQueue"),
+        ("SmsResponderFunction", "ReplyQueue"),
     ],
 )
 def test_iam_template_queue_consumers_may_only_consume_their_own_queue(expanded, function, queue):
@@ -194,6 +195,15 @@ def test_iam_template_proxy_requires_iam_from_every_client(expanded):
     assert proxy["DefaultAuthScheme"] == "IAM_AUTH"
     assert [auth["IAMAuth"] for auth in proxy["Auth"]] == ["REQUIRED"]
     assert proxy["RequireTLS"] is True
+
+
+def test_iam_template_sms_responder_outside_the_vpc_has_no_data_access(expanded):
+    function = expanded["Resources"]["SmsResponderFunction"]["Properties"]
+    role = _role_of(expanded, "SmsResponderFunction")
+    actions = [a for s in _statements(expanded, role) for a in _actions(s)]
+
+    assert "VpcConfig" not in function
+    assert not [a for a in actions if a.startswith(("rds-db:", "elasticache:", "ec2:"))]
 
 
 def test_iam_template_default_cache_user_is_off():
