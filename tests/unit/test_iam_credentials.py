@@ -128,3 +128,16 @@ def test_iam_container_endpoint_over_http_must_be_loopback(uri: str):
 def test_iam_without_any_credentials_names_what_is_missing():
     with pytest.raises(ConfigError, match="AWS_ACCESS_KEY_ID"):
         iam.load_credentials({})
+
+
+def test_iam_snapstart_before_snapshot_drops_every_token():
+    from leadlookup import snapstart
+
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}
+    tokens = iam.rds_token_source("h", 5432, "u", env, clock=lambda: NOW)
+    tokens()
+
+    snapstart.before_snapshot()
+    tokens()
+
+    assert tokens.made == 2
