@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,8 +156,27 @@ def test_backend_delete_prefix_removes_only_that_prefix_on_every_node(
     backend.delete_prefix(other.prefix)
 
 
-def test_backend_info_reports_a_connected_server(backend: CacheBackend) -> None:
-    assert backend.info()["connected"] is True
+def _reads(info: dict[str, Any]) -> tuple[int, int]:
+    """(keyspace hits, misses) of a Redis or Redis Cluster INFO summary."""
+    nodes = info["nodes"].values() if "nodes" in info else [info]
+    return sum(n["keyspace_hits"] for n in nodes), sum(n["keyspace_misses"] for n in nodes)
+
+
+def test_backend_info_reflects_what_the_server_did(backend: CacheBackend, keys: CacheKeys) -> None:
+    before = backend.info()
+    key = keys.lead("16045550142", "org")
+    _cached(backend, keys, key, "v")
+
+    assert backend.get(key) == "v" and backend.get(keys.lead("16045550143", "org")) is None
+    after = backend.info()
+
+    assert before["connected"] is True and after["connected"] is True
+    if isinstance(backend, MemoryBackend):
+        assert after["keys"] == before["keys"] + 1
+    else:
+        # At least our hit and our miss (a shared server also counts other clients' reads).
+        (hits_before, misses_before), (hits, misses) = _reads(before), _reads(after)
+        assert hits >= hits_before + 1 and misses >= misses_before + 1
 
 
 def _cached(backend: CacheBackend, keys: CacheKeys, key: str, value: str) -> None:

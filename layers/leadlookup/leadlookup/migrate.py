@@ -51,14 +51,6 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(p.stem, p.read_text()) for p in sorted(directory.glob("*.sql"))]
 
 
-def migrations_hash(directory: Path = MIGRATIONS_DIR) -> str:
-    """One hash over all migrations (the custom resource re-runs when it changes)."""
-    digest = hashlib.sha256()
-    for migration in load_migrations(directory):
-        digest.update(f"{migration.version}:{migration.checksum}\n".encode())
-    return digest.hexdigest()
-
-
 @cache
 def default_organization_snapshot() -> dict[str, Any]:
     """The seeded default organization, as shipped in the layer (used when all else fails)."""
