@@ -40,8 +40,6 @@ DEMO_SECRETS = {
 }
 # Local defaults that keep the output readable; the environment wins.
 LOCAL_DEFAULTS = {
-    "POWERTOOLS_SERVICE_NAME": "bici-lookups",
-    "POWERTOOLS_METRICS_NAMESPACE": "BiciLookups",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
 

@@ -4,7 +4,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from leadlookup import initiation
 from leadlookup.http import create_resolver
-from leadlookup.observability import logger, metrics, tracer
+from leadlookup.observability import emf, logger, tracer
 from leadlookup.runtime import get_runtime
 from leadlookup.snapstart import register_hooks
 
@@ -21,6 +21,6 @@ def conversation_initiation() -> dict:
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
 )
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
     return app.resolve(event, context)

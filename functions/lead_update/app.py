@@ -14,7 +14,7 @@ from leadlookup.http import (
     require_media_type,
 )
 from leadlookup.models import Lead
-from leadlookup.observability import logger, metrics, tracer
+from leadlookup.observability import emf, logger, tracer
 from leadlookup.replies.wiring import pipeline_for
 from leadlookup.runtime import get_runtime
 
@@ -96,6 +96,6 @@ def _required(params: dict[str, str], name: str) -> str:
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
 )
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
     return app.resolve(event, context)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from leadlookup.observability import logger, metrics, tracer
+from leadlookup.observability import emf, logger, tracer
 from leadlookup.replies import wiring
 from leadlookup.runtime import get_runtime
 
@@ -20,7 +20,7 @@ def record_handler(record: SQSRecord) -> bool:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -4,7 +4,7 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from leadlookup import sms
-from leadlookup.observability import logger, metrics, tracer
+from leadlookup.observability import emf, logger, tracer
 from leadlookup.runtime import get_runtime
 
 # The FIFO flavour of the batch processor: a failed message also fails the later messages of
@@ -22,7 +22,7 @@ def record_handler(record: SQSRecord) -> bool:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -5,7 +5,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from leadlookup import sms
 from leadlookup.http import create_resolver
-from leadlookup.observability import logger, metrics, tracer
+from leadlookup.observability import emf, logger, tracer
 from leadlookup.runtime import get_runtime
 
 app = create_resolver()
@@ -13,8 +13,7 @@ app = create_resolver()
 
 @app.post("/webhooks/twilio/sms")
 def inbound_sms() -> Response:
-    runtime = get_runtime()
-    sms.receive(app.current_event.raw_event, runtime.settings, runtime.service)
+    sms.receive(app.current_event.raw_event, get_runtime().service)
     return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
 
 
@@ -22,6 +21,6 @@ def inbound_sms() -> Response:
     correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
 )
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
     return app.resolve(event, context)

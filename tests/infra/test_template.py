@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
-from leadlookup import metrics
+from leadlookup import metrics, observability
 from leadlookup.queue import MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.infra
@@ -373,15 +373,25 @@ def test_alarms_on_custom_metrics_use_layer_metric_names(template: dict[str, Any
         assert dims == SERVICE_DIMENSIONS, metric
 
 
-def test_functions_share_the_service_name_and_namespace(template: dict[str, Any]) -> None:
+def test_functions_share_the_service_name_and_namespace_from_the_layer_only(
+    template: dict[str, Any],
+) -> None:
+    # The layer passes both names to Powertools explicitly, which overrides the environment:
+    # a template value would be a second source that does nothing.
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    environments = [variables] + [
+        function["Properties"].get("Environment", {}).get("Variables", {})
+        for function in _functions(template).values()
+    ]
 
-    assert variables["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE_NAME
-    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
-    for name, function in _functions(template).items():
-        own = function["Properties"].get("Environment", {}).get("Variables", {})
-        assert "POWERTOOLS_SERVICE_NAME" not in own, name
-        assert "POWERTOOLS_METRICS_NAMESPACE" not in own, name
+    for env in environments:
+        assert "POWERTOOLS_SERVICE_NAME" not in env
+        assert "POWERTOOLS_METRICS_NAMESPACE" not in env
+    assert (observability.logger.service, observability.emf.namespace) == (
+        metrics.SERVICE_NAME,
+        metrics.NAMESPACE,
+    )
+    assert observability.emf.service == observability.tracer.service == metrics.SERVICE_NAME
 
 
 # ------------------------------------------------------------------------- routes and triggers

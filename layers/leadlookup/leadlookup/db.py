@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
@@ -43,12 +43,6 @@ _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 _TERMINATION_STATES = ("57P01", "57P02", "57P03")
 _CONNECTION_LOST_STATES = (*_TERMINATION_STATES, "08000", "08003", "08006")
 _UNIQUE_VIOLATION = "23505"
-
-
-class Clock(Protocol):
-    """Monotonic seconds; tests may pass a fake."""
-
-    def __call__(self) -> float: ...
 
 
 def to_literal(value: Any) -> str:
@@ -222,11 +216,9 @@ class Database:
         self,
         settings: Settings,
         connect: Callable[[ConnectParams, float], pg8000.native.Connection] | None = None,
-        clock: Clock = time.monotonic,
     ) -> None:
         self._settings = settings
         self._connect = connect or _open
-        self._clock = clock
         self._conn: pg8000.native.Connection | None = None
         self._params: ConnectParams | None = None
 
@@ -240,8 +232,8 @@ class Database:
     ) -> list[dict[str, Any]]:
         """Run one statement in one round trip; rows as dicts keyed by column name.
 
-        ``deadline`` (a ``clock()`` value) caps the socket timeout, so a slow database costs at
-        most the caller's remaining budget. ``retry`` allows one reconnect when a cached
+        ``deadline`` (a ``time.monotonic()`` value) caps the socket timeout, so a slow database
+        costs at most the caller's remaining budget. ``retry`` allows one reconnect when a cached
         connection turns out dead (RDS Proxy closes idle ones); pass False for statements that
         must not run twice.
         """
@@ -269,7 +261,7 @@ class Database:
     def _timeout(self, deadline: float | None, default_ms: int) -> float:
         timeout = default_ms / 1000
         if deadline is not None:
-            remaining = deadline - self._clock()
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DeadlineExceeded("no time left for the database")
             timeout = min(timeout, remaining)

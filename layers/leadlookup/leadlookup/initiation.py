@@ -9,7 +9,6 @@ missing; when lookups fail or would pass the deadline, the answer is the anonymo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,10 +53,9 @@ def initiate(
     request: dict[str, Any],
     now_utc: datetime,
     deadline_ms: int,
-    clock: Callable[[], float] = time.monotonic,
 ) -> tuple[dict[str, Any], bool]:
     """Find the organization and lead for a call; (answer, degraded)."""
-    deadline = clock() + deadline_ms / 1000 - ANSWER_RESERVE_S
+    deadline = time.monotonic() + deadline_ms / 1000 - ANSWER_RESERVE_S
     caller = request.get("caller_id")
     called = request.get("called_number")
     call_id = _call_id(request)
@@ -112,9 +110,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def respond(
-    event: dict[str, Any], service: LookupService, clock: Callable[[], float] = time.monotonic
-) -> dict[str, Any]:
+def respond(event: dict[str, Any], service: LookupService) -> dict[str, Any]:
     """Authenticate and answer one initiation webhook event (401/400/413, else 200).
 
     The deadline runs from here: reading the webhook secret and the data stores' credentials,
@@ -122,7 +118,7 @@ def respond(
     Manager does not deliver in time gets the degraded answer, which holds no caller data.
     """
     settings = service.settings
-    started = clock()
+    started = time.monotonic()
     deadline = started + settings.initiation_deadline_ms / 1000
     with deadline_scope(deadline - ANSWER_RESERVE_S):
         provided = header(event, settings.initiation_secret_header)
@@ -137,8 +133,8 @@ def respond(
             org = service.cached_organization(request.get("called_number"))
             return answer(org or service.default_organization(), None, utc_now(), _call_id(request))
         request = json_object(event, settings.max_body_bytes)
-        left_ms = max(1, int((deadline - clock()) * 1000))
-        body, _degraded = initiate(service, request, utc_now(), left_ms, clock)
+        left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+        body, _degraded = initiate(service, request, utc_now(), left_ms)
     return body
 
 

@@ -1,19 +1,16 @@
-"""Versioned SQL migrations with an idempotent runner, plus the default-organization seed."""
+"""Versioned SQL migrations with an idempotent runner; they seed the default organization."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Any
 
 from leadlookup.db import Database, render
 from leadlookup.errors import LookupServiceError, MigrationError, Unavailable
+from leadlookup.models import default_organization_snapshot
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-DEFAULT_ORGANIZATION_FILE = Path(__file__).parent / "default_organization.json"
 # Any constant works; it only has to be the same for every runner of this schema.
 _ADVISORY_LOCK_KEY = 4_242_001
 
@@ -49,13 +46,6 @@ class Migration:
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Every migration file, in version order."""
     return [Migration(p.stem, p.read_text()) for p in sorted(directory.glob("*.sql"))]
-
-
-@cache
-def default_organization_snapshot() -> dict[str, Any]:
-    """The seeded default organization, as shipped in the layer (used when all else fails)."""
-    data: dict[str, Any] = json.loads(DEFAULT_ORGANIZATION_FILE.read_text())
-    return data
 
 
 def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[str]:

@@ -3,12 +3,18 @@ what the webhooks parse (an inbound SMS, a finished call) on its way to the repo
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 LEAD_STATUSES = ("new", "contacted", "qualified", "hot", "customer", "closed")
 SENTIMENTS = ("positive", "neutral", "negative")
+# The seeded default organization, shipped in the layer: migrations seed it, and degraded
+# answers use it when neither the cache nor the database can say more.
+DEFAULT_ORGANIZATION_FILE = Path(__file__).parent / "default_organization.json"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -190,3 +196,10 @@ _POST_CALL_TEXT = (
     "status",
     "customer_name",
 )
+
+
+@cache
+def default_organization_snapshot() -> dict[str, Any]:
+    """The seeded default organization as shipped in the layer (JSON fields)."""
+    data: dict[str, Any] = json.loads(DEFAULT_ORGANIZATION_FILE.read_text())
+    return data

@@ -1,4 +1,8 @@
-"""Powertools Logger, Tracer and Metrics shared by every handler, and the metric sink."""
+"""Powertools Logger, Tracer and Metrics shared by every handler, and the metric sink.
+
+``emf`` is the Powertools Metrics object (it writes CloudWatch Embedded Metric Format);
+the metric *names* live in :mod:`leadlookup.metrics`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from leadlookup.metrics import NAMESPACE, SERVICE_NAME
 
 logger = Logger(service=SERVICE_NAME)
 tracer = Tracer(service=SERVICE_NAME)
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE_NAME)
+emf = Metrics(namespace=NAMESPACE, service=SERVICE_NAME)
 
 
 class PowertoolsMetricSink:
@@ -17,7 +21,7 @@ class PowertoolsMetricSink:
 
     def count(self, name: str) -> None:
         """Add 1 to ``name``."""
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        emf.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 class RecordingMetricSink:

@@ -129,9 +129,7 @@ def parse_post_call(body: dict[str, Any]) -> PostCall | None:
     )
 
 
-def receive_post_call(
-    event: dict[str, Any], service: LookupService, now: float | None = None
-) -> str:
+def receive_post_call(event: dict[str, Any], service: LookupService) -> str:
     """Verify a delivery and queue the call: ``"ok"``, or ``"ignored"`` for other event types.
 
     401 on a bad signature, 413 for a transcription over ``POST_CALL_MAX_BODY_BYTES``, 400 for
@@ -139,8 +137,7 @@ def receive_post_call(
     5xx when its webhook retries are on.
     """
     settings = service.settings
-    now = wall_clock() if now is None else now
-    raw = verified_elevenlabs_body(event, settings, now, limit=API_MAX_BODY_BYTES)
+    raw = verified_elevenlabs_body(event, settings, wall_clock(), limit=API_MAX_BODY_BYTES)
     if len(raw) > settings.post_call_max_body_bytes:
         kind = _leading_type(raw)
         if kind in IGNORED_TYPES:

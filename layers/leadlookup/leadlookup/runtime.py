@@ -48,7 +48,7 @@ def build_runtime(
         )
         backend, on_failure = redis_backend, redis_backend.reset
     cache = ReadThroughCache(
-        backend if settings.cache_enabled or backend is not None else None,
+        backend,
         CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000),
         metrics or PowertoolsMetricSink(),
         lease_ms=settings.cache_lease_ms,

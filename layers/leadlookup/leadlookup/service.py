@@ -10,14 +10,18 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from leadlookup.cache import CacheKeys, CacheRegion, ReadThroughCache
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
 from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
-from leadlookup.migrate import default_organization_snapshot
-from leadlookup.models import InboundMessage, Lead, Organization, PostCall
+from leadlookup.models import (
+    InboundMessage,
+    Lead,
+    Organization,
+    PostCall,
+    default_organization_snapshot,
+)
 from leadlookup.observability import logger
 from leadlookup.patch import apply_patch, validate_patch
 from leadlookup.phones import mask_phone, national_digits, normalize_phone
@@ -48,7 +52,6 @@ class LookupService:
         repo: Repository,
         cache: ReadThroughCache,
         settings: Settings,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.repo = repo
         self.cache = cache
@@ -71,7 +74,6 @@ class LookupService:
             seq=lambda lead: lead.write_seq,
             stale=(self.keys.stale, settings.lead_stale_ttl_seconds),
         )
-        self._clock = clock
         self._org_l1: dict[str, tuple[float, Organization]] = {}
         self._l1_lock = threading.Lock()
 
@@ -181,14 +183,14 @@ class LookupService:
             return None
         with self._l1_lock:
             item = self._org_l1.get(key)
-        if item is None or item[0] <= self._clock():
+        if item is None or item[0] <= time.monotonic():
             return None
         return item[1]
 
     def _l1_put(self, key: str, org: Organization) -> None:
         if self.settings.org_l1_ttl_seconds > 0:
             with self._l1_lock:
-                self._org_l1[key] = (self._clock() + self.settings.org_l1_ttl_seconds, org)
+                self._org_l1[key] = (time.monotonic() + self.settings.org_l1_ttl_seconds, org)
 
     # -- leads --------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.queue import fifo_id, queue_for
 from leadlookup.service import LookupService
-from leadlookup.settings import Settings
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 TWIML_CONTENT_TYPE = "text/xml"
@@ -227,12 +226,13 @@ def process_record(service: LookupService, body: str, message_id: str | None = N
 # -- the webhook ---------------------------------------------------------------------------
 
 
-def receive(event: dict[str, Any], settings: Settings, service: LookupService) -> str:
+def receive(event: dict[str, Any], service: LookupService) -> str:
     """Check an inbound SMS webhook and hand it to the queue; its ``MessageSid``.
 
     413 over ``MAX_BODY_BYTES``, 403 on a missing or wrong signature, 400 without a
     ``MessageSid``, 503 when the queue cannot take it (Twilio retries, if told to, on 5xx).
     """
+    settings = service.settings
     pairs = parse_form(raw_body(event, settings.max_body_bytes))
     verify_twilio_signature(event, pairs, settings)
     message = validated_message(form_fields(pairs))

@@ -21,7 +21,6 @@ class MemoryBackend:
         self._ordered = ordered
         self._data: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        self.commands = 0
 
     def _live(self, key: str) -> str | None:
         item = self._data.get(key)
@@ -36,7 +35,6 @@ class MemoryBackend:
     def get(self, key: str) -> str | None:
         """The value, or None."""
         with self._lock:
-            self.commands += 1
             return self._live(key)
 
     def get_or_lease(
@@ -44,7 +42,6 @@ class MemoryBackend:
     ) -> LeaseResult:
         """The value if present; else take the free lease (and hand back the stale copy)."""
         with self._lock:
-            self.commands += 1
             value = self._live(key)
             if value is not None:
                 return LeaseResult(LeaseState.HIT, value)
@@ -65,7 +62,6 @@ class MemoryBackend:
     ) -> bool:
         """Store while ``token`` holds the lease, and release it."""
         with self._lock:
-            self.commands += 1
             if self._live(lease_key) != token:
                 return False
             del self._data[lease_key]
@@ -90,7 +86,6 @@ class MemoryBackend:
     ) -> bool:
         """Drop the lease; replace held copies of a smaller seq."""
         with self._lock:
-            self.commands += 1
             self._data.pop(lease_key, None)
             copies = [key] if stale is None else [key, stale[0]]
             marks = [self._mark(k) for k in copies]
@@ -113,14 +108,12 @@ class MemoryBackend:
     def delete(self, *keys: str) -> None:
         """Remove keys."""
         with self._lock:
-            self.commands += 1
             for key in keys:
                 self._data.pop(key, None)
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key under ``prefix``."""
         with self._lock:
-            self.commands += 1
             doomed = [k for k in self._data if k.startswith(prefix)]
             for key in doomed:
                 del self._data[key]

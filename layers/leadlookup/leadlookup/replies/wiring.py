@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from leadlookup.observability import logger, metrics
+from leadlookup.observability import emf, logger
 from leadlookup.queue import Handler, Queue, queue_for
 from leadlookup.replies.agent import ElevenLabsAgent
 from leadlookup.replies.idempotency import persistence_store
@@ -33,11 +33,11 @@ class PowertoolsReplyMetrics:
 
     def count(self, name: str) -> None:
         """Add 1 to ``name``."""
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        emf.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
     def milliseconds(self, name: str, value: float) -> None:
         """Record one latency sample."""
-        metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 1))
+        emf.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 1))
 
 
 def tolerant(handler: Handler, name: str) -> Handler:
