@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from leadlookup import postcall
-from leadlookup.observability import logger, metrics, tracer
+from leadlookup.observability import emf, logger, tracer
 from leadlookup.runtime import get_runtime
 
 # A standard queue: calls are independent, so a failed record holds back nothing else. A
@@ -25,7 +25,7 @@ def record_handler(record: SQSRecord) -> bool:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from leadlookup.migrate import default_organization_snapshot
-from leadlookup.models import Lead, Organization
+from leadlookup.models import Lead, Organization, default_organization_snapshot
 from leadlookup.variables import (
     CONTEXT_MAX_CHARS,
     DYNAMIC_VARIABLE_KEYS,
