@@ -20,10 +20,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
-
-import pg8000.native
 
 from leadlookup.errors import (
     ConfigError,
@@ -37,12 +35,23 @@ from leadlookup.errors import (
 from leadlookup.observability import logger
 from leadlookup.settings import Settings
 
+if TYPE_CHECKING:
+    import pg8000.native
+
 # `:name` placeholders; the look-behind leaves PostgreSQL casts (`::jsonb`) alone.
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 # SQLSTATE classes that mean "the connection is gone", not "the statement is wrong".
 _TERMINATION_STATES = ("57P01", "57P02", "57P03")
 _CONNECTION_LOST_STATES = (*_TERMINATION_STATES, "08000", "08003", "08006")
 _UNIQUE_VIOLATION = "23505"
+
+
+def _pg8000() -> Any:
+    # Imported on first use: a container whose answers come from Redis never loads the driver
+    # (design section 9).
+    import pg8000.native
+
+    return pg8000.native
 
 
 def to_literal(value: Any) -> str:
@@ -62,7 +71,7 @@ def to_literal(value: Any) -> str:
         except UnicodeEncodeError:
             # JSON can carry lone surrogates ("\ud800"), which have no UTF-8 form.
             raise InvalidInput("text must be valid Unicode") from None
-    return str(pg8000.native.literal(value))
+    return str(_pg8000().literal(value))
 
 
 def render(sql: str, params: Mapping[str, Any]) -> str:
@@ -203,7 +212,7 @@ def _timed_out(exc: BaseException) -> bool:
 
 
 def _is_connection_failure(exc: BaseException) -> bool:
-    if isinstance(exc, OSError | pg8000.native.InterfaceError):
+    if isinstance(exc, OSError | _pg8000().InterfaceError):
         return True
     state = _sqlstate(exc)
     return state is not None and state.startswith(_CONNECTION_LOST_STATES)
@@ -324,7 +333,7 @@ class Database:
 
 
 def _open(params: ConnectParams, timeout: float) -> pg8000.native.Connection:
-    return pg8000.native.Connection(
+    return _pg8000().Connection(
         user=params.user,
         host=params.host or "localhost",
         port=params.port,

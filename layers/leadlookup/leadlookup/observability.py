@@ -12,8 +12,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from leadlookup.metrics import NAMESPACE, SERVICE_NAME
 
 logger = Logger(service=SERVICE_NAME)
-tracer = Tracer(service=SERVICE_NAME)
+# No auto-patching: patching every library X-Ray supports imports botocore (and pg8000, whose
+# legacy connect() is all it wraps; this layer uses pg8000.native) into every cold start.
+# A library is instrumented where it is first used: see trace_library.
+tracer = Tracer(service=SERVICE_NAME, auto_patch=False)
 emf = Metrics(namespace=NAMESPACE, service=SERVICE_NAME)
+
+
+def trace_library(*modules: str) -> None:
+    """Have X-Ray record calls made through ``modules`` (e.g. "botocore"); idempotent."""
+    tracer.patch(modules)
 
 
 class PowertoolsMetricSink:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import phonenumbers
-
 # Channel prefixes that Twilio and ElevenLabs put in front of an address.
 _PREFIXES = ("tel:", "sms:", "whatsapp:", "client:")
 # Longest string worth handing to libphonenumber; anything longer is not a phone number.
@@ -23,6 +21,9 @@ def _strip_prefix(raw: str) -> str:
 
 @lru_cache(maxsize=4096)
 def _normalize(raw: str, region: str) -> str | None:
+    # Imported on first use: the SMS webhook only masks numbers, and must not pay for it.
+    import phonenumbers
+
     text = _strip_prefix(raw)
     if not text or len(text) > _MAX_INPUT_CHARS:
         return None
@@ -46,6 +47,8 @@ def normalize_phone(raw: object, region: str = "CA") -> str | None:
 
 def national_digits(normalized: str) -> str:
     """The national significant number of a normalized number (legacy rows stored without +1)."""
+    import phonenumbers
+
     number = phonenumbers.parse("+" + normalized)
     return str(number.national_number)
 

@@ -92,6 +92,9 @@ def sqs_client(queue_url: str) -> Any:
     import boto3
     from botocore.config import Config
 
+    from leadlookup.observability import trace_library
+
+    trace_library("botocore")
     parts = urlsplit(queue_url)
     match = _AWS_QUEUE_HOST.match(parts.hostname or "")
     options: dict[str, Any] = {}

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from leadlookup.cache import CircuitBreaker, ReadThroughCache
 from leadlookup.cache.base import CacheBackend
 from leadlookup.cache.readthrough import MetricSink
-from leadlookup.cache.redis_backend import RedisBackend, build_client
 from leadlookup.db import Database
 from leadlookup.observability import PowertoolsMetricSink
 from leadlookup.repository import Repository
@@ -43,6 +42,9 @@ def build_runtime(
     db = Database(settings)
     on_failure = None
     if backend is None and settings.cache_enabled:
+        # Imported only here: a function that never uses the cache never loads redis-py.
+        from leadlookup.cache.redis_backend import RedisBackend, build_client
+
         redis_backend = RedisBackend(
             lambda: build_client(settings), max_age_s=settings.redis_max_connection_age_s
         )
