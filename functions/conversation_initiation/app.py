@@ -14,7 +14,7 @@ register_hooks()  # used only when the InitiationSnapStart parameter is on
 
 @app.post("/webhooks/elevenlabs/conversation-initiation")
 def conversation_initiation() -> dict:
-    return initiation.respond(app.current_event.raw_event, get_runtime().service)
+    return initiation.respond(app.current_event.raw_event, lambda: get_runtime().service)
 
 
 @logger.inject_lambda_context(

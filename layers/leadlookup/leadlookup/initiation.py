@@ -8,10 +8,17 @@ missing; when lookups fail or would pass the deadline, the answer is the anonymo
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+# Every initiation parses a phone number and, with the cache on, talks to Redis: both
+# libraries load during init rather than inside the first call's deadline.
+import phonenumbers  # noqa: F401
+
+import leadlookup.cache.redis_backend  # noqa: F401
 from leadlookup.auth import INITIATION_SECRET_NAME, require_header_secret
 from leadlookup.errors import DeadlineExceeded, LookupServiceError
 from leadlookup.http import header, json_object
@@ -23,8 +30,11 @@ from leadlookup.service import LookupService
 from leadlookup.variables import build_variables
 
 RESPONSE_TYPE = "conversation_initiation_client_data"
-# Kept back from the deadline to compose and send the answer after the last lookup.
-ANSWER_RESERVE_S = 0.05
+DEFAULT_DEADLINE_MS = 1500
+# Kept back from the deadline to compose and send the answer after the last lookup. Measured
+# in the rehearsal (a cold container, the handler's Powertools wrappers before and after):
+# 20-50 ms on a loaded 2-core machine, so 150 ms leaves room for a slower one.
+ANSWER_RESERVE_S = 0.15
 
 
 def answer(
@@ -110,17 +120,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def respond(event: dict[str, Any], service: LookupService) -> dict[str, Any]:
+def respond(event: dict[str, Any], service_for: Callable[[], LookupService]) -> dict[str, Any]:
     """Authenticate and answer one initiation webhook event (401/400/413, else 200).
 
-    The deadline runs from here: reading the webhook secret and the data stores' credentials,
-    signing tokens and TLS connects all spend it (design section 9). A secret that Secrets
-    Manager does not deliver in time gets the degraded answer, which holds no caller data.
+    The deadline runs from here, before the container's service exists: building it,
+    reading the webhook secret and the data stores' credentials, signing tokens and TLS
+    connects all spend it (design section 9). A webhook secret that Secrets Manager does not
+    deliver in time gets the degraded answer, which holds no caller data.
     """
-    settings = service.settings
-    started = time.monotonic()
-    deadline = started + settings.initiation_deadline_ms / 1000
+    deadline = time.monotonic() + _deadline_ms() / 1000
     with deadline_scope(deadline - ANSWER_RESERVE_S):
+        service = service_for()
+        settings = service.settings
         provided = header(event, settings.initiation_secret_header)
         try:
             require_header_secret(
@@ -136,6 +147,15 @@ def respond(event: dict[str, Any], service: LookupService) -> dict[str, Any]:
         left_ms = max(1, int((deadline - time.monotonic()) * 1000))
         body, _degraded = initiate(service, request, utc_now(), left_ms)
     return body
+
+
+def _deadline_ms() -> int:
+    # Read before Settings exist (they are built with the service, inside the deadline); a
+    # malformed value fails right after, where Settings.from_env names it.
+    try:
+        return max(1, int(os.environ.get("INITIATION_DEADLINE_MS") or DEFAULT_DEADLINE_MS))
+    except ValueError:
+        return DEFAULT_DEADLINE_MS
 
 
 def _lenient_object(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
