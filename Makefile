@@ -46,9 +46,10 @@ test: $(VENV)/.stamp $(SAM_VENV)/.stamp $(CHECKOV_VENV)/.stamp ## what CI runs: 
 run: $(VENV)/.stamp ## serve every route of template.yaml on http://127.0.0.1:3000
 	$(PY) -m devkit.cli run
 
-invoke: $(VENV)/.stamp ## one invocation: make invoke FN=<Function> EVENT=events/<file>.json
+invoke: $(VENV)/.stamp ## a cold start of the sam build output under awslambdaric: make invoke FN=<Function> EVENT=events/<file>.json
 	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }
-	$(PY) -m devkit.cli invoke $(FN) $(EVENT)
+	@mkdir -p .local && $(MAKE) --no-print-directory build >.local/sam-build.log 2>&1 || { tail -30 .local/sam-build.log >&2; exit 1; }
+	$(PY) -m devkit.rehearsal $(FN) $(EVENT)
 
 migrate: $(VENV)/.stamp ## apply the database migrations
 	$(PY) -m devkit.cli migrate

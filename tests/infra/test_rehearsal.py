@@ -1,0 +1,127 @@
+"""The built artifact run the way Lambda runs it (devkit.rehearsal): fresh python3.13
+processes under awslambdaric, secrets and queues on moto, Redis as ElastiCache Serverless
+(TLS, cluster mode, RBAC user), PostgreSQL over verified TLS. A handful of cold starts: these
+tests assert answers, imports and the deadline bound, never timings beyond that bound."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devkit.rehearsal.function import FunctionProcess
+from devkit.rehearsal.session import Rehearsal
+from tests.support.faults import new_phone
+
+pytestmark = pytest.mark.infra
+
+REPO = Path(__file__).resolve().parents[2]
+INITIATION = "ConversationInitiationFunction"
+DEADLINE_MS = 1500
+KNOWN_CALLER = json.loads(
+    (REPO / "events/conversation_initiation/known_caller.json").read_text(encoding="utf-8")
+)
+SMS_SIGNED = json.loads((REPO / "events/sms_webhook/signed.json").read_text(encoding="utf-8"))
+DATA_STORE_DRIVERS = {"pg8000", "redis", "phonenumbers"}
+
+
+def _initiation(caller: str) -> dict[str, Any]:
+    event = copy.deepcopy(KNOWN_CALLER)
+    body = json.loads(event["body"])
+    body["caller_id"] = caller
+    event["body"] = json.dumps(body)
+    return event
+
+
+def _imported(fn: FunctionProcess) -> set[str]:
+    """Every module the process imported (from its ``-X importtime`` lines)."""
+    names = set()
+    for line in fn.stderr().splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+def _variables(invocation: Any) -> dict[str, str]:
+    assert invocation.error is None, invocation.error
+    assert invocation.result["statusCode"] == 200, invocation.result
+    return dict(json.loads(invocation.result["body"])["dynamic_variables"])
+
+
+@pytest.fixture(scope="module")
+def rehearsal(sam_build: Path) -> Iterator[Rehearsal]:
+    """The stack, with the known caller's lead and store already in Redis."""
+    with Rehearsal.open(build=sam_build) as opened:
+        with opened.function(INITIATION) as fn:
+            seeded = _variables(fn.invoke(KNOWN_CALLER))
+        assert seeded["lead_id"], seeded
+        yield opened
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A loopback port whose connections complete (the kernel's backlog) and never answer."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield int(listener.getsockname()[1])
+
+
+def test_rehearsal_initiation_answers_a_known_caller_from_redis_without_pg8000_or_sdk(
+    rehearsal: Rehearsal,
+) -> None:
+    with rehearsal.function(INITIATION, importtime=True) as fn:
+        first = fn.invoke(KNOWN_CALLER)
+        waits = fn.waits(fn.started_at, first.done_at or 0)
+        imported = _imported(fn)
+
+    variables = _variables(first)
+    assert variables["lead_id"] and variables["customer_phone"] == "+16045550142"
+    assert "pg8000" not in imported
+    assert "postgresql" not in waits, waits
+    # Secrets came over one signed HTTP call each, not through an AWS SDK client.
+    assert not {"boto3", "botocore.client"} & imported
+    assert waits["redis"]["tls"] > 0 and waits["aws"]["io"] > 0
+
+
+def test_rehearsal_sms_webhook_cold_path_imports_no_data_store_driver(
+    rehearsal: Rehearsal,
+) -> None:
+    with rehearsal.function("SmsWebhookFunction", importtime=True) as fn:
+        first = fn.invoke(SMS_SIGNED)
+        imported = _imported(fn)
+
+    assert first.error is None and first.result["statusCode"] == 200, first.result
+    assert not DATA_STORE_DRIVERS & imported, DATA_STORE_DRIVERS & imported
+
+
+@pytest.mark.parametrize(
+    ("dependency", "overrides", "caller"),
+    [
+        ("secrets manager", lambda port: {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}, None),
+        ("redis", lambda port: {"REDIS_URL": f"rediss://localhost:{port}"}, None),
+        ("postgresql", lambda port: {"DB_PORT": str(port)}, "new"),
+    ],
+)
+def test_rehearsal_cold_initiation_answers_within_the_deadline_when_a_dependency_is_blackholed(
+    rehearsal: Rehearsal, blackhole: int, dependency: str, overrides: Any, caller: str | None
+) -> None:
+    event = KNOWN_CALLER if caller is None else _initiation(new_phone())
+    env = {**overrides(blackhole), "INITIATION_DEADLINE_MS": str(DEADLINE_MS)}
+
+    with rehearsal.function(INITIATION, overrides=env) as fn:
+        first = fn.invoke(event)
+
+    variables = _variables(first)
+    assert first.duration_ms is not None and first.duration_ms < DEADLINE_MS, (
+        f"{dependency} blackholed: answered after {first.duration_ms:.0f} ms"
+    )
+    if dependency == "redis":
+        assert variables["lead_id"], "PostgreSQL still answers when only Redis is gone"
+    else:
+        assert variables["lead_id"] == "", "a blackholed dependency gives the degraded answer"
