@@ -70,6 +70,8 @@ def mask_phone(raw: object, region: str = "CA") -> str:
 
 @lru_cache(maxsize=4096)
 def _mask(text: str, region: str) -> str:
+    import phonenumbers  # on first use, as in _normalize
+
     stripped = _strip_prefix(text)
     number = None
     if stripped and len(stripped) <= _MAX_INPUT_CHARS:
