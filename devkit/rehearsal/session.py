@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from devkit.lambda_env import FunctionSpec, functions, load_template
 from devkit.rehearsal.function import BUILD, FunctionProcess, RehearsalError, Runtime
-from devkit.rehearsal.stack import HOST, Stack, running_stack
+from devkit.rehearsal.stack import HOST, Stack, cache_user_name, running_stack
 
 _SUB = re.compile(r"\$\{([^}!]+)\}")
 
@@ -122,6 +122,11 @@ class Rehearsal:
             return self.stack.secret_arns[name]
         if name in self.stack.queue_urls:
             return self.stack.queue_urls[name]
+        resource = self.template["Resources"].get(name) or {}
+        if resource.get("Type") == "AWS::ElastiCache::User":
+            return cache_user_name(name, resource)
+        if resource.get("Type") == "AWS::ElastiCache::ServerlessCache":
+            return "bici-lookups-rehearsal"
         pseudo = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012"}
         return pseudo.get(name, "rehearsal" if name == "AWS::StackName" else None)
 

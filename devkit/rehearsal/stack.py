@@ -34,6 +34,7 @@ STATE = ROOT / ".local" / "rehearsal"
 HOST = "localhost"
 CACHE_USER = "bici-app"
 DB_ADMIN = "bici_admin"
+DB_APP = "bici_app"  # created by migration 0004
 START_TIMEOUT_S = 30.0
 # The demo secrets `make run` uses too: the sample events are signed with them.
 WEBHOOK_SECRETS = {
@@ -186,7 +187,7 @@ def running_stack(template: dict[str, Any]) -> Iterator[Stack]:
     with contextlib.ExitStack() as stop:
         moto_url = stop.enter_context(_moto())
         cache_password, db_password = secrets.token_hex(16), secrets.token_hex(16)
-        redis_port = stop.enter_context(_redis(tls, cache_password))
+        redis_port = stop.enter_context(_redis(tls, cache_password, cache_users(template)))
         pg_port = stop.enter_context(_postgres(tls, db_password))
         stack = Stack(tls, moto_url, redis_port, pg_port, cache_password, db_password)
         _create_aws_resources(stack, template)
@@ -281,8 +282,35 @@ def _secret_value(stack: Stack, logical_id: str, resource: dict[str, Any], env: 
 # -- Redis: ElastiCache Serverless as the functions see it ---------------------------------
 
 
+def cache_user_name(logical_id: str, resource: dict[str, Any]) -> str:
+    """The local name of an ``AWS::ElastiCache::User`` (its ``Ref``, the user id, in AWS)."""
+    name = (resource.get("Properties") or {}).get("UserName")
+    if isinstance(name, str):
+        return name
+    join = name.get("Fn::Join") if isinstance(name, dict) else None
+    if isinstance(join, list) and join[1] and isinstance(join[1][0], str):
+        return f"{join[1][0]}{join[0]}rehearsal"  # the stack-id suffix, locally "rehearsal"
+    return logical_id.lower()
+
+
+def cache_users(template: dict[str, Any]) -> list[str]:
+    """ACL rules for the template's cache users, with their own access strings. IAM users get
+    ``nopass``: Redis cannot check an IAM token (ElastiCache does), but the function still
+    signs one per connection, so its cost is in the rehearsal's numbers."""
+    rules: list[str] = []
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::ElastiCache::User":
+            continue
+        props = resource.get("Properties") or {}
+        access = str(props.get("AccessString") or "off").split()
+        mode = (props.get("AuthenticationMode") or {}).get("Type")
+        secret = "nopass" if mode == "iam" else f">{secrets.token_hex(16)}"
+        rules += ["--user", cache_user_name(logical_id, resource), *access, secret]
+    return rules
+
+
 @contextlib.contextmanager
-def _redis(tls: Tls, password: str) -> Iterator[int]:
+def _redis(tls: Tls, password: str, users: list[str]) -> Iterator[int]:
     import redis
 
     port, bus = services._free_port(), services._free_port()
@@ -296,8 +324,9 @@ def _redis(tls: Tls, password: str) -> Iterator[int]:
         "--tls-auth-clients", "no", "--tls-cluster", "yes",
         "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
         "--cluster-port", str(bus), "--save", "", "--appendonly", "no", "--dir", str(directory),
-        # As CacheDefaultUser and CacheAppUser in template.yaml; "admin" only forms the cluster.
-        "--user", "default", "off", "-@all",
+        # The template's users (default off); an RBAC password user for REDIS_AUTH_ARN setups;
+        # "admin" only forms the cluster.
+        *users,
         "--user", CACHE_USER, "on", f">{password}", "~bici:*", "+@all",
         "--user", "admin", "on", f">{admin_password}", "~*", "&*", "+@all",
     ]
@@ -386,9 +415,13 @@ def _postgres(tls: Tls, password: str) -> Iterator[int]:
         target.chmod(0o600)
         if user is not None:
             os.chown(target, user.pw_uid, user.pw_gid)
-    # TLS only: no plain TCP logins at all. The superuser (trust) only sets the stack up.
+    # TLS only: no plain TCP logins at all. The superuser (trust) only sets the stack up. The
+    # application role logs in with an IAM token (DB_IAM_AUTH), which only RDS Proxy can check:
+    # here it is signed and sent, and not checked.
     (pgdata / "pg_hba.conf").write_text(
-        "hostssl all postgres 127.0.0.1/32 trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n"
+        "hostssl all postgres 127.0.0.1/32 trust\n"
+        f"hostssl all {DB_APP} 127.0.0.1/32 trust\n"
+        "hostssl all all 127.0.0.1/32 scram-sha-256\n"
     )
     port = services._free_port()
     options = (
