@@ -111,10 +111,11 @@ class LookupService:
         self._l1_put(key, org)
         return org
 
-    def cached_organization(self, phone: object) -> Organization | None:
-        """The organization from the in-process or Redis cache only (degraded answers)."""
+    def cached_organization(self, phone: object, in_process: bool = False) -> Organization | None:
+        """The organization from the in-process or Redis cache only (degraded answers);
+        ``in_process`` when no time is left for a Redis round trip."""
         key = self.orgs.key(self.normalize(phone) or DEFAULT_ORG_KEY)
-        return self._l1_get(key) or self.orgs.peek(key)
+        return self._l1_get(key) or (None if in_process else self.orgs.peek(key))
 
     def is_number_of(self, org: Organization, phone: object) -> bool:
         """Whether ``phone`` is ``org``'s own number (not a fallback to the default store)."""
