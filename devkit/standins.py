@@ -52,6 +52,8 @@ class AgentStandIn:
     mode: str = "normal"
     delay_s: float = 0.0
     greeting: str = DEFAULT_GREETING
+    # Echo each user_message as a user_transcript event before answering it.
+    echo: bool = False
     conversations: list[dict[str, Any]] = field(default_factory=list)
     _server: Server | None = None
     _thread: threading.Thread | None = None
@@ -83,6 +85,7 @@ class AgentStandIn:
     def reset(self) -> None:
         """Back to the normal mode with no conversations recorded (between tests)."""
         self.mode, self.delay_s, self.greeting = "normal", 0.0, DEFAULT_GREETING
+        self.echo = False
         self.conversations.clear()
 
     def _check_request(self, connection: ServerConnection, request: Any) -> Response | None:
@@ -134,6 +137,13 @@ class AgentStandIn:
             elif event.get("type") == "user_message":
                 pending = str(event.get("text") or "")
                 record["user_messages"].append(pending)
+                if self.echo:
+                    transcript = {"user_transcript": pending}
+                    socket.send(
+                        json.dumps(
+                            {"type": "user_transcript", "user_transcription_event": transcript}
+                        )
+                    )
             if pending is not None and record["pongs"]:
                 self._answer(socket, pending, variables)
                 pending = None

@@ -25,7 +25,7 @@ from moto import mock_aws
 from devkit.standins import AgentStandIn, TwilioStandIn
 from leadlookup import metrics as names
 from leadlookup import postcall, sms
-from leadlookup.errors import Conflict, InvalidInput
+from leadlookup.errors import Conflict, InvalidInput, Unavailable
 from leadlookup.queue import InProcessQueue
 from leadlookup.replies import wiring
 from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
@@ -524,3 +524,63 @@ def test_reply_follow_up_only_for_enabled_topics_and_never_to_opted_out_leads(
     assert (not_enabled, not_asked, default_store) == ("nothing to follow up",) * 3
     assert refused == "rate limited, opted out or under human control"
     assert twilio.sent == []
+
+
+# -- protocol variants and outages after storage ----------------------------------------------
+
+
+@pytest.mark.parametrize("echo", [True, False])
+def test_reply_agent_answer_is_taken_whether_or_not_the_text_is_echoed(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, echo: bool
+) -> None:
+    runtime, _ = wired
+    agent.echo = echo
+    phone = new_phone()
+
+    text(runtime.service, phone, "what about e-bikes?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Hi there! You said: what about e-bikes?")
+
+
+def test_reply_database_down_after_storing_replies_on_redelivery(
+    wired: Any, twilio: TwilioStandIn, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+    sid = f"SM{uuid.uuid4().hex}"
+    real = runtime.service.repo.reply_context
+    calls: list[int] = []
+
+    def flaky(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Unavailable("database is unreachable")
+        return real(*args)
+
+    monkeypatch.setattr(runtime.service.repo, "reply_context", flaky)
+    with pytest.raises(Unavailable):
+        text(runtime.service, phone, "still there?", sid)
+    stored = rows(db, phone)
+
+    text(runtime.service, phone, "still there?", sid)
+
+    assert [r["direction"] for r in stored] == ["inbound"]
+    assert len(sent_to(twilio, phone)) == 1
+    assert [r["direction"] for r in rows(db, phone)] == ["inbound", "outbound"]
+
+
+def test_reply_twilio_unsubscribed_error_marks_the_lead_opted_out(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+    twilio.unsubscribed.add(phone)
+
+    text(runtime.service, phone, "hi")
+    text(runtime.service, phone, "hello?")
+
+    assert twilio.requests == 1
+    assert rows(db, phone)[1]["status"] == "failed"
+    lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
+    assert lead.opted_out_at is not None

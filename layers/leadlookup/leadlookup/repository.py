@@ -240,6 +240,12 @@ SELECT l.*, {lead_history("l.id")}, 0
 FROM (SELECT {LEAD_COLUMNS} FROM leads WHERE id = (SELECT id FROM cur)) AS l
 WHERE NOT EXISTS (SELECT 1 FROM upd)"""
 
+# Twilio refused a text because the recipient opted out (error 21610): mirror it on the lead.
+MARK_OPTED_OUT = f"""
+UPDATE leads SET opted_out_at = now()
+WHERE id = :id AND opted_out_at IS NULL
+RETURNING {LEAD_COLUMNS}"""
+
 # Newest first; the cursor is the (created_at, id) of the last row of the previous page.
 SELECT_MESSAGES_PAGE = f"""
 SELECT {MESSAGE_COLUMNS} FROM messages
@@ -472,6 +478,11 @@ class Repository:
         if not rows:
             return None
         return Lead.from_json(rows[0]), bool(rows[0]["noted"])
+
+    def mark_opted_out(self, lead_id: str) -> Lead | None:
+        """Set the lead's opt-out (if not set yet); the lead when it changed."""
+        rows = self.db.query(MARK_OPTED_OUT, {"id": lead_id})
+        return Lead.from_json(rows[0]) if rows else None
 
     def messages_page(
         self, lead_id: str, limit: int, before: tuple[str, str] | None

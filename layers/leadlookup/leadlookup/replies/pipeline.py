@@ -36,6 +36,8 @@ from leadlookup.variables import build_variables
 # Twilio answers these itself (and STOP/START change the opt-out state): the agent stays out.
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 PAGE_DEFAULT, PAGE_MAX = 50, 200
+# Twilio's "Attempt to send to unsubscribed recipient".
+TWILIO_UNSUBSCRIBED = 21610
 
 
 def fallback_text(org: Organization, variables: Mapping[str, str]) -> str:
@@ -212,10 +214,17 @@ class ReplyPipeline:
         if lead is not None:
             # The cached lead's conversation_context shows the last outbound text.
             self.service.lead_written(lead)
+        if outcome.error_code == TWILIO_UNSUBSCRIBED and outcome.lead_id:
+            # Twilio blocks texts to a number that sent STOP; a STOP we never saw (another
+            # keyword, another channel) is mirrored so no further reply is even attempted.
+            marked = self.service.repo.mark_opted_out(outcome.lead_id)
+            if marked is not None:
+                self.service.lead_written(marked)
         logger.info(
             "reply outcome stored" if inserted else "reply outcome already stored",
             key=outcome.key,
             status=outcome.status,
+            error_code=outcome.error_code,
         )
         return inserted
 
