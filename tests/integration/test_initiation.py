@@ -134,6 +134,21 @@ def test_initiation_known_caller_gets_their_lead_and_store_facts(
     }
 
 
+def test_initiation_outbound_call_answers_for_the_called_customer(
+    app_env: dict[str, str], invoke: Invoke, known_lead: str
+) -> None:
+    variables = _variables(invoke(FN, _event("outbound_call")))
+
+    assert (variables["is_outbound"], variables["call_type"]) == ("true", "outbound_followup")
+    assert variables["lead_id"] == known_lead and variables["customer_phone"] == "+16045550142"
+    assert variables["organization_id"] == DEFAULT_ORGANIZATION_ID
+    assert variables["greeting_opener"] == "It's Bee-chee Bike Store calling you back."
+    assert variables["dynamic_greeting"].startswith(
+        "Hey Ada! It's Bee-chee Bike Store calling you back. I'm following up on the gravel "
+        "bike you asked about. "
+    )
+
+
 def test_initiation_new_caller_creates_a_new_lead(
     app_env: dict[str, str], invoke: Invoke, database_url: str
 ) -> None:

@@ -45,6 +45,7 @@ HOP_HEADERS = {"host", "content-length", "x-forwarded-for", "x-forwarded-port"}
 HOP_HEADERS |= {"x-forwarded-proto", "x-amzn-trace-id"}
 INITIATION_STATUS = {
     "known_caller.json": 200,
+    "outbound_call.json": 200,
     "new_caller.json": 200,
     "anonymous_caller.json": 200,
     "unknown_store.json": 200,
