@@ -107,9 +107,11 @@ def test_greeting_store_status_open_closed_and_before_opening(
     local = _at(day, hour, minute)
     status = status.replace("Closed", "We're closed", 1)
 
-    assert greeting.is_open(settings, local) is is_open
-    assert greeting.store_status(settings, local) == status
-    assert greeting.store_hours_info(settings, local) == hours_info
+    week = greeting.week_hours(settings)
+
+    assert greeting.is_open(week, local) is is_open
+    assert greeting.store_status(week, local) == status
+    assert greeting.store_hours_info(week, local) == hours_info
 
 
 @pytest.mark.parametrize(
@@ -128,7 +130,7 @@ def test_greeting_store_status_open_closed_and_before_opening(
 def test_greeting_week_hours_group_equal_consecutive_days(
     settings: dict[str, Any], expected: str
 ) -> None:
-    assert greeting.week_hours_text(settings) == expected
+    assert greeting.week_hours_text(greeting.week_hours(settings)) == expected
 
 
 @pytest.mark.parametrize(
@@ -174,7 +176,7 @@ def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
         customer_name=name,
         spoken_name="Bee-chee",
         local=_at(day, hour),
-        settings=SEEDED,
+        week=greeting.week_hours(SEEDED),
         call_id=call_id,
     )
 
@@ -188,7 +190,7 @@ def test_greeting_follow_up_call_says_who_calls_and_why() -> None:
         customer_name="Ada",
         spoken_name="Bee-chee",
         local=_at(2, 14),
-        settings=SEEDED,
+        week=greeting.week_hours(SEEDED),
         call_id=call_id,
         outbound=True,
         bike_interest="gravel",
@@ -197,7 +199,7 @@ def test_greeting_follow_up_call_says_who_calls_and_why() -> None:
         customer_name="",
         spoken_name="Bee-chee",
         local=_at(2, 14),
-        settings=SEEDED,
+        week=greeting.week_hours(SEEDED),
         call_id=call_id,
         outbound=True,
     )

@@ -215,7 +215,8 @@ def build_variables(
     zone = store_zone(org)
     local = now_utc.astimezone(zone)
     settings = org.settings
-    today = greeting.day_hours(settings, local.weekday())
+    week = greeting.week_hours(settings)
+    today = week[local.weekday()]
     name = (lead.customer_name or "").strip() if lead else ""
     bike = str((lead.bike_interest or {}).get("type") or "").strip() if lead else ""
     call_type = "outbound_followup" if outbound else ("sms" if channel == "sms" else "inbound")
@@ -240,11 +241,11 @@ def build_variables(
         "organization_id": org.id,
         "organization_name": org.name,
         "location_address": address if isinstance(address, str) else "",
-        "business_hours": greeting.week_hours_text(settings),
+        "business_hours": greeting.week_hours_text(week),
         "business_hours_today": greeting.hours_text(today),
-        "store_is_open": "true" if greeting.is_open(settings, local) else "false",
-        "store_status": greeting.store_status(settings, local),
-        "store_hours_info": greeting.store_hours_info(settings, local),
+        "store_is_open": "true" if greeting.is_open(week, local) else "false",
+        "store_status": greeting.store_status(week, local),
+        "store_hours_info": greeting.store_hours_info(week, local),
         "current_time": greeting.clock_text(local),
         "current_day": local.strftime("%A"),
         "current_date": f"{local:%B} {local.day}, {local.year}",
@@ -260,7 +261,7 @@ def build_variables(
             customer_name=name,
             spoken_name=org.spoken_name,
             local=local,
-            settings=settings,
+            week=week,
             call_id=call_id,
             channel=channel,
             outbound=outbound,
