@@ -190,3 +190,19 @@ def test_variables_lead_history_survives_the_cache_round_trip() -> None:
     again = Lead.from_json(json.loads(json.dumps(lead.to_json())))
 
     assert again == lead
+
+
+def test_variables_every_statement_returning_a_lead_row_returns_its_history() -> None:
+    # A row without the history column, written through to the cache, would replace the cached
+    # lead with one whose conversation_context says "first interaction".
+    from leadlookup import repository
+
+    statements = {
+        name: value
+        for name, value in vars(repository).items()
+        if name.isupper() and isinstance(value, str) and repository.LEAD_COLUMNS in value
+    }
+
+    assert "FIND_OR_CREATE_LEAD" in statements and "INSERT_INBOUND_MESSAGE" in statements
+    missing = [name for name, sql in statements.items() if " AS history" not in sql]
+    assert missing == ["LEAD_COLUMNS"]

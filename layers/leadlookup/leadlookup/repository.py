@@ -244,7 +244,7 @@ WHERE NOT EXISTS (SELECT 1 FROM upd)"""
 MARK_OPTED_OUT = f"""
 UPDATE leads SET opted_out_at = now()
 WHERE id = :id AND opted_out_at IS NULL
-RETURNING {LEAD_COLUMNS}"""
+RETURNING {LEAD_ROW}"""
 
 # Newest first; the cursor is the (created_at, id) of the last row of the previous page.
 SELECT_MESSAGES_PAGE = f"""
