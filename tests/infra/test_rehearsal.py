@@ -8,9 +8,12 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import threading
+from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -125,3 +128,98 @@ def test_rehearsal_cold_initiation_answers_within_the_deadline_when_a_dependency
         assert variables["lead_id"], "PostgreSQL still answers when only Redis is gone"
     else:
         assert variables["lead_id"] == "", "a blackholed dependency gives the degraded answer"
+
+
+# -- SnapStart ------------------------------------------------------------------------------
+# The runtime interface client runs the before-snapshot hooks after init, waits in
+# /restore/next, runs the after-restore hooks, then takes events. Connections are counted at
+# the socket (the rehearsal's probe).
+
+CONTAINER_TOKEN = "rehearsal-container-token"
+
+
+class CredentialsEndpoint(BaseHTTPRequestHandler):
+    """Lambda's container credentials endpoint, which SnapStart functions read instead of
+    ``AWS_ACCESS_KEY_ID`` (moto accepts any credentials)."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        body = json.dumps(
+            {
+                "AccessKeyId": "ASIARESTORED",
+                "SecretAccessKey": "restored-secret-key",
+                "Token": "restored-session-token",
+                "Expiration": "2099-01-01T00:00:00Z",
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def credentials_uri() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CredentialsEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    CredentialsEndpoint.seen = []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/2021-04-23/credentials"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _connects(fn: FunctionProcess, start: float, end: float) -> Counter[str]:
+    """Connections opened to each peer (aws, redis, postgresql) between two instants."""
+    counts: Counter[str] = Counter()
+    for line in fn.probe_path.read_text().splitlines() if fn.probe_path.exists() else []:
+        first, _, kind, label = line.split(" ", 3)
+        if kind == "connect" and start <= float(first) <= end:
+            counts[label] += 1
+    return counts
+
+
+def test_rehearsal_snapstart_restored_container_reconnects_lazily_and_answers(
+    rehearsal: Rehearsal, credentials_uri: str
+) -> None:
+    fn = rehearsal.function(INITIATION, snapstart=True, importtime=True)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        fn.env.pop(name, None)
+    fn.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = credentials_uri
+    fn.env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = CONTAINER_TOKEN
+
+    with fn:  # init and the before-snapshot hooks ran; held in /restore/next
+        snapshot_at = fn.api.snapshot_taken_at
+        assert snapshot_at is not None, "awslambdaric did not ask for /restore/next"
+        before_snapshot = _connects(fn, fn.started_at, snapshot_at)
+        fn.restore()
+        first = fn.invoke(KNOWN_CALLER)
+        second = fn.invoke(KNOWN_CALLER)
+        first_call = _connects(fn, snapshot_at, first.done_at or 0)
+        second_call = _connects(fn, first.done_at or 0, second.done_at or 0)
+        errors = (fn.api.init_error, fn.api.restore_error)
+        imported = _imported(fn)
+
+    assert errors == (None, None)
+    assert before_snapshot == Counter()  # the snapshot holds no connection
+    # awslambdaric ran leadlookup.snapstart's before-snapshot hook: it imported the drivers
+    # (an on-demand cold start answered from Redis never imports pg8000).
+    # (-X importtime prints no line for the pg8000 package itself, only for its modules.)
+    assert {"pg8000.core", "redis.cluster"} <= imported
+    answer = _variables(first)
+    assert answer == _variables(second)
+    assert answer["lead_id"] and answer["customer_phone"] == "+16045550142"
+    # After the restore the first call connects what it needs: Secrets Manager and Redis,
+    # not PostgreSQL (the answer is in Redis); the second call reuses them.
+    assert first_call["aws"] >= 1 and first_call["redis"] >= 1, first_call
+    assert first_call["postgresql"] == 0, first_call
+    assert second_call == Counter(), second_call
+    # Signed with the container endpoint's credentials, fetched once after the restore.
+    assert CredentialsEndpoint.seen == [CONTAINER_TOKEN]
