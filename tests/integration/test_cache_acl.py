@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from devkit.lambda_env import load_template
 from leadlookup.admin import run_action
+from leadlookup.cache.redis_backend import IamCredentialProvider, client_options
 from leadlookup.runtime import Runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.faults import new_phone
@@ -128,3 +130,28 @@ def test_cache_app_user_is_refused_what_it_does_not_need(acl_cluster: list[int],
             client.execute_command(*command)
     finally:
         client.close()
+
+
+def test_cache_cluster_client_authenticates_every_node_through_the_credential_provider(
+    acl_cluster: list[int], settings: Settings
+):
+    # ElastiCache Serverless is a cluster: each node connection must ask the provider.
+    calls: list[int] = []
+
+    def token() -> str:
+        calls.append(1)
+        return PASSWORD
+
+    options = client_options(settings, None, None)
+    options["credential_provider"] = IamCredentialProvider("app", token)
+    client = RedisCluster(host="127.0.0.1", port=acl_cluster[0], **options)
+    try:
+        # Keys of many slots reach every node.
+        for n in range(30):
+            client.set(f"bici:provider:{{{n}}}", "1")
+        nodes = {client.get_node_from_key(f"bici:provider:{{{n}}}").name for n in range(30)}
+    finally:
+        client.close()
+
+    assert len(nodes) == 3
+    assert len(calls) >= 3
