@@ -45,6 +45,8 @@ def normalize_phone(raw: object, region: str = "CA") -> str | None:
     return _normalize(raw, region)
 
 
+# Parsed on every initiation (is the caller the store itself?); a pure function of its input.
+@lru_cache(maxsize=4096)
 def national_digits(normalized: str) -> str:
     """The national significant number of a normalized number (legacy rows stored without +1)."""
     import phonenumbers
