@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from leadlookup.cache.base import LeaseState
+from leadlookup.cache.base import LeaseResult, LeaseState
 from leadlookup.cache.readthrough import Codec, ReadThroughCache, decode, encode
 from leadlookup.errors import Unavailable
 from leadlookup.metrics import Cache, Outcome
@@ -79,7 +79,14 @@ class CacheRegion(Generic[T]):
         token = secrets.token_hex(8)
         stale_key = self._stale(key) if self._stale else None
         try:
-            result = backend.get_or_lease(key, lease, token, store.lease_ms, stale_key)
+            # A hit is a plain GET: measured interleaved on one Redis, the EVAL costs about
+            # 40% more than a GET, and after write-through nearly every lookup is a hit. A
+            # miss then takes the lease (and the stale copy) in a second, atomic step.
+            raw = backend.get(key)
+            if raw is None:
+                result = backend.get_or_lease(key, lease, token, store.lease_ms, stale_key)
+            else:
+                result = LeaseResult(LeaseState.HIT, raw)
         except Exception as exc:
             self._unavailable(exc)
             return creator()
