@@ -423,6 +423,10 @@ def _postgres(tls: Tls, password: str) -> Iterator[int]:
         f"hostssl all {DB_APP} 127.0.0.1/32 trust\n"
         "hostssl all all 127.0.0.1/32 scram-sha-256\n"
     )
+    stop = [str(bin_dir / "pg_ctl"), "stop", "-D", str(pgdata), "-m", "fast", "-w"]
+    if (pgdata / "postmaster.pid").exists():
+        # Left running by a rehearsal that was killed: its port and data are ours.
+        services._run(stop, user=user, cwd=pgdata, timeout_s=60)
     port = services._free_port()
     options = (
         f"-h 127.0.0.1 -p {port} -k '' -c ssl=on -c ssl_cert_file=server.crt"
@@ -449,7 +453,6 @@ def _postgres(tls: Tls, password: str) -> Iterator[int]:
         admin.close()
         yield port
     finally:
-        stop = [str(bin_dir / "pg_ctl"), "stop", "-D", str(pgdata), "-m", "fast", "-w"]
         services._run(stop, user=user, cwd=pgdata, timeout_s=60)
 
 
