@@ -350,7 +350,7 @@ _import_lock = threading.Lock()
 _modules: dict[str, ModuleType] = {}
 
 
-def load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:
+def load_module(spec: FunctionSpec) -> ModuleType:
     """Import the function's handler module once, as Lambda does on a cold start.
 
     Each function's module gets a name of its own (every handler file is ``app.py``); its
@@ -361,10 +361,23 @@ def load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         if module is None:
             module = _import(spec)
             _modules[spec.logical_id] = module
-    handler = getattr(module, spec.handler_name, None)
+    return module
+
+
+def load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:
+    """The function's handler (its module imported once, see :func:`load_module`)."""
+    handler = getattr(load_module(spec), spec.handler_name, None)
     if not callable(handler):
         raise TemplateError(f"{spec.module_file} has no function {spec.handler_name!r}")
-    return handler  # type: ignore[no-any-return]
+    return handler
+
+
+def function_for_code(code_dir_name: str, template: dict[str, Any] | None = None) -> FunctionSpec:
+    """The template's function whose code is ``functions/<code_dir_name>``."""
+    for spec in functions(template).values():
+        if spec.code_dir.name == code_dir_name:
+            return spec
+    raise TemplateError(f"no function in template.yaml has its code in {code_dir_name!r}")
 
 
 def is_loaded(spec: FunctionSpec) -> bool:

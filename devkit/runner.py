@@ -277,10 +277,10 @@ def _counting_sink() -> CountingSink | None:
 
     Checked on every invocation: tests and the cache admin may replace the runtime.
     """
-    from leadlookup import runtime as runtime_module
+    from leadlookup.runtime import get_runtime
 
     try:
-        cache = runtime_module.get_runtime().cache
+        cache = get_runtime().cache
     except Exception:
         return None  # the handler will meet (and report) the same configuration error
     sink = getattr(cache, "metrics", None)

@@ -6,9 +6,8 @@ local services, else embedded ones: see devkit.services).
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pg8000.native
 import pytest
 
+from devkit import lambda_env
 from devkit.services import ensure_services
 from leadlookup import runtime as runtime_module
 from leadlookup.db import Database
@@ -153,36 +153,21 @@ def app_env(
     runtime_module.set_runtime(None)
 
 
-_handlers: dict[str, ModuleType] = {}
+@functools.cache
+def function_spec(function_dir: str) -> lambda_env.FunctionSpec:
+    """The template.yaml function whose code is ``functions/<function_dir>``."""
+    return lambda_env.function_for_code(function_dir)
 
 
 def load_handler(function_dir: str) -> ModuleType:
-    """Import ``functions/<function_dir>/app.py`` under a name of its own (once per session)."""
-    if function_dir not in _handlers:
-        path = FUNCTIONS / function_dir / "app.py"
-        name = f"handler_{function_dir}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        _handlers[function_dir] = module
-    return _handlers[function_dir]
+    """The handler module of ``functions/<function_dir>``, imported once through the loader
+    the local runner and the benchmarks use (devkit.lambda_env, which reads template.yaml)."""
+    return lambda_env.load_module(function_spec(function_dir))
 
 
-class LambdaContext:
-    """The parts of the Lambda context object that Powertools reads."""
-
-    function_name = "test-function"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    memory_limit_in_mb = 256
-    aws_request_id = "00000000-0000-0000-0000-000000000000"
-    log_group_name = "/aws/lambda/test-function"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+def lambda_context(function_dir: str) -> lambda_env.LambdaContext:
+    """A fresh context object for one invocation (name, memory and timeout from the template)."""
+    return lambda_env.LambdaContext(function_spec(function_dir))
 
 
 @pytest.fixture
@@ -190,6 +175,6 @@ def invoke() -> Callable[[str, dict[str, Any]], dict[str, Any]]:
     """Invoke a function's real ``lambda_handler`` with an event."""
 
     def call(function_dir: str, event: dict[str, Any]) -> dict[str, Any]:
-        return load_handler(function_dir).lambda_handler(event, LambdaContext())
+        return load_handler(function_dir).lambda_handler(event, lambda_context(function_dir))
 
     return call

@@ -30,7 +30,7 @@ from devkit.sms_events import event_params, set_params, sign_event
 from leadlookup import runtime as runtime_module
 from leadlookup.phones import normalize_phone
 from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
-from tests.conftest import EVENTS, ROOT, LambdaContext, load_handler
+from tests.conftest import EVENTS, ROOT, lambda_context, load_handler
 from tests.support.db import connect
 
 FIGURES_DIR = ROOT / ".local" / "faults"
@@ -492,7 +492,7 @@ def _container(function_dir: str, event: dict[str, Any], start: Any, results: An
     start.wait(timeout=30)
     started = time.perf_counter()
     try:
-        response = handler(event, LambdaContext())
+        response = handler(event, lambda_context(function_dir))
     except BaseException as exc:  # reported to the test, which fails on it
         response = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
