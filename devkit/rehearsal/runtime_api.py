@@ -67,7 +67,8 @@ class RuntimeApi:
     def address(self) -> str:
         """``host:port`` of the API."""
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        # A TCP server: the host is text (the bytes form is for AF_UNIX, not used here).
+        return f"{host!s}:{port}"
 
     def start(self) -> RuntimeApi:
         """Serve in a background thread."""
