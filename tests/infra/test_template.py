@@ -523,6 +523,19 @@ def test_post_call_processor_consumes_its_queue_with_partial_batch_failures(
     dlq_name = queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
     assert resources[dlq_name]["Type"] == "AWS::SQS::Queue"
     assert "VpcConfig" in processor
+    # Its own role: receive/delete on its queue only, and the follow-up texts it may queue.
+    role = resources[processor["Role"]["Fn::GetAtt"][0]]["Properties"]
+    statements = {
+        st["Sid"]: st for p in role["Policies"] for st in p["PolicyDocument"]["Statement"]
+    }
+    assert statements["PostCallQueueOnly"]["Resource"] == {"Fn::GetAtt": ["PostCallQueue", "Arn"]}
+    assert statements["FollowUpJobs"] == {
+        "Sid": "FollowUpJobs",
+        "Effect": "Allow",
+        "Action": "sqs:SendMessage",
+        "Resource": {"Fn::GetAtt": ["ReplyQueue", "Arn"]},
+    }
+    assert processor["Environment"]["Variables"]["REPLY_QUEUE_URL"] == {"Ref": "ReplyQueue"}
 
 
 def test_only_the_post_call_webhook_may_send_to_the_post_call_queue(
