@@ -64,7 +64,7 @@ def known_lead(database_url: str) -> str:
         id=KNOWN_LEAD_ID,
         org=DEFAULT_ORGANIZATION_ID,
     )
-    return str(
+    lead_id = str(
         scalar(
             database_url,
             "SELECT id FROM leads WHERE phone_number_normalized = '16045550142' "
@@ -72,6 +72,11 @@ def known_lead(database_url: str) -> str:
             org=DEFAULT_ORGANIZATION_ID,
         )
     )
+    # Other tests of the session (hostile input, SMS) text as this same sample caller; its
+    # history must be exactly the seeded summary here.
+    execute(database_url, "DELETE FROM messages WHERE lead_id = :id", id=lead_id)
+    execute(database_url, "DELETE FROM call_summaries WHERE lead_id = :id", id=lead_id)
+    return lead_id
 
 
 def _variables(response: dict[str, Any]) -> dict[str, str]:
