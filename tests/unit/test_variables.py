@@ -206,3 +206,14 @@ def test_variables_every_statement_returning_a_lead_row_returns_its_history() ->
     assert "FIND_OR_CREATE_LEAD" in statements and "INSERT_INBOUND_MESSAGE" in statements
     missing = [name for name, sql in statements.items() if " AS history" not in sql]
     assert missing == ["LEAD_COLUMNS"]
+
+
+def test_variables_customer_history_of_a_texter_who_never_called() -> None:
+    lead = _lead(
+        last_contact_at=NOW - timedelta(minutes=5),
+        history=[{"kind": "inbound", "at": _ago(minutes=5), "text": "hi"}],
+    )
+
+    assert build_variables(STORE, lead, NOW)["customer_history"] == (
+        "Returning customer: has texted us, status new, last contact 5 minutes ago."
+    )

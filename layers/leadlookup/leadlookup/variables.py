@@ -188,7 +188,7 @@ def customer_history(lead: Lead | None, now: datetime) -> str:
     texts = sum(1 for item in lead.history if item.get("kind") == "inbound")
     if lead.interaction_count == 0 and not lead.history and lead.last_contact_at is None:
         return "New customer: this is their first contact."
-    parts = [_plural(lead.interaction_count, "previous call")]
+    parts = [_plural(lead.interaction_count, "previous call")] if lead.interaction_count else []
     if texts:
         parts.append("has texted us")
     parts.append(f"status {lead.status}")
