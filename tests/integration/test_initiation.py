@@ -61,6 +61,12 @@ def known_lead(database_url: str) -> str:
     )
     execute(
         database_url,
+        "DELETE FROM call_summaries WHERE lead_id IN (SELECT id FROM leads WHERE "
+        "phone_number_normalized = '16045550142' AND organization_id = :org)",
+        org=DEFAULT_ORGANIZATION_ID,
+    )
+    execute(
+        database_url,
         "INSERT INTO leads (id, organization_id, phone_number, phone_number_normalized, "
         "customer_name, status, bike_interest, last_summary, interaction_count) "
         "VALUES (:id, :org, '+16045550142', '16045550142', 'Ada', 'qualified', "

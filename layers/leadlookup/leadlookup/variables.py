@@ -249,7 +249,8 @@ def build_variables(
         "current_time": greeting.clock_text(local),
         "current_day": local.strftime("%A"),
         "current_date": f"{local:%B} {local.day}, {local.year}",
-        "current_datetime": local.replace(microsecond=0).isoformat(),
+        # To the minute, like every other time field: a retry seconds later answers the same.
+        "current_datetime": local.replace(second=0, microsecond=0).isoformat(),
         "full_datetime": (
             f"{local:%A}, {local:%B} {local.day}, {local.year} at "
             f"{greeting.clock_text(local)} {local.tzname() or ''}"
