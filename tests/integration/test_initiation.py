@@ -51,14 +51,6 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def known_lead(database_url: str) -> str:
-    # Other suites text from this number too (tests/faults/test_hostile_input.py): the known
-    # caller's history is exactly its summary, whatever ran before.
-    execute(
-        database_url,
-        "DELETE FROM messages WHERE lead_id IN (SELECT id FROM leads WHERE "
-        "phone_number_normalized = '16045550142' AND organization_id = :org)",
-        org=DEFAULT_ORGANIZATION_ID,
-    )
     execute(
         database_url,
         "DELETE FROM call_summaries WHERE lead_id IN (SELECT id FROM leads WHERE "
