@@ -401,6 +401,8 @@ def test_cli_cache_status_runs_the_cache_admin_handler(app_env: dict[str, str]) 
 def _start_run(data_dir: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
     """`devkit.cli run` on a free port with embedded services in ``data_dir``; its URL."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    # The SMS stand-ins on free ports too: a `make run` elsewhere on this machine holds theirs.
+    env.update(STANDIN_AGENT_PORT="0", STANDIN_TWILIO_PORT="0")
     child = subprocess.Popen(
         [sys.executable, "-m", "devkit.cli", "run", "--port", "0", "--data-dir", str(data_dir)],
         cwd=ROOT,
