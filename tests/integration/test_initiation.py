@@ -34,6 +34,16 @@ KNOWN_LEAD_ID = "5e1f0000-0000-4000-8000-0000000000a1"
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
+@pytest.fixture
+def store_cleanup(database_url: str) -> Any:
+    """Organizations a test inserts, deleted afterwards (their leads and messages cascade):
+    their numbers are the sample stores' numbers other suites (cache admin) use too."""
+    ids: list[str] = []
+    yield ids.append
+    for org_id in ids:
+        execute(database_url, "DELETE FROM organizations WHERE id = :id", id=org_id)
+
+
 def _event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / FN / f"{name}.json").read_text())
 
@@ -336,10 +346,15 @@ def test_initiation_degrades_to_the_anonymous_answer_when_the_database_is_down(
 
 
 def test_initiation_database_down_serves_cached_callers_and_degrades_the_rest(
-    app_env: dict[str, str], invoke: Invoke, monkeypatch: pytest.MonkeyPatch, database_url: str
+    app_env: dict[str, str],
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    store_cleanup: Callable[[str], None],
 ) -> None:
     from leadlookup.runtime import get_runtime, set_runtime
 
+    store_cleanup("0c0c0000-0000-4000-8000-000000000002")
     execute(
         database_url,
         "INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings) "
@@ -367,8 +382,12 @@ def test_initiation_database_down_serves_cached_callers_and_degrades_the_rest(
 
 
 def test_initiation_first_message_override_only_when_enabled(
-    app_env: dict[str, str], invoke: Invoke, database_url: str
+    app_env: dict[str, str],
+    invoke: Invoke,
+    database_url: str,
+    store_cleanup: Callable[[str], None],
 ) -> None:
+    store_cleanup("0c0c0000-0000-4000-8000-000000000003")
     execute(
         database_url,
         "INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings) "
