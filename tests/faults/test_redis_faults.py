@@ -86,7 +86,12 @@ class InitiationStream:
 
 
 def warm_up(stream: InitiationStream) -> None:
-    """New callers (leads created and cached), then two healthy rounds of cache hits."""
+    """A warm container: new callers (leads created and cached), then two healthy rounds of
+    cache hits. The container's first call, which builds the runtime and opens both
+    connections inside the suite's tight deadline (and may rightly degrade on a loaded
+    machine, design section 9), is made first and not judged: these cases are about a warm
+    container meeting a Redis fault; the cold call has its own tests (the rehearsal)."""
+    stream.invoke(FN, initiation_event(None))
     for _ in range(CALLERS):
         stream.call("create", new_phone())
     for _ in range(2):
