@@ -1,6 +1,19 @@
-"""Fixtures shared by the integration tests: LeadUpdateFunction's and the reply stand-ins."""
+"""Fixtures shared by the integration tests: counting proxies, LeadUpdateFunction's, the reply
+stand-ins."""
 
+from tests.support.counting import counted, pg_proxy, redis_proxy
 from tests.support.lead_update import cache, frozen, lead
 from tests.support.replies import agent, agent_server, twilio, twilio_server
 
-__all__ = ["agent", "agent_server", "cache", "frozen", "lead", "twilio", "twilio_server"]
+__all__ = [
+    "agent",
+    "agent_server",
+    "cache",
+    "counted",
+    "frozen",
+    "lead",
+    "pg_proxy",
+    "redis_proxy",
+    "twilio",
+    "twilio_server",
+]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,35 +23,6 @@ from tests.support.db import execute, scalar
 from tests.support.faults import new_phone
 
 STORE_NUMBER = "+17786528784"
-
-
-@pytest.fixture
-def pg_proxy(database_url: str) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(database_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def redis_proxy(redis_url: str) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(redis_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def counted(
-    settings: Settings,
-    pg_proxy: TcpProxy,
-    redis_proxy: TcpProxy,
-    make_runtime: Callable[..., Runtime],
-) -> Runtime:
-    """A runtime whose PostgreSQL and Redis traffic goes through counting proxies."""
-    return make_runtime(
-        dataclasses.replace(
-            settings,
-            database_url=pg_proxy.rewrite_url(settings.database_url or ""),
-            redis_url=redis_proxy.rewrite_url(settings.redis_url or ""),
-        )
-    )
 
 
 def _call(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -20,12 +20,6 @@ COOLDOWN_MS = 300
 # Generous: a lookup against a silent Redis must cost about one socket timeout, never the
 # seconds redis-py's defaults would spend (5 s per attempt, several attempts).
 BOUND_S = 10 * TIMEOUT_MS / 1000
-
-
-@pytest.fixture
-def redis_proxy(redis_url: str) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(redis_url) as proxy:
-        yield proxy
 
 
 @pytest.fixture

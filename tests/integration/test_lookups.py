@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -20,35 +20,6 @@ from tests.support.db import execute, scalar
 from tests.support.faults import new_phone
 
 DEFAULT_ORG = DEFAULT_ORGANIZATION_ID
-
-
-@pytest.fixture
-def pg_proxy(database_url: str) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(database_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def redis_proxy(redis_url: str) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(redis_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def counted(
-    settings: Settings,
-    pg_proxy: TcpProxy,
-    redis_proxy: TcpProxy,
-    make_runtime: Callable[..., Runtime],
-) -> Runtime:
-    """A runtime whose PostgreSQL and Redis traffic goes through counting proxies."""
-    return make_runtime(
-        dataclasses.replace(
-            settings,
-            database_url=pg_proxy.rewrite_url(settings.database_url or ""),
-            redis_url=redis_proxy.rewrite_url(settings.redis_url or ""),
-        )
-    )
 
 
 def test_lookup_phone_formats_find_one_lead(
