@@ -61,7 +61,12 @@ def test_bench_quick_run_reports_every_section(bench: dict[str, Any]) -> None:
     )
     assert set(conditions) == set(CONDITIONS)
     for condition in conditions.values():
-        assert set(condition["floors"]) == {"redis_get", "pg_select_1"}
+        assert set(condition["floors"]) == {"redis_get", "pg_select_1", "redis_get_in_request"}
+        # The warm path's own GET, one per warm request: it is what the 2x target divides by.
+        assert (
+            condition["floors"]["redis_get_in_request"]["n"]
+            == condition["paths"]["initiation_warm"]["n"]
+        )
         assert set(condition["paths"]) == set(PATHS)
         assert all(path["n"] > 0 and path["errors"] == 0 for path in condition["paths"].values())
     assert len(bench["cold_start"]["functions"]) == 5
