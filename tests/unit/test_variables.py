@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from leadlookup import greeting
 from leadlookup.models import Lead, Organization, default_organization_snapshot
 from leadlookup.variables import (
     CONTEXT_MAX_CHARS,
@@ -217,3 +218,25 @@ def test_variables_customer_history_of_a_texter_who_never_called() -> None:
     assert build_variables(STORE, lead, NOW)["customer_history"] == (
         "Returning customer: has texted us, status new, last contact 5 minutes ago."
     )
+
+
+def test_variables_follow_a_store_whose_settings_changed() -> None:
+    # Store facts are kept per Organization object: a reloaded store (a new object, e.g.
+    # after upsert_org) must show its new hours and address, never the old object's.
+    hours = {day: {"open": "09:00", "close": "17:00"} for day in greeting.WEEKDAYS}
+    before = Organization("o-1", "BICI", "+17785550100", "17785550100",
+                          {"business_hours": hours, "address": "1 Main St"})  # fmt: skip
+    later_hours = {**hours, "monday": {"open": "10:00", "close": "16:00"}}
+    after = Organization("o-1", "BICI", "+17785550100", "17785550100",
+                         {"business_hours": later_hours, "address": "2 Oak St"})  # fmt: skip
+    monday_noon = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)  # Monday, noon in Vancouver
+
+    old = build_variables(before, None, monday_noon)
+    new = build_variables(after, None, monday_noon)
+
+    assert old["business_hours_today"] == "9:00 AM - 5:00 PM"
+    assert (new["business_hours_today"], new["location_address"]) == (
+        "10:00 AM - 4:00 PM",
+        "2 Oak St",
+    )
+    assert new["business_hours"].startswith("Monday 10:00 AM - 4:00 PM, Tuesday to Sunday")

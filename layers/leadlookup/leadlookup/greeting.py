@@ -11,9 +11,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# English names by table, not strftime: the answer is in English whatever the locale, and
+# strftime costs several microseconds a call.
+DAY_NAMES = tuple(day.capitalize() for day in WEEKDAYS)
+MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
 
 # One phrase per weekday (Monday first): the same day always says the same thing.
 DAY_CONTEXT = (
@@ -40,6 +48,16 @@ INBOUND_VARIATIONS = ("What's up?", "How can I help you today?", "What can I do 
 OUTBOUND_VARIATIONS = ("Is now a good time to chat?", "Do you have a quick minute?")
 
 
+def day_name(moment: datetime) -> str:
+    """``Monday``."""
+    return DAY_NAMES[moment.weekday()]
+
+
+def month_name(moment: datetime) -> str:
+    """``January``."""
+    return MONTH_NAMES[moment.month - 1]
+
+
 def clock_text(value: time | datetime) -> str:
     """``2:05 PM`` (12-hour clock, no leading zero)."""
     hour = value.hour % 12 or 12
@@ -58,7 +76,7 @@ def _parse_clock(raw: object) -> time | None:
 
 
 Hours = tuple[time, time] | None
-# (opens, closes) or None (closed) per weekday, Monday first: parsed once per answer.
+# (opens, closes) or None (closed) per weekday, Monday first; the variables keep each store's.
 Week = tuple[Hours, ...]
 
 
@@ -87,7 +105,7 @@ def hours_text(hours: Hours) -> str:
 
 
 def _day_span(first: int, last: int) -> str:
-    names = [WEEKDAYS[first].capitalize(), WEEKDAYS[last].capitalize()]
+    names = [DAY_NAMES[first], DAY_NAMES[last]]
     if first == last:
         return names[0]
     return f"{names[0]} {'and' if last == first + 1 else 'to'} {names[1]}"
@@ -133,17 +151,21 @@ def store_status(week: Week, local: datetime) -> str:
     ahead, opens = following
     if ahead == 0:
         return f"We open at {clock_text(opens)} today."
-    when = "tomorrow" if ahead == 1 else "on " + (local + timedelta(days=ahead)).strftime("%A")
+    when = "tomorrow" if ahead == 1 else "on " + day_name(local + timedelta(days=ahead))
     prefix = "We're closed for the day" if today is not None else "We're closed today"
     return f"{prefix}; we open {when} at {clock_text(opens)}."
 
 
+def hours_info(hours: Hours) -> str:
+    """One day's hours as a sentence about today."""
+    if hours is None:
+        return "The store is closed today."
+    return f"Today's hours are {clock_text(hours[0])} to {clock_text(hours[1])}."
+
+
 def store_hours_info(week: Week, local: datetime) -> str:
     """Today's hours as a sentence."""
-    today = week[local.weekday()]
-    if today is None:
-        return "The store is closed today."
-    return f"Today's hours are {clock_text(today[0])} to {clock_text(today[1])}."
+    return hours_info(week[local.weekday()])
 
 
 def time_greeting(local: datetime) -> str:
@@ -182,6 +204,7 @@ def variation(call_id: str, choices: Sequence[str]) -> str:
     return choices[int.from_bytes(digest[:4], "big") % len(choices)]
 
 
+@lru_cache(maxsize=256)  # one answer asks twice (the variable, and inside the greeting)
 def greeting_variation(call_id: str, outbound: bool) -> str:
     """The closing question of the first sentence, derived from the call."""
     return variation(call_id, OUTBOUND_VARIATIONS if outbound else INBOUND_VARIATIONS)

@@ -9,6 +9,7 @@ webhook answers the same.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -72,6 +73,47 @@ def store_zone(org: Organization) -> ZoneInfo:
         return ZoneInfo(org.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo(_FALLBACK_ZONE)
+
+
+@dataclass(frozen=True)
+class _StoreFacts:
+    """What an answer says of a store whatever the moment or the caller."""
+
+    zone: ZoneInfo
+    week: greeting.Week
+    business_hours: str
+    address: str
+    # By weekday, Monday first: "8:00 AM - 6:00 PM" / "Closed", and the same as a sentence.
+    day_hours: tuple[str, ...]
+    day_hours_info: tuple[str, ...]
+
+
+# Parsing a store's week and phrasing it were nearly half of an answer's variables; a warm
+# container answers for the same few Organization objects (the in-process L1 hands out the
+# same one until it expires), so the facts are kept per object. The entry holds the object,
+# so its id cannot be reused while the entry exists.
+_FACTS: dict[int, tuple[Organization, _StoreFacts]] = {}
+_FACTS_MAX = 64
+
+
+def _store_facts(org: Organization) -> _StoreFacts:
+    entry = _FACTS.get(id(org))
+    if entry is not None and entry[0] is org:
+        return entry[1]
+    week = greeting.week_hours(org.settings)
+    address = org.settings.get("address")
+    facts = _StoreFacts(
+        zone=store_zone(org),
+        week=week,
+        business_hours=greeting.week_hours_text(week),
+        address=address if isinstance(address, str) else "",
+        day_hours=tuple(greeting.hours_text(hours) for hours in week),
+        day_hours_info=tuple(greeting.hours_info(hours) for hours in week),
+    )
+    if len(_FACTS) >= _FACTS_MAX:
+        _FACTS.clear()
+    _FACTS[id(org)] = (org, facts)
+    return facts
 
 
 def _plural(count: int, word: str) -> str:
@@ -212,15 +254,16 @@ def build_variables(
     or ``sms``; ``call_id`` (the call SID or MessageSid) seeds the greeting's variation;
     ``outbound`` marks a follow-up call the store placed.
     """
-    zone = store_zone(org)
-    local = now_utc.astimezone(zone)
-    settings = org.settings
-    week = greeting.week_hours(settings)
-    today = week[local.weekday()]
+    store = _store_facts(org)
+    local = now_utc.astimezone(store.zone)
+    week = store.week
+    weekday = local.weekday()
     name = (lead.customer_name or "").strip() if lead else ""
     bike = str((lead.bike_interest or {}).get("type") or "").strip() if lead else ""
     call_type = "outbound_followup" if outbound else ("sms" if channel == "sms" else "inbound")
-    address = settings.get("address")
+    clock = greeting.clock_text(local)
+    day, month = greeting.day_name(local), greeting.month_name(local)
+    spoken_name = org.spoken_name
     return {
         "customer_name": name,
         "has_customer_name": "true" if name else "false",
@@ -240,27 +283,26 @@ def build_variables(
         "conversation_context": conversation_context(lead, now_utc),
         "organization_id": org.id,
         "organization_name": org.name,
-        "location_address": address if isinstance(address, str) else "",
-        "business_hours": greeting.week_hours_text(week),
-        "business_hours_today": greeting.hours_text(today),
+        "location_address": store.address,
+        "business_hours": store.business_hours,
+        "business_hours_today": store.day_hours[weekday],
         "store_is_open": "true" if greeting.is_open(week, local) else "false",
         "store_status": greeting.store_status(week, local),
-        "store_hours_info": greeting.store_hours_info(week, local),
-        "current_time": greeting.clock_text(local),
-        "current_day": local.strftime("%A"),
-        "current_date": f"{local:%B} {local.day}, {local.year}",
+        "store_hours_info": store.day_hours_info[weekday],
+        "current_time": clock,
+        "current_day": day,
+        "current_date": f"{month} {local.day}, {local.year}",
         # To the minute, like every other time field: a retry seconds later answers the same.
         "current_datetime": local.replace(second=0, microsecond=0).isoformat(),
         "full_datetime": (
-            f"{local:%A}, {local:%B} {local.day}, {local.year} at "
-            f"{greeting.clock_text(local)} {local.tzname() or ''}"
+            f"{day}, {month} {local.day}, {local.year} at {clock} {local.tzname() or ''}"
         ).rstrip(),
-        "timezone": zone.key,
+        "timezone": store.zone.key,
         "is_outbound": "true" if outbound else "false",
         "call_type": call_type,
         "dynamic_greeting": greeting.dynamic_greeting(
             customer_name=name,
-            spoken_name=org.spoken_name,
+            spoken_name=spoken_name,
             local=local,
             week=week,
             call_id=call_id,
@@ -271,6 +313,6 @@ def build_variables(
         "time_greeting": greeting.time_greeting(local),
         "day_context": greeting.day_context(local),
         "weather_context": greeting.weather_context(local),
-        "greeting_opener": greeting.greeting_opener(org.spoken_name, channel, outbound),
+        "greeting_opener": greeting.greeting_opener(spoken_name, channel, outbound),
         "greeting_variation": greeting.greeting_variation(call_id, outbound),
     }
