@@ -171,3 +171,70 @@ def test_readthrough_invalidate_deletes_the_stale_copy_too() -> None:
     region.invalidate("k")
 
     assert backend.get("k") is None and backend.get("stale:k") is None
+
+
+class CountingCodec:
+    """Organization's codec, counting how often a stored value is decoded."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+
+    def to_json(self, value: Organization) -> dict[str, Any]:
+        return value.to_json()
+
+    def from_json(self, data: dict[str, Any]) -> Organization:
+        self.decoded += 1
+        return Organization.from_json(data)
+
+
+def _counting_region(cache: ReadThroughCache, codec: CountingCodec) -> CacheRegion[Organization]:
+    return cache.region(Cache.ORG, codec, 60, lambda k: k, lambda k: f"lease:{k}")
+
+
+def test_readthrough_unchanged_entry_is_decoded_once_per_region() -> None:
+    backend = MemoryBackend()
+    codec = CountingCodec()
+    cache, sink = _cache(backend)
+    region = _counting_region(cache, codec)
+    region.get_or_create("k", lambda: ORG)  # miss: filled, nothing decoded
+
+    hits = [region.get_or_create("k", lambda: None) for _ in range(3)]
+
+    assert hits == [ORG, ORG, ORG] and hits[0] is hits[1] is hits[2]
+    assert codec.decoded == 1
+    assert sink.counts == {"OrgCacheMiss": 1, "OrgCacheHit": 3}
+
+
+def test_readthrough_entry_changed_elsewhere_is_decoded_again() -> None:
+    backend = MemoryBackend()
+    codec = CountingCodec()
+    here, _ = _cache(backend)
+    elsewhere, _ = _cache(backend)  # another container on the same Redis
+    region = _counting_region(here, codec)
+    region.get_or_create("k", lambda: ORG)
+    region.get_or_create("k", lambda: None)
+    renamed = Organization(ORG.id, "BICI Kitsilano", ORG.phone_number, "1778", {})
+
+    other = _region(elsewhere)
+    other.invalidate("k")
+    other.get_or_create("k", lambda: renamed)
+
+    assert region.get_or_create("k", lambda: None) == renamed
+    assert codec.decoded == 2
+
+
+def test_readthrough_entry_erased_elsewhere_leaves_no_decoded_copy_here() -> None:
+    backend = MemoryBackend()
+    here, _ = _cache(backend)
+    elsewhere, _ = _cache(backend)
+    region = _region(here)
+    region.get_or_create("k", lambda: ORG)
+    region.get_or_create("k", lambda: None)  # decoded and kept
+    _region(elsewhere).invalidate("k")
+    loads = []
+
+    value = region.get_or_create("k", lambda: loads.append(1))
+
+    assert value is None and loads == [1]
+    # The copy kept in this process goes with the entry (erasure leaves no personal data).
+    assert "k" not in region._decoded_last

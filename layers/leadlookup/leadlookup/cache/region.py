@@ -24,6 +24,8 @@ TTL_JITTER = 0.10
 # Waiting for another caller's fill: first sleep, growth factor.
 _WAIT_FIRST_S = 0.002
 _WAIT_GROWTH = 2.0
+# Decoded values kept per region (a few hundred KB at most); all dropped when it is full.
+_DECODED_MAX = 512
 
 
 class CacheRegion(Generic[T]):
@@ -49,6 +51,10 @@ class CacheRegion(Generic[T]):
         if stale is not None and stale[1] > 0:
             self._stale, self._stale_ttl_s = stale
         self.cache = cache
+        # The last value decoded per key, with the bytes it came from: a warm container that
+        # reads the same unchanged entry again (a caller who calls back, a text after a call)
+        # reuses it instead of parsing ~1 KB of JSON and building the record again.
+        self._decoded_last: dict[str, tuple[str, T]] = {}
         self._codec = codec
         self.ttl_s = ttl_s
         self._key = key
@@ -75,15 +81,15 @@ class CacheRegion(Generic[T]):
         if backend is None or not store.breaker.allow():
             self.record(Outcome.BYPASS)
             return creator()
-        lease = self._lease(key)
-        token = ""
+        lease = token = ""
         try:
             # A hit is a plain GET: measured interleaved on one Redis, the EVAL costs about
             # 40% more than a GET, and after write-through nearly every lookup is a hit. A
             # miss then takes the lease (and the stale copy) in a second, atomic step.
             raw = backend.get(key)
             if raw is None:
-                token = secrets.token_hex(8)  # only a miss needs a lease token
+                self._decoded_last.pop(key, None)  # gone from Redis (erased?): from here too
+                lease, token = self._lease(key), secrets.token_hex(8)  # only a miss leases
                 stale_key = self._stale(key) if self._stale else None
                 result = backend.get_or_lease(key, lease, token, store.lease_ms, stale_key)
             else:
@@ -93,7 +99,7 @@ class CacheRegion(Generic[T]):
             return creator()
         store.breaker.success()
         if result.state is LeaseState.HIT:
-            value = self._decoded(result.value)
+            value = self._value_of(key, result.value)
             if value is not None:
                 self.record(Outcome.HIT)
                 return value
@@ -142,6 +148,7 @@ class CacheRegion(Generic[T]):
 
     def invalidate(self, key: str) -> bool:
         """Delete every copy (value, stale copy) and the lease; False (counted) on failure."""
+        self._decoded_last.pop(key, None)
         copies = (
             (key, self._lease(key), self._stale(key)) if self._stale else (key, self._lease(key))
         )
@@ -220,6 +227,19 @@ class CacheRegion(Generic[T]):
             return self._codec.from_json(data)
         except (KeyError, TypeError, ValueError):
             return None
+
+    def _value_of(self, key: str, raw: str | None) -> T | None:
+        """``raw`` (the entry of ``key``) decoded, or the value decoded from the same bytes
+        last time; None when it does not decode."""
+        last = self._decoded_last.get(key)
+        if last is not None and last[0] == raw:
+            return last[1]
+        value = self._decoded(raw)
+        if value is not None and raw is not None:
+            if len(self._decoded_last) >= _DECODED_MAX:
+                self._decoded_last.clear()
+            self._decoded_last[key] = (raw, value)
+        return value
 
     def _quiet_delete(self, key: str) -> None:
         backend = self._store.backend
