@@ -4,7 +4,7 @@
 
 The real handlers run in this process against the local PostgreSQL and Redis (each behind a
 loopback proxy) under a mixed load, with a Redis outage and a database outage on the way; what
-Powertools Metrics prints (EMF, as CloudWatch would ingest it) is captured. The dashboard body
+the handlers print (EMF, as CloudWatch would ingest it) is captured. The dashboard body
 is read from ``template.yaml`` itself and every widget is drawn as CloudWatch would: the same
 metric rows, labels, stacking, axis limits, annotations and metric math (``FILL``, + - * /).
 One bin of the local run (1 s) stands for one period of the widget. AWS-namespace metrics
@@ -295,7 +295,7 @@ def render(
 
 @contextlib.contextmanager
 def captured_fd1() -> Iterator[Path]:
-    """File descriptor 1 into a temporary file (Powertools prints EMF and logs there)."""
+    """File descriptor 1 into a temporary file (the handlers print EMF and logs there)."""
     import sys
 
     sys.stdout.flush()

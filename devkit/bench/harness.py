@@ -9,7 +9,7 @@ from typing import Any
 
 from devkit import lambda_env
 from leadlookup import runtime as runtime_module
-from leadlookup.observability import PowertoolsMetricSink, RecordingMetricSink
+from leadlookup.observability import RecordingMetricSink, emf
 from leadlookup.runtime import Runtime, build_runtime
 from leadlookup.settings import Settings
 
@@ -53,11 +53,10 @@ def function_env(
 
 
 class TeeSink:
-    """Counts metrics for the bench and still emits them through Powertools, as in Lambda."""
+    """Counts metrics for the bench and still writes them as EMF, as in Lambda."""
 
     def __init__(self) -> None:
         self.recorder = RecordingMetricSink()
-        self._powertools = PowertoolsMetricSink()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -67,7 +66,7 @@ class TeeSink:
     def count(self, name: str) -> None:
         """Add 1 to ``name`` (here and in this invocation's EMF record)."""
         self.recorder.count(name)
-        self._powertools.count(name)
+        emf.count(name)
 
 
 def install_runtime(env: Mapping[str, str], **overrides: Any) -> tuple[Runtime, TeeSink]:

@@ -1,6 +1,6 @@
 """Metric names emitted by the layer: defined once, graphed by the dashboard in template.yaml.
 
-Powertools dimensions apply to a whole EMF record, so each cache and outcome gets its own
+EMF dimensions apply to a whole record, so each cache and outcome gets its own
 metric name instead of a `cache`/`outcome` dimension pair.
 """
 

@@ -9,7 +9,7 @@ from leadlookup.cache import CircuitBreaker, ReadThroughCache
 from leadlookup.cache.base import CacheBackend
 from leadlookup.cache.readthrough import MetricSink
 from leadlookup.db import Database
-from leadlookup.observability import PowertoolsMetricSink
+from leadlookup.observability import emf
 from leadlookup.repository import Repository
 from leadlookup.service import LookupService
 from leadlookup.settings import Settings
@@ -52,7 +52,7 @@ def build_runtime(
     cache = ReadThroughCache(
         backend,
         CircuitBreaker(settings.redis_breaker_cooldown_ms / 1000),
-        metrics or PowertoolsMetricSink(),
+        metrics or emf,
         lease_ms=settings.cache_lease_ms,
         wait_ms=settings.cache_wait_ms,
         on_failure=on_failure,

@@ -11,8 +11,6 @@ import json
 import threading
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from leadlookup.observability import emf, logger
 from leadlookup.queue import Handler, Queue, queue_for
 from leadlookup.replies.agent import ElevenLabsAgent
@@ -26,18 +24,6 @@ from leadlookup.settings import Settings
 
 API_KEY_NAME = "ELEVENLABS_API_KEY"
 AUTH_TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of the secret, not its value
-
-
-class PowertoolsReplyMetrics:
-    """Counts and latencies into this invocation's Powertools Metrics (EMF)."""
-
-    def count(self, name: str) -> None:
-        """Add 1 to ``name``."""
-        emf.add_metric(name=name, unit=MetricUnit.Count, value=1)
-
-    def milliseconds(self, name: str, value: float) -> None:
-        """Record one latency sample."""
-        emf.add_metric(name=name, unit=MetricUnit.Milliseconds, value=round(value, 1))
 
 
 def tolerant(handler: Handler, name: str) -> Handler:
@@ -80,7 +66,7 @@ def build_responder(
         sender=sender,
         outcomes=outcomes,
         store=persistence_store(settings.idempotency_table),
-        metrics=metrics_sink or PowertoolsReplyMetrics(),
+        metrics=metrics_sink or emf,
         deadline_ms=settings.sms_reply_deadline_ms,
     )
 
