@@ -1,26 +1,26 @@
-"""ElevenLabs conversation-initiation webhook: who is calling which store, while it rings."""
+"""ElevenLabs conversation-initiation webhook: who is calling which store, while it rings.
 
-from aws_lambda_powertools.logging import correlation_paths
+Leaner than the other API handlers on purpose: a warm answer has to stay within 2x one Redis
+GET (BENCHMARKS.md), so the one route is matched without Powertools' resolver, and there is
+no Powertools Tracer around it. Lambda's own X-Ray segment already times every invocation;
+the Tracer's handler subsegment repeats it, and nothing below is instrumented.
+"""
 
 from leadlookup import initiation
-from leadlookup.http import create_resolver
-from leadlookup.observability import emf, logger, tracer
+from leadlookup.http import single_route
+from leadlookup.observability import emf, logger
 from leadlookup.runtime import get_runtime
 from leadlookup.snapstart import register_hooks
 
-app = create_resolver()
+ROUTE = ("POST", "/webhooks/elevenlabs/conversation-initiation")
 register_hooks()  # used only when the InitiationSnapStart parameter is on
 
 
-@app.post("/webhooks/elevenlabs/conversation-initiation")
-def conversation_initiation() -> dict:
-    return initiation.respond(app.current_event.raw_event, lambda: get_runtime().service)
-
-
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True
-)
-@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True)
 @emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
-    return app.resolve(event, context)
+    # The API request id, read directly: the JMESPath correlation_id_path costs ~20 us a call.
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
+    return single_route(
+        event, *ROUTE, lambda: initiation.respond(event, lambda: get_runtime().service)
+    )

@@ -333,9 +333,12 @@ def test_privacy_no_phone_secret_or_database_text_leaves_the_container(
     )
 
     assert leaks == {}
-    # The capture saw the run: log lines, one subsegment per invocation, the probes refused;
-    # and a phone number that is logged does show up where this test looks.
-    assert tracer_sink.subsegments == invocations
+    # The capture saw the run: log lines, one subsegment per traced invocation (the initiation
+    # webhook has no Tracer), the probes refused; and a phone number that is logged does show
+    # up where this test looks.
+    passes = sum(1 for k in outcomes if k != "database errors")
+    untraced = passes * len(_samples("conversation_initiation"))
+    assert tracer_sink.subsegments == invocations - untraced > 0
     assert handler_output.getvalue().count("\n") + len(log_sink.lines) > invocations
     observability.logger.info("privacy canary", caller=KNOWN_CALLER)
     assert KNOWN_CALLER in handler_output.getvalue()

@@ -411,7 +411,10 @@ def _load_handler_module(code_dir: Path, monkeypatch: pytest.MonkeyPatch):
     return module
 
 
-def _resolver_routes(module: Any) -> set[tuple[str, str]]:
+def _handler_routes(module: Any) -> set[tuple[str, str]]:
+    route = getattr(module, "ROUTE", None)
+    if route is not None:  # a one-route handler without a resolver (http.single_route)
+        return {route}
     resolver = getattr(module, "app", None)
     if not isinstance(resolver, ApiGatewayResolver):
         return set()
@@ -441,7 +444,7 @@ def test_function_routes_match_template(
     module = _load_handler_module(code_dir, monkeypatch)
 
     assert callable(module.lambda_handler)
-    assert _resolver_routes(module) == _template_routes(function)
+    assert _handler_routes(module) == _template_routes(function)
 
 
 def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> None:
