@@ -35,7 +35,7 @@ NEW_CALLER_BASE = 12502000000
 # The warm path's GET, timed inside the request: the warm answer's one Redis round trip as it
 # happens there. Back to back, a GET finds Redis and the proxy still running and costs least;
 # a request's GET comes after the work before it, when their idle CPUs must wake first, and
-# costs up to 2-3x as much on this kind of machine (BENCHMARKS.md, "GET floors"). The warm
+# costs up to 2-3x as much on this kind of machine (BENCHMARKS.md, "Two floors"). The warm
 # path's ratio is judged against the GET it contains, so the ratio is the cost of the rest.
 IN_REQUEST_FLOOR = "redis_get_in_request"
 IN_REQUEST_PATH = "initiation_warm"

@@ -7,7 +7,8 @@ build output, the template's environment against the local stack (moto, TLS clus
 with an RBAC user, TLS PostgreSQL). Rounds are interleaved (every function once per round),
 so load from elsewhere on the machine lands on all of them alike. Beside the template's
 functions runs a Powertools-only function (Logger, Metrics, Tracer, APIGatewayHttpResolver,
-one route) on the same layer: the floor a handler on this layer cannot go below. Once more
+one route) on the same layer: what a handler built the usual Powertools way starts from
+(the initiation webhook skips the resolver and the Tracer, so it can start below). Once more
 without bytecode (the build's __pycache__ removed) for the effect of shipping .pyc files.
 
 Prints a table, writes coldstart-rehearsal.json and coldstart-rehearsal.png to --out. A

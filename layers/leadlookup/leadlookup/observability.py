@@ -29,9 +29,10 @@ _tracer: Tracer | None = None
 def get_tracer() -> Tracer:
     """The Powertools Tracer, built on first use.
 
-    Building it loads the X-Ray SDK and botocore: about 0.5 s of a cold start here. The
-    initiation webhook, which answers a ringing phone and uses no Tracer, never pays it;
-    ``from leadlookup.observability import tracer`` builds it for the handlers that do.
+    Building it loads the X-Ray SDK: about 60 modules and 0.1-0.15 s of a cold start in the
+    rehearsal (``python -m devkit.rehearsal --json``). The initiation webhook, which answers a
+    ringing phone and uses no Tracer, never pays it; ``from leadlookup.observability import
+    tracer`` builds it for the handlers that do.
     """
     global _tracer
     if _tracer is None:
