@@ -225,6 +225,9 @@ def header(event: dict[str, Any], name: str) -> str | None:
     """A request header by case-insensitive name (HTTP API lower-cases them already)."""
     headers = event.get("headers") or {}
     wanted = name.lower()
+    exact = headers.get(wanted)
+    if exact is not None:
+        return str(exact)
     for key, value in headers.items():
         if key.lower() == wanted:
             return str(value)

@@ -123,8 +123,10 @@ class LookupService:
         if normalized is None:
             return False
         forms = {normalized, national_digits(normalized)}
-        stored = "".join(ch for ch in org.phone_number if ch.isdigit())
-        return org.phone_number_normalized in forms or stored in forms
+        if org.phone_number_normalized in forms:
+            return True
+        # Rows written before normalization may hold the number in another format.
+        return "".join(ch for ch in org.phone_number if ch.isdigit()) in forms
 
     def default_organization(self) -> Organization:
         """The layer's snapshot of the seeded default organization."""
