@@ -19,7 +19,7 @@ register_hooks()  # used only when the InitiationSnapStart parameter is on
 @logger.inject_lambda_context(clear_state=True)
 @emf.log_metrics
 def lambda_handler(event: dict, context: object) -> dict:
-    # The API request id, read directly: the JMESPath correlation_id_path costs ~20 us a call.
+    # The API request id, read directly rather than by a JMESPath query on every call.
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     return single_route(
         event, *ROUTE, lambda: initiation.respond(event, lambda: get_runtime().service)
