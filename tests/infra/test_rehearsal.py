@@ -8,17 +8,16 @@ from __future__ import annotations
 import copy
 import json
 import socket
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from devkit.rehearsal.function import FunctionProcess
 from devkit.rehearsal.session import Rehearsal
+from tests.support import credentials
 from tests.support.faults import new_phone
 
 pytestmark = pytest.mark.infra
@@ -138,42 +137,10 @@ def test_rehearsal_cold_initiation_answers_within_the_deadline_when_a_dependency
 CONTAINER_TOKEN = "rehearsal-container-token"
 
 
-class CredentialsEndpoint(BaseHTTPRequestHandler):
-    """Lambda's container credentials endpoint, which SnapStart functions read instead of
-    ``AWS_ACCESS_KEY_ID`` (moto accepts any credentials)."""
-
-    seen: ClassVar[list[str | None]] = []
-
-    def do_GET(self) -> None:
-        type(self).seen.append(self.headers.get("Authorization"))
-        body = json.dumps(
-            {
-                "AccessKeyId": "ASIARESTORED",
-                "SecretAccessKey": "restored-secret-key",
-                "Token": "restored-session-token",
-                "Expiration": "2099-01-01T00:00:00Z",
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def credentials_uri() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), CredentialsEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    CredentialsEndpoint.seen = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/2021-04-23/credentials"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with credentials.credentials_endpoint() as uri:
+        yield uri
 
 
 def _connects(fn: FunctionProcess, start: float, end: float) -> Counter[str]:
@@ -222,4 +189,4 @@ def test_rehearsal_snapstart_restored_container_reconnects_lazily_and_answers(
     assert first_call["postgresql"] == 0, first_call
     assert second_call == Counter(), second_call
     # Signed with the container endpoint's credentials, fetched once after the restore.
-    assert CredentialsEndpoint.seen == [CONTAINER_TOKEN]
+    assert credentials.CredentialsEndpoint.seen == [CONTAINER_TOKEN]

@@ -13,12 +13,10 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import boto3
 import pytest
@@ -29,6 +27,7 @@ from leadlookup import iam, secretsmanager, snapstart
 from leadlookup import runtime as runtime_module
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import load_handler
+from tests.support import credentials
 from tests.support.faults import initiation_event, insert_lead, new_phone
 from tests.support.moto_server import REGION, moto_server
 
@@ -136,42 +135,10 @@ def test_snapstart_hooks_are_registered_once(proxied: tuple[TcpProxy, TcpProxy])
     assert after.count(snapstart.after_restore) == 1
 
 
-class CredentialsEndpoint(BaseHTTPRequestHandler):
-    """Lambda's container credentials endpoint, as SnapStart functions get it."""
-
-    seen: ClassVar[list[str | None]] = []
-
-    def do_GET(self) -> None:
-        type(self).seen.append(self.headers.get("Authorization"))
-        body = json.dumps(
-            {
-                "AccessKeyId": "ASIASNAPSTART",
-                "SecretAccessKey": "restored-secret",
-                "Token": "restored-token",
-                "Expiration": "2099-01-01T00:00:00Z",
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def credentials_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), CredentialsEndpoint)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    CredentialsEndpoint.seen = []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/2021-04-23/credentials"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with credentials.credentials_endpoint() as uri:
+        yield uri
 
 
 def test_snapstart_secrets_are_read_with_the_container_endpoint_credentials(
@@ -200,7 +167,7 @@ def test_snapstart_secrets_are_read_with_the_container_endpoint_credentials(
 
     assert first == after_restore == "webhook-secret"
     # Fetched once, then again after the snapshot dropped them.
-    assert CredentialsEndpoint.seen == ["container-token", "container-token"]
+    assert credentials.CredentialsEndpoint.seen == ["container-token", "container-token"]
 
 
 # The initiation handler imported as Lambda's init does, then the before-snapshot hooks,

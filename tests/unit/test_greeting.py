@@ -111,7 +111,7 @@ def test_greeting_store_status_open_closed_and_before_opening(
 
     assert greeting.is_open(week, local) is is_open
     assert greeting.store_status(week, local) == status
-    assert greeting.store_hours_info(week, local) == hours_info
+    assert greeting.hours_info(week[local.weekday()]) == hours_info
 
 
 @pytest.mark.parametrize(

@@ -163,11 +163,6 @@ def hours_info(hours: Hours) -> str:
     return f"Today's hours are {clock_text(hours[0])} to {clock_text(hours[1])}."
 
 
-def store_hours_info(week: Week, local: datetime) -> str:
-    """Today's hours as a sentence."""
-    return hours_info(week[local.weekday()])
-
-
 def time_greeting(local: datetime) -> str:
     """``Good morning`` (before noon), ``Good afternoon`` (before 5 PM), ``Good evening``."""
     if local.hour < 12:

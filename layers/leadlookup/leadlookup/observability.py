@@ -76,10 +76,10 @@ class EmbeddedMetrics:
         self._counts: dict[str, int] = {}
         self._samples: dict[str, list[float]] = {}
 
-    def count(self, name: str, value: int = 1) -> None:
-        """Add ``value`` to the count ``name``."""
+    def count(self, name: str) -> None:
+        """Add 1 to the count ``name``."""
         with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + value
+            self._counts[name] = self._counts.get(name, 0) + 1
 
     def milliseconds(self, name: str, value: float) -> None:
         """Record one latency sample."""
