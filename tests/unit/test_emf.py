@@ -105,3 +105,33 @@ def test_emf_respects_the_format_limits_of_100_metrics_and_100_values(
     assert [len(d) for d in declared] == [100, 50, 1, 1]
     assert sorted(n for d in declared[:2] for n in d) == sorted(f"Metric{n}" for n in range(150))
     assert [len(d["SmsReplyLatency"][1]) for d in declared[2:]] == [100, 1]
+
+
+@pytest.mark.parametrize("name", ["Lead Cache Hit", 'Quoted"Name', "Zürich", "back\\slash"])
+def test_emf_a_name_that_needs_escaping_still_makes_valid_json(
+    metrics: EmbeddedMetrics, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    metrics.count(name)
+    metrics.count("OrgCacheHit")
+    metrics.flush()
+
+    (record,) = _records(capsys.readouterr().out)
+    assert _metric_values(record) == {name: ("Count", 1), "OrgCacheHit": ("Count", 1)}
+
+
+def test_emf_counts_and_samples_together_declare_each_with_its_unit(
+    metrics: EmbeddedMetrics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metrics.count("SmsReplySent")
+    metrics.milliseconds("SmsReplyLatency", 12.34)
+    metrics.count("SmsReplySent")
+    metrics.flush()
+    metrics.count("SmsReplySent")
+    metrics.flush()
+
+    first, second = _records(capsys.readouterr().out)
+    assert _metric_values(first) == {
+        "SmsReplySent": ("Count", 2),
+        "SmsReplyLatency": ("Milliseconds", [12.3]),
+    }
+    assert _metric_values(second) == {"SmsReplySent": ("Count", 1)}

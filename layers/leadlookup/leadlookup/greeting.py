@@ -229,16 +229,18 @@ def dynamic_greeting(
     channel: str = "voice",
     outbound: bool = False,
     bike_interest: str = "",
+    status: str | None = None,
 ) -> str:
     """The complete first sentence the agent says.
 
     Inbound: ``Hey Ada! Thanks for calling <store>. <day context> <store status> What's up?``;
     a follow-up call: greeting, who is calling, why, and whether now is a good time.
+    ``status`` is :func:`store_status` of ``week`` at ``local`` when the caller has it already.
     """
     pieces = [customer_greeting(customer_name), greeting_opener(spoken_name, channel, outbound)]
     if outbound:
         pieces.append(follow_up_reason(bike_interest))
     else:
-        pieces += [day_context(local), store_status(week, local)]
+        pieces += [day_context(local), store_status(week, local) if status is None else status]
     pieces.append(greeting_variation(call_id, outbound))
     return " ".join(piece for piece in pieces if piece)

@@ -32,6 +32,10 @@ from leadlookup.observability import logger
 _ETAG_VERSION = re.compile(r'\s*(?:W/)?("?)([0-9]{1,10})\1\s*')
 # Deeper JSON than this is refused before it can exhaust the stack of a recursive walk.
 MAX_JSON_DEPTH = 32
+# One encoder for every response: ``json.dumps`` with options builds a new one per call. A
+# body is built by this code from fresh values and cannot refer to itself, so the encoder
+# keeps no record of the containers it is in (the circular check was a sixth of its time).
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False)
 
 # The status of every error kind, most specific first: the one place errors meet HTTP (the
 # cache-admin results are built from it too). 503 is only for a dependency that is down or
@@ -90,7 +94,7 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, separators=(",", ":"), default=str),
+        body=_JSON.encode(body),
         headers=headers,
     )
 
@@ -200,6 +204,12 @@ def raw_body(event: dict[str, Any], limit: int) -> bytes:
 
 def body_text(event: dict[str, Any], limit: int) -> str:
     """The body as UTF-8 text; 400 when it is not UTF-8."""
+    body = event.get("body")
+    if isinstance(body, str) and body.isascii() and not event.get("isBase64Encoded"):
+        # ASCII text is its own UTF-8: its length is its size, and there is nothing to decode.
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        return body
     try:
         return raw_body(event, limit).decode("utf-8")
     except UnicodeDecodeError:

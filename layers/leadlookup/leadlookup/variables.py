@@ -215,6 +215,8 @@ def qualification_status(lead: Lead | None) -> str:
     status = lead.status if lead else "new"
     word = "qualified" if status in _QUALIFIED else "not yet qualified"
     data = lead.qualification_data if lead else {}
+    if not data:
+        return word
     details = [
         f"{label} {data[key]}"
         for key, label in (("budget_range", "budget"), ("timeline", "timeline"))
@@ -264,6 +266,8 @@ def build_variables(
     clock = greeting.clock_text(local)
     day, month = greeting.day_name(local), greeting.month_name(local)
     spoken_name = org.spoken_name
+    status = greeting.store_status(week, local)
+    minute = local.isoformat(timespec="minutes")  # YYYY-MM-DDTHH:MM, then the UTC offset
     return {
         "customer_name": name,
         "has_customer_name": "true" if name else "false",
@@ -287,13 +291,13 @@ def build_variables(
         "business_hours": store.business_hours,
         "business_hours_today": store.day_hours[weekday],
         "store_is_open": "true" if greeting.is_open(week, local) else "false",
-        "store_status": greeting.store_status(week, local),
+        "store_status": status,
         "store_hours_info": store.day_hours_info[weekday],
         "current_time": clock,
         "current_day": day,
         "current_date": f"{month} {local.day}, {local.year}",
         # To the minute, like every other time field: a retry seconds later answers the same.
-        "current_datetime": local.replace(second=0, microsecond=0).isoformat(),
+        "current_datetime": f"{minute[:16]}:00{minute[16:]}",
         "full_datetime": (
             f"{day}, {month} {local.day}, {local.year} at {clock} {local.tzname() or ''}"
         ).rstrip(),
@@ -309,6 +313,7 @@ def build_variables(
             channel=channel,
             outbound=outbound,
             bike_interest=bike,
+            status=status,
         ),
         "time_greeting": greeting.time_greeting(local),
         "day_context": greeting.day_context(local),
