@@ -99,3 +99,32 @@ def test_bench_new_caller_needs_at_most_two_database_round_trips(bench: dict[str
 
     assert new["db_round_trips"]["max"] <= 2
     assert new["db_round_trips"]["min"] >= 1  # the lead really was looked up in the database
+
+
+def test_bench_instructions_rig_answers_every_request_from_one_real_get(
+    service_urls: dict[str, str],
+) -> None:
+    # The instruction count's claim: the requests it counts do everything but the Redis GET,
+    # which is answered in-process from the one real GET (run here without valgrind).
+    env = {**os.environ, **service_urls}
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "devkit.bench.instructions",
+            "--child",
+            "--invoke",
+            "--requests",
+            "7",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary == {"answered_200": 7, "real_gets": 1}
