@@ -32,10 +32,8 @@ from leadlookup.observability import logger
 _ETAG_VERSION = re.compile(r'\s*(?:W/)?("?)([0-9]{1,10})\1\s*')
 # Deeper JSON than this is refused before it can exhaust the stack of a recursive walk.
 MAX_JSON_DEPTH = 32
-# One encoder for every response: ``json.dumps`` with options builds a new one per call. A
-# body is built by this code from fresh values and cannot refer to itself, so the encoder
-# keeps no record of the containers it is in (the circular check was a sixth of its time).
-_JSON = json.JSONEncoder(separators=(",", ":"), default=str, check_circular=False)
+# One encoder for every response: ``json.dumps`` with options builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
 
 # The status of every error kind, most specific first: the one place errors meet HTTP (the
 # cache-admin results are built from it too). 503 is only for a dependency that is down or
@@ -89,14 +87,25 @@ def log_internal_error(exc: BaseException) -> None:
     )
 
 
+class JsonText(str):
+    """A body that is JSON text already: :func:`json_response` sends it as it is."""
+
+    __slots__ = ()
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response."""
+    """A JSON response (``body`` encoded, unless it is :class:`JsonText`)."""
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=_JSON.encode(body),
+        body=str(body) if isinstance(body, JsonText) else _JSON.encode(body),
         headers=headers,
     )
+
+
+def json_text(value: Any) -> JsonText:
+    """``value`` as the JSON text :func:`json_response` would send."""
+    return JsonText(_JSON.encode(value))
 
 
 def error_response(status: int, message: str) -> Response:
