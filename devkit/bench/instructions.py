@@ -3,8 +3,8 @@
     python -m devkit.bench.instructions [--requests 1000] [--out bench-results]
 
 Timings of a 0.2 ms request move by 20-50% from run to run on a shared VM, more than most
-changes to the warm path do. Instructions executed do not: this counts them with valgrind's
-callgrind, which is the same for every run of the same code (a few in a million apart).
+changes to the warm path do. Instructions executed barely move: this counts them with
+valgrind's callgrind (two runs of the same code here: 429,545 and 430,251 a request).
 
 Two processes run the same rig under valgrind, the warm initiation of
 ``devkit.bench.profile``, and build the same ``--requests`` events; one invokes the handler

@@ -66,7 +66,8 @@ class EmbeddedMetrics:
     The record is the one Powertools Metrics wrote (namespace, the ``service`` dimension, one
     root member per metric). Powertools Metrics wrote it until the warm initiation had to fit
     within 2x one Redis GET: its per-metric validation and its flush were about 13% of a warm
-    request in ``python -m devkit.bench.profile initiation_warm``; this line is about 5%.
+    request in ``python -m devkit.bench.profile initiation_warm``. This record costs about 35k
+    instructions, counted alone with valgrind (see BENCHMARKS.md, "Second pass").
     """
 
     def __init__(self, namespace: str, service: str) -> None:
