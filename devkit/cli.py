@@ -140,6 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Serve every HttpApi route of template.yaml, like `sam local start-api`."""
     err = sys.stderr
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C too, set here: a process started with SIGINT ignored (a background job of a
+    # non-interactive shell, as CI may start it) keeps it ignored, and would never stop.
+    signal.signal(signal.SIGINT, _interrupt)
     started = prepare_environment(err, embedded_dir=args.data_dir)
     try:
         return _run(args, err)

@@ -398,8 +398,18 @@ def test_cli_cache_status_runs_the_cache_admin_handler(app_env: dict[str, str]) 
     assert answer["result"]["key_prefix"] == app_env["CACHE_KEY_PREFIX"]
 
 
-def _start_run(data_dir: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
-    """`devkit.cli run` on a free port with embedded services in ``data_dir``; its URL."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _start_run(
+    data_dir: Path, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`devkit.cli run` on a free port with embedded services in ``data_dir``; its URL.
+
+    ``sigint_ignored``: started as a non-interactive shell starts a background job,
+    with SIGINT ignored (a disposition the process inherits).
+    """
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     # The SMS stand-ins on free ports too: a `make run` elsewhere on this machine holds theirs.
     env.update(STANDIN_AGENT_PORT="0", STANDIN_TWILIO_PORT="0")
@@ -411,6 +421,7 @@ def _start_run(data_dir: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
     assert child.stderr is not None
     lines: list[str] = []
@@ -426,7 +437,12 @@ def _start_run(data_dir: Path) -> tuple[subprocess.Popen[str], str, list[str]]:
 def _stop_run(child: subprocess.Popen[str], signum: int, lines: list[str]) -> str:
     """Signal the runner, wait for it; everything it printed."""
     child.send_signal(signum)
-    _, out = child.communicate(timeout=60)
+    try:
+        _, out = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        child.kill()  # not left running after the test
+        child.communicate()
+        raise
     assert child.returncode == 0, "".join(lines) + out
     return "".join(lines) + out
 
@@ -469,6 +485,12 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
 
         assert not any(_gone(pid) for pid in found), out
         assert services.embedded_running(data_dir) == {"postgres", "redis"}
+
+        # Ctrl-C stops it even when it was started with SIGINT ignored (CI in the background).
+        child, url, lines = _start_run(data_dir, sigint_ignored=True)
+        out = _stop_run(child, signal.SIGINT, lines)
+
+        assert services.embedded_running(data_dir) == {"postgres", "redis"}, out
     finally:
         services.stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
