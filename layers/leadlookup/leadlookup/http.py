@@ -191,6 +191,10 @@ def _proxy_result(response: Response) -> dict[str, Any]:
     }
 
 
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"body is larger than {limit} bytes")
+
+
 def raw_body(event: dict[str, Any], limit: int) -> bytes:
     """The request body as bytes (base64 undone), or 413 when it is over ``limit`` bytes."""
     body = event.get("body") or ""
@@ -198,7 +202,7 @@ def raw_body(event: dict[str, Any], limit: int) -> bytes:
         raise InvalidInput("body must be text")
     # Cheap early refusal: base64 is 4/3 the size of what it encodes.
     if len(body) > limit * 4 // 3 + 4:
-        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        raise _too_large(limit)
     if event.get("isBase64Encoded"):
         try:
             data = base64.b64decode(body, validate=True)
@@ -207,7 +211,7 @@ def raw_body(event: dict[str, Any], limit: int) -> bytes:
     else:
         data = body.encode("utf-8", "surrogatepass")
     if len(data) > limit:
-        raise PayloadTooLarge(f"body is larger than {limit} bytes")
+        raise _too_large(limit)
     return data
 
 
@@ -217,7 +221,7 @@ def body_text(event: dict[str, Any], limit: int) -> str:
     if isinstance(body, str) and body.isascii() and not event.get("isBase64Encoded"):
         # ASCII text is its own UTF-8: its length is its size, and there is nothing to decode.
         if len(body) > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
+            raise _too_large(limit)
         return body
     try:
         return raw_body(event, limit).decode("utf-8")

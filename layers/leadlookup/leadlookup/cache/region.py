@@ -230,14 +230,14 @@ class CacheRegion(Generic[T]):
         except (KeyError, TypeError, ValueError):
             return None
 
-    def _value_of(self, key: str, raw: str | None) -> T | None:
+    def _value_of(self, key: str, raw: str) -> T | None:
         """``raw`` (the entry of ``key``) decoded, or the value decoded from the same bytes
         last time; None when it does not decode."""
         last = self._decoded_last.get(key)
         if last is not None and last[0] == raw:
             return last[1]
         value = self._decoded(raw)
-        if value is not None and raw is not None:
+        if value is not None:
             if len(self._decoded_last) >= _DECODED_MAX:
                 self._decoded_last.clear()
             self._decoded_last[key] = (raw, value)
