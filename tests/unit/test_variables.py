@@ -278,6 +278,18 @@ def test_variables_follow_the_store_time_zone_and_spoken_name() -> None:
     assert variables["organization_name"] == "BICI Toronto"
 
 
+def test_variables_spoken_name_is_one_line_in_the_greeting() -> None:
+    org = Organization.from_json(
+        default_organization_snapshot() | {"settings": {"spoken_name": " Bee-chee\n  Bikes "}}
+    )
+
+    variables = build_variables(org, None, NOW, call_id="CA1")
+
+    assert variables["dynamic_greeting"].startswith(
+        "Hey there! Thanks for calling Bee-chee Bikes. "
+    )
+
+
 def test_variables_unknown_time_zone_falls_back_to_vancouver() -> None:
     org = Organization.from_json(
         default_organization_snapshot() | {"settings": {"timezone": "Mars/Olympus"}}

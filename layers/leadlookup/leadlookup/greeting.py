@@ -52,7 +52,6 @@ OUTBOUND_VARIATIONS = (
     "Do you have a minute to pick up where we left off",
     "Is now a good time to follow up on our last chat",
 )
-_SENTENCE_ENDS = (".", "!", "?")
 # Stripped from the ends of a name or bike type that is spoken inside a phrase.
 _PUNCTUATION = ".,;:!?\"'()[]{}"
 # Bike types that name no bike (post-call analysis writes "unsure" when it learned nothing).
@@ -252,17 +251,13 @@ def who_we_are(spoken_name: str, channel: str, outbound: bool) -> str:
 
 
 def sentences(*pieces: str) -> str:
-    """The non-empty ``pieces`` as one line of sentences: one space between, each one ended.
+    """The non-empty ``pieces`` as sentences, one space between, each one ended once.
 
     A piece that already ends in ``.``, ``!`` or ``?`` keeps its ending (a store named
-    "Bikes Inc." must not read "Bikes Inc.."); any other gets a full stop.
+    "Bikes Inc." must not read "Bikes Inc.."); any other gets a full stop. Pieces are single
+    lines (a store's spoken name is made one by the caller, once per store).
     """
-    out = []
-    for piece in pieces:
-        text = " ".join(piece.split())
-        if text:
-            out.append(text if text.endswith(_SENTENCE_ENDS) else text + ".")
-    return " ".join(out)
+    return " ".join([piece if piece[-1] in ".!?" else piece + "." for piece in pieces if piece])
 
 
 def dynamic_greeting(

@@ -92,6 +92,8 @@ class _StoreFacts:
     business_hours: str
     address: str
     address_line: str
+    # On one line: the greeting joins its sentences without normalizing each answer's text.
+    spoken_name: str
     # By weekday, Monday first: "8:00 AM - 6:00 PM" / "Closed", and the same as a sentence.
     day_hours: tuple[str, ...]
     day_hours_info: tuple[str, ...]
@@ -117,6 +119,7 @@ def _store_facts(org: Organization) -> _StoreFacts:
         business_hours=greeting.week_hours_text(week),
         address=address,
         address_line=one_line(_setting_text(org, "address_formatted") or address),
+        spoken_name=" ".join(org.spoken_name.split()),
         day_hours=tuple(greeting.hours_text(hours) for hours in week),
         day_hours_info=tuple(greeting.hours_info(hours) for hours in week),
     )
@@ -289,7 +292,7 @@ def build_variables(
     call_type = "outbound_followup" if outbound else ("sms" if channel == "sms" else "inbound")
     clock = greeting.clock_text(local)
     day, month = greeting.day_name(local), greeting.month_name(local)
-    spoken_name = org.spoken_name
+    spoken_name = store.spoken_name
     status = greeting.store_status(week, local)
     minute = local.isoformat(timespec="minutes")  # YYYY-MM-DDTHH:MM, then the UTC offset
     return {
