@@ -8,6 +8,8 @@ SAM_CLI_VERSION := 1.170.0
 CHECKOV_VENV := .venv-checkov
 FN ?=
 EVENT ?=
+AGENT ?=
+AGENT_ID ?=
 # sam build needs a python3.13; a pyenv shim of that name may refuse to run, so ask pyenv too.
 PY313_DIR ?= $(firstword \
 	$(shell python3.13 -c 'import os, sys; print(os.path.dirname(sys.executable))' 2>/dev/null) \
@@ -16,7 +18,7 @@ PY313_DIR ?= $(firstword \
 export SAM_CLI_TELEMETRY := 0
 
 .DEFAULT_GOAL := help
-.PHONY: help venv sam-cli checkov test run invoke migrate events bench dashboard lint fmt build validate clean
+.PHONY: help venv sam-cli checkov test run invoke migrate events agent-check bench dashboard lint fmt build validate clean
 
 help: ## list the targets
 	@awk -F':.*## ' '/^[a-z-]+:.*## /{printf "  %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +58,10 @@ migrate: $(VENV)/.stamp ## apply the database migrations
 
 events: $(VENV)/.stamp ## re-sign the signed sample events under events/
 	$(PY) -m devkit.cli events
+
+agent-check: $(VENV)/.stamp ## before switching an agent to this stack: make agent-check AGENT=<exported agent JSON> (or AGENT_ID=agent_...)
+	@[ -n "$(AGENT)$(AGENT_ID)" ] || { echo "usage: make agent-check AGENT=<exported agent JSON> | AGENT_ID=<agent id>" >&2; exit 2; }
+	$(PY) -m devkit.cli agent-check $(if $(AGENT),--agent "$(AGENT)",--agent-id "$(AGENT_ID)")
 
 bench: $(VENV)/.stamp ## run the benchmarks
 	$(PY) -m devkit.bench

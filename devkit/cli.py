@@ -1,10 +1,11 @@
-"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache.
+"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache, agent-check.
 
     python -m devkit.cli run [--host 127.0.0.1] [--port 3000]
     python -m devkit.cli invoke ConversationInitiationFunction events/.../known_caller.json
     python -m devkit.cli migrate
     python -m devkit.cli events
     python -m devkit.cli cache status | flush_lead --phone P --organization-id ID | ...
+    python -m devkit.cli agent-check --agent exported-agent.json | --agent-id agent_...
 
 PostgreSQL and Redis come from ``DATABASE_URL``/``REDIS_URL``, else the machine's own
 servers, else embedded ones (devkit.services). The environment of template.yaml is not
@@ -250,6 +251,25 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_agent_check(args: argparse.Namespace) -> int:
+    """Check an ElevenLabs agent's configuration against this stack (exit 1: blocked)."""
+    lambda_env.add_layers_to_path()
+    from devkit import agent_check
+
+    try:
+        return agent_check.run(
+            agent_file=args.agent,
+            agent_id=args.agent_id,
+            organization_file=args.organization,
+            at=args.at,
+            environ=os.environ,
+            out=sys.stdout,
+            timeout_s=args.timeout,
+        )
+    except agent_check.ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
 def _invoke_and_print(spec: lambda_env.FunctionSpec, event: Any, out: IO[str]) -> int:
     try:
         result = lambda_env.invoke(spec, event)
@@ -342,6 +362,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON object: the organization for upsert_org, else extra event fields",
     )
     cache.set_defaults(func=cmd_cache)
+
+    check = commands.add_parser("agent-check", help=cmd_agent_check.__doc__)
+    source = check.add_mutually_exclusive_group(required=True)
+    source.add_argument("--agent", metavar="FILE", help="the agent's exported JSON")
+    source.add_argument(
+        "--agent-id",
+        metavar="ID",
+        help="fetch the agent (GET /v1/convai/agents/ID with ELEVENLABS_API_KEY)",
+    )
+    check.add_argument(
+        "--organization",
+        metavar="FILE",
+        help="the store as upsert_org takes it (default: the seeded store)",
+    )
+    check.add_argument(
+        "--at", metavar="ISO", help="render at this time (no offset: store time; default: now)"
+    )
+    check.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds for the fetch (default 10)"
+    )
+    check.set_defaults(func=cmd_agent_check)
     return parser
 
 

@@ -143,10 +143,11 @@ def test_admin_upsert_org_spoken_name_is_what_the_greeting_says(
     invoke(ADMIN, event)
     plain = json.loads(invoke("conversation_initiation", initiation)["body"])
 
-    opener = "Thanks for calling Bee-chee Bike Store North Shore."
-    assert spoken["dynamic_variables"]["greeting_opener"] == opener
-    assert plain["dynamic_variables"]["greeting_opener"] == (
-        "Thanks for calling BICI Bike Store - North Shore."
+    assert spoken["dynamic_variables"]["dynamic_greeting"].startswith(
+        "Hey there! Thanks for calling Bee-chee Bike Store North Shore. "
+    )
+    assert plain["dynamic_variables"]["dynamic_greeting"].startswith(
+        "Hey there! Thanks for calling BICI Bike Store - North Shore. "
     )
     execute(
         database_url, "DELETE FROM organizations WHERE id = :id", id=event["organization"]["id"]

@@ -16,7 +16,9 @@ from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
 
 FN = "conversation_initiation"
-# Design 3.1: the Node service's 33 names plus lead_id, business_hours_today, timezone.
+# The Node service's 33 names, the two the store's live agent reads that it never sent
+# (store_greeting, location_address_formatted), and ours: lead_id, business_hours_today,
+# timezone, channel, recent_messages. Every conversation, call or text, has all 40.
 KEYS = {
     "customer_name", "customer_phone", "lead_status", "bike_interest", "conversation_context",
     "previous_summary", "organization_name", "organization_id", "location_address",
@@ -25,7 +27,8 @@ KEYS = {
     "weather_context", "customer_greeting", "greeting_opener", "greeting_variation",
     "is_outbound", "call_type", "store_is_open", "store_status", "store_hours_info",
     "customer_history", "last_topic", "qualification_status", "interaction_count",
-    "last_contact", "lead_id", "business_hours_today", "timezone",
+    "last_contact", "lead_id", "business_hours_today", "timezone", "store_greeting",
+    "location_address_formatted", "channel", "recent_messages",
 }  # fmt: skip
 # Wednesday 2026-11-25, 2:05 PM in Vancouver (UTC-8 in November).
 WEDNESDAY_AFTERNOON = datetime(2026, 11, 25, 22, 5, tzinfo=UTC)
@@ -114,7 +117,7 @@ def test_initiation_known_caller_gets_their_lead_and_store_facts(
         "customer_name": "Ada",
         "has_customer_name": "true",
         "customer_phone": "+16045550142",
-        "customer_greeting": "Hey Ada!",
+        "customer_greeting": "Ada",
         "lead_id": known_lead,
         "lead_status": "qualified",
         "qualification_status": "qualified",
@@ -128,12 +131,14 @@ def test_initiation_known_caller_gets_their_lead_and_store_facts(
         "organization_id": DEFAULT_ORGANIZATION_ID,
         "organization_name": "BICI Bike Store",
         "location_address": "1497 Adanac Street, Vancouver, BC",
+        "location_address_formatted": "1497 Adanac Street, Vancouver, BC",
         "business_hours": (
             "Monday to Friday 8:00 AM - 6:00 PM, Saturday and Sunday 9:00 AM - 4:30 PM"
         ),
         "business_hours_today": "8:00 AM - 6:00 PM",
         "store_is_open": "true",
         "store_status": "We're open until 6:00 PM today.",
+        "store_greeting": "We're open until 6:00 PM today.",
         "store_hours_info": "Today's hours are 8:00 AM to 6:00 PM.",
         "current_time": "2:05 PM",
         "current_day": "Wednesday",
@@ -141,17 +146,19 @@ def test_initiation_known_caller_gets_their_lead_and_store_facts(
         "current_datetime": "2026-11-25T14:05:00-08:00",
         "full_datetime": "Wednesday, November 25, 2026 at 2:05 PM PST",
         "timezone": "America/Vancouver",
+        "channel": "voice",
+        "recent_messages": "",
         "is_outbound": "false",
         "call_type": "inbound",
         "dynamic_greeting": (
             "Hey Ada! Thanks for calling Bee-chee Bike Store. Happy Wednesday, we're halfway "
             "through the week! We're open until 6:00 PM today. What's up?"
         ),
-        "time_greeting": "Good afternoon",
+        "time_greeting": "Good afternoon!",
         "day_context": "Happy Wednesday, we're halfway through the week!",
         "weather_context": "Great fall riding weather lately!",
-        "greeting_opener": "Thanks for calling Bee-chee Bike Store.",
-        "greeting_variation": "What's up?",
+        "greeting_opener": "Hey Ada!",
+        "greeting_variation": "What's up",
     }
 
 
@@ -163,10 +170,13 @@ def test_initiation_outbound_call_answers_for_the_called_customer(
     assert (variables["is_outbound"], variables["call_type"]) == ("true", "outbound_followup")
     assert variables["lead_id"] == known_lead and variables["customer_phone"] == "+16045550142"
     assert variables["organization_id"] == DEFAULT_ORGANIZATION_ID
-    assert variables["greeting_opener"] == "It's Bee-chee Bike Store calling you back."
-    assert variables["dynamic_greeting"].startswith(
-        "Hey Ada! It's Bee-chee Bike Store calling you back. I'm following up on the gravel "
-        "bike you asked about. "
+    assert variables["greeting_opener"] == "Hey Ada!"
+    assert variables["greeting_variation"] == (
+        "Do you have a minute to talk about the gravel bike you asked about"
+    )
+    assert variables["dynamic_greeting"] == (
+        "Hey Ada! It's Bee-chee Bike Store calling you back. Do you have a minute to talk about "
+        "the gravel bike you asked about?"
     )
 
 
@@ -241,7 +251,7 @@ def test_initiation_store_hours_follow_the_organization_time_zone(
 def test_initiation_key_set_is_identical_across_every_case(
     app_env: dict[str, str], invoke: Invoke, known_lead: str
 ) -> None:
-    names = ["known_caller", "new_caller", "anonymous_caller", "unknown_store"]
+    names = ["known_caller", "new_caller", "anonymous_caller", "unknown_store", "outbound_call"]
 
     key_sets = [set(_variables(invoke(FN, _event(name)))) for name in names]
 

@@ -31,6 +31,7 @@ from leadlookup.replies import wiring
 from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
 from leadlookup.replies.pipeline import ReplyPipeline
 from leadlookup.settings import Settings
+from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
@@ -98,7 +99,9 @@ def test_reply_agent_answer_is_sent_once_and_stored_as_outbound(
     init = conversation["init"]
     assert init["conversation_config_override"] == {"conversation": {"text_only": True}}
     variables = init["dynamic_variables"]
-    assert variables["channel"] == "sms"
+    # Exactly the keys of a call's answer: one agent serves calls and texts.
+    assert list(variables) == list(DYNAMIC_VARIABLE_KEYS)
+    assert (variables["channel"], variables["call_type"]) == ("sms", "sms")
     assert variables["customer_phone"] == phone
     assert variables["organization_name"] == "BICI Bike Store"
     assert conversation["pongs"] == [1]

@@ -46,13 +46,13 @@ def _at(day: int, hour: int, minute: int = 0) -> datetime:
 @pytest.mark.parametrize(
     ("hour", "minute", "expected"),
     [
-        (0, 30, "Good morning"),
-        (6, 0, "Good morning"),
-        (11, 59, "Good morning"),
-        (12, 0, "Good afternoon"),
-        (16, 59, "Good afternoon"),
-        (17, 0, "Good evening"),
-        (23, 30, "Good evening"),
+        (0, 30, "Good morning!"),
+        (6, 0, "Good morning!"),
+        (11, 59, "Good morning!"),
+        (12, 0, "Good afternoon!"),
+        (16, 59, "Good afternoon!"),
+        (17, 0, "Good evening!"),
+        (23, 30, "Good evening!"),
     ],
 )
 def test_greeting_time_greeting_follows_the_store_clock(
@@ -134,11 +134,25 @@ def test_greeting_week_hours_group_equal_consecutive_days(
 
 
 @pytest.mark.parametrize(
-    ("name", "expected"),
-    [("Ada", "Hey Ada!"), ("Ada Lovelace", "Hey Ada!"), ("", "Hey there!"), ("  ", "Hey there!")],
+    ("name", "first", "opener"),
+    [
+        ("Ada", "Ada", "Hey Ada!"),
+        ("Ada Lovelace", "Ada", "Hey Ada!"),
+        ("  ada   lovelace ", "ada", "Hey ada!"),
+        ("Ada!", "Ada", "Hey Ada!"),
+        ('"Ada," Lovelace', "Ada", "Hey Ada!"),
+        ("O'Brien", "O'Brien", "Hey O'Brien!"),
+        ("!!! Ada", "Ada", "Hey Ada!"),
+        ("", "", "Hey there!"),
+        ("  ", "", "Hey there!"),
+        ("?", "", "Hey there!"),
+    ],
 )
-def test_greeting_customer_greeting_uses_the_first_name(name: str, expected: str) -> None:
-    assert greeting.customer_greeting(name) == expected
+def test_greeting_customer_greeting_is_the_first_name_and_the_opener_greets_it(
+    name: str, first: str, opener: str
+) -> None:
+    assert greeting.customer_greeting(name) == first
+    assert greeting.greeting_opener(name) == opener
 
 
 @pytest.mark.parametrize(
@@ -170,7 +184,7 @@ def test_greeting_customer_greeting_uses_the_first_name(name: str, expected: str
 def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
     name: str, day: int, hour: int, expected: str
 ) -> None:
-    call_id = _call_id_for(greeting.INBOUND_VARIATIONS, "What's up?")
+    call_id = _call_id_for(greeting.INBOUND_VARIATIONS, "What's up")
 
     sentence = greeting.dynamic_greeting(
         customer_name=name,
@@ -183,41 +197,55 @@ def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
     assert sentence == expected
 
 
-def test_greeting_follow_up_call_says_who_calls_and_why() -> None:
-    call_id = _call_id_for(greeting.OUTBOUND_VARIATIONS, "Is now a good time to chat?")
+def test_greeting_follow_up_call_says_who_calls_and_asks_about_the_bike() -> None:
+    call_id = _call_id_for(
+        greeting.OUTBOUND_VARIATIONS, "Do you have a minute to pick up where we left off"
+    )
+    common: dict[str, Any] = {
+        "spoken_name": "Bee-chee",
+        "local": _at(2, 14),
+        "week": greeting.week_hours(SEEDED),
+        "call_id": call_id,
+        "outbound": True,
+    }
 
-    with_bike = greeting.dynamic_greeting(
-        customer_name="Ada",
-        spoken_name="Bee-chee",
-        local=_at(2, 14),
-        week=greeting.week_hours(SEEDED),
-        call_id=call_id,
-        outbound=True,
-        bike_interest="gravel",
-    )
-    without = greeting.dynamic_greeting(
-        customer_name="",
-        spoken_name="Bee-chee",
-        local=_at(2, 14),
-        week=greeting.week_hours(SEEDED),
-        call_id=call_id,
-        outbound=True,
-    )
+    with_bike = greeting.dynamic_greeting(customer_name="Ada", bike_interest="gravel", **common)
+    e_bike = greeting.dynamic_greeting(customer_name="Ada", bike_interest="e-bike", **common)
+    unsure = greeting.dynamic_greeting(customer_name="", bike_interest="unsure", **common)
 
     assert with_bike == (
-        "Hey Ada! It's Bee-chee calling you back. I'm following up on the gravel bike you "
-        "asked about. Is now a good time to chat?"
+        "Hey Ada! It's Bee-chee calling you back. Do you have a minute to talk about the gravel "
+        "bike you asked about?"
     )
-    assert without == (
-        "Hey there! It's Bee-chee calling you back. I'm following up on your recent "
-        "conversation with us. Is now a good time to chat?"
+    assert e_bike.endswith("Do you have a minute to talk about the e-bike you asked about?")
+    assert unsure == (
+        "Hey there! It's Bee-chee calling you back. Do you have a minute to pick up where we "
+        "left off?"
     )
 
 
-def test_greeting_opener_for_calls_texts_and_follow_ups() -> None:
-    assert greeting.greeting_opener("Bee-chee", "voice", False) == "Thanks for calling Bee-chee."
-    assert greeting.greeting_opener("Bee-chee", "sms", False) == "Thanks for texting Bee-chee."
-    assert greeting.greeting_opener("Bee-chee", "voice", True) == "It's Bee-chee calling you back."
+def test_greeting_who_we_are_for_calls_texts_and_follow_ups() -> None:
+    assert greeting.who_we_are("Bee-chee", "voice", False) == "Thanks for calling Bee-chee"
+    assert greeting.who_we_are("Bee-chee", "sms", False) == "Thanks for texting Bee-chee"
+    assert greeting.who_we_are("Bee-chee", "voice", True) == "It's Bee-chee calling you back"
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        (("Hey Ada!", "Thanks for calling Bikes Inc.", "", "What's up?"),
+         "Hey Ada! Thanks for calling Bikes Inc. What's up?"),
+        (("Thanks for calling Yay Bikes!", "", "We open at 8:00 AM today"),
+         "Thanks for calling Yay Bikes! We open at 8:00 AM today."),
+        (("Hey there!", "Thanks for calling Bee-chee Bike Store"),
+         "Hey there! Thanks for calling Bee-chee Bike Store."),
+        (("", ""), ""),
+    ],
+)  # fmt: skip
+def test_greeting_sentences_end_each_piece_once_and_skip_empty_ones(
+    pieces: tuple[str, ...], expected: str
+) -> None:
+    assert greeting.sentences(*pieces) == expected
 
 
 def test_greeting_variation_is_fixed_per_call_and_varies_across_calls() -> None:
@@ -225,9 +253,13 @@ def test_greeting_variation_is_fixed_per_call_and_varies_across_calls() -> None:
 
     first = [greeting.greeting_variation(call_id, False) for call_id in ids]
     again = [greeting.greeting_variation(call_id, False) for call_id in ids]
+    outbound = {greeting.greeting_variation(call_id, True) for call_id in ids}
 
     assert first == again
     assert set(first) == set(greeting.INBOUND_VARIATIONS)
+    assert outbound == set(greeting.OUTBOUND_VARIATIONS)
+    # Agents write `{{greeting_variation}}?`: no phrase brings its own ending.
+    assert not [v for v in (*first, *outbound) if v.rstrip()[-1] in ".!?"]
 
 
 def _call_id_for(choices: tuple[str, ...], wanted: str) -> str:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leadlookup import greeting
+from leadlookup import greeting, initiation
 from leadlookup.models import Lead, Organization, default_organization_snapshot
+from leadlookup.queue import InProcessQueue
+from leadlookup.replies.agent import initiation_message
+from leadlookup.replies.jobs import JobKind, ReplyJob
+from leadlookup.replies.pipeline import ReplyPipeline
 from leadlookup.variables import (
     CONTEXT_MAX_CHARS,
     DYNAMIC_VARIABLE_KEYS,
@@ -54,8 +61,113 @@ def test_variables_every_path_has_exactly_the_key_set_all_strings(
     variables = build_variables(STORE, lead, NOW, **kwargs)
 
     assert list(variables) == list(DYNAMIC_VARIABLE_KEYS)
-    assert len(set(DYNAMIC_VARIABLE_KEYS)) == 36
+    assert len(set(DYNAMIC_VARIABLE_KEYS)) == 40
     assert all(isinstance(value, str) for value in variables.values())
+
+
+class _Repo:
+    """The one repository call the reply decision makes: a lead that may be answered."""
+
+    def reply_context(self, lead_id: str, external_id: str, key: str, count: int) -> dict:
+        history = [  # newest first, as the statement returns them
+            {"direction": "outbound", "body": "We do! Want to come by for a test ride?"},
+            {"direction": "inbound", "body": "Do you have the Topstone in a 56?"},
+        ]
+        return {"opted_out": False, "human_control": False, "replied": False, "history": history}
+
+
+class _Service:
+    repo = _Repo()
+
+
+def _sms_job(lead: Lead) -> ReplyJob:
+    """The reply job ReplyPipeline queues for a text from ``lead``, as the responder reads it."""
+    queued: list[ReplyJob] = []
+    pipeline = ReplyPipeline(
+        _Service(),  # type: ignore[arg-type]
+        InProcessQueue(lambda body: queued.append(ReplyJob.from_json(body))),
+        now=lambda: NOW,
+    )
+
+    decision = pipeline.after_inbound(STORE, lead, "SM1", "What about a 58?", None)
+
+    assert decision == "reply queued"
+    return queued[0]
+
+
+def test_variables_every_conversation_has_exactly_the_same_keys() -> None:
+    lead = _lead(customer_name="Ada Lovelace", bike_interest={"type": "gravel"})
+
+    voice = initiation.answer(STORE, lead, NOW, "CA1")
+    outbound = initiation.answer(STORE, lead, NOW, "CA2", outbound=True)
+    degraded = initiation.answer(STORE, None, NOW, "CA3")
+    job = _sms_job(lead)
+    sms = initiation_message(job)["dynamic_variables"]
+
+    for body in (voice, outbound, degraded):
+        assert list(body["dynamic_variables"]) == list(DYNAMIC_VARIABLE_KEYS)
+        assert json.loads(initiation.answer_json(body)) == body
+    assert list(sms) == list(DYNAMIC_VARIABLE_KEYS)
+    assert sms == job.dynamic_variables  # sent to the agent as they were queued
+    assert (sms["channel"], voice["dynamic_variables"]["channel"]) == ("sms", "voice")
+    assert sms["recent_messages"] == (
+        "customer: Do you have the Topstone in a 56?\n"
+        "store: We do! Want to come by for a test ride?"
+    )
+    assert voice["dynamic_variables"]["recent_messages"] == ""
+
+
+def test_variables_a_job_queued_by_an_older_version_still_gets_every_key() -> None:
+    # What the previous version queued: the 36 keys of calls, without channel and the rest.
+    old = dict(_sms_job(_lead()).dynamic_variables)
+    for key in ("channel", "recent_messages", "store_greeting", "location_address_formatted"):
+        del old[key]
+    job = ReplyJob(
+        key="reply:SM2",
+        kind=JobKind.AGENT,
+        organization_id=STORE.id,
+        lead_id=None,
+        to_number="+16045550142",
+        from_number=STORE.phone_number,
+        body="hi",
+        dynamic_variables=old,
+        history=[{"role": "customer", "text": "hi"}],
+    )
+    sparse_job = replace(job, key="reply:SM3", dynamic_variables={"customer_name": "Ada"})
+
+    sent = initiation_message(job)["dynamic_variables"]
+    sparse = initiation_message(sparse_job)["dynamic_variables"]
+
+    assert set(sent) == set(sparse) == set(DYNAMIC_VARIABLE_KEYS)
+    assert {key: sent[key] for key in old} == old
+    assert (sent["channel"], sent["recent_messages"]) == ("sms", "customer: hi")
+    assert sent["store_greeting"] == old["store_status"] == "We're open until 6:00 PM today."
+    assert sent["location_address_formatted"] == "1497 Adanac Street, Vancouver, BC"
+    assert sparse["customer_name"] == "Ada" and sparse["store_status"] == ""
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"address": "1497 Adanac Street, Vancouver, BC"}, "1497 Adanac Street, Vancouver, BC"),
+        ({"address": "1497 Adanac Street\n  Vancouver,\nBC V5L 2C3\n"},
+         "1497 Adanac Street, Vancouver, BC V5L 2C3"),
+        ({"address": "1497 Adanac St", "address_formatted": "1497 Adanac St, Vancouver, Canada"},
+         "1497 Adanac St, Vancouver, Canada"),
+        ({"address": "1 Main St", "address_formatted": 7}, "1 Main St"),
+        ({}, ""),
+    ],
+)  # fmt: skip
+def test_variables_formatted_address_is_one_line_for_directions(
+    settings: dict[str, Any], expected: str
+) -> None:
+    org = Organization("o-1", "BICI", "+17785550100", "17785550100", settings)
+
+    variables = build_variables(org, None, NOW)
+
+    assert variables["location_address_formatted"] == expected
+    assert variables["location_address"] == (settings.get("address") or "")
+    assert variables["store_greeting"] == variables["store_status"]
 
 
 def test_variables_are_the_same_for_a_retried_call() -> None:
@@ -126,12 +238,22 @@ def test_variables_new_caller_matches_the_design_cases() -> None:
 
 
 def test_variables_sms_channel_and_follow_up_call_types() -> None:
-    sms = build_variables(STORE, _lead(), NOW, channel="sms")
+    sms = build_variables(STORE, _lead(), NOW, channel="sms", recent_messages="customer: hi")
+    voice = build_variables(STORE, _lead(), NOW)
     outbound = build_variables(STORE, _lead(bike_interest={"type": "e-bike"}), NOW, outbound=True)
 
-    assert sms["call_type"] == "sms" and sms["greeting_opener"].startswith("Thanks for texting")
+    assert (sms["channel"], sms["call_type"], sms["recent_messages"]) == (
+        "sms",
+        "sms",
+        "customer: hi",
+    )
+    assert "Thanks for texting Bee-chee Bike Store." in sms["dynamic_greeting"]
+    assert (voice["channel"], voice["recent_messages"]) == ("voice", "")
     assert (outbound["is_outbound"], outbound["call_type"]) == ("true", "outbound_followup")
-    assert "e-bike bike you asked about" in outbound["dynamic_greeting"]
+    assert outbound["channel"] == "voice"
+    assert outbound["greeting_variation"] == (
+        "Do you have a minute to talk about the e-bike you asked about"
+    )
 
 
 def test_variables_follow_the_store_time_zone_and_spoken_name() -> None:
@@ -152,8 +274,20 @@ def test_variables_follow_the_store_time_zone_and_spoken_name() -> None:
     assert variables["current_time"] == "5:05 PM" and variables["timezone"] == "America/Toronto"
     assert variables["store_is_open"] == "false"
     assert variables["full_datetime"] == "Wednesday, November 25, 2026 at 5:05 PM EST"
-    assert variables["greeting_opener"] == "Thanks for calling Bee-chee Toronto."
+    assert "Thanks for calling Bee-chee Toronto." in variables["dynamic_greeting"]
     assert variables["organization_name"] == "BICI Toronto"
+
+
+def test_variables_spoken_name_is_one_line_in_the_greeting() -> None:
+    org = Organization.from_json(
+        default_organization_snapshot() | {"settings": {"spoken_name": " Bee-chee\n  Bikes "}}
+    )
+
+    variables = build_variables(org, None, NOW, call_id="CA1")
+
+    assert variables["dynamic_greeting"].startswith(
+        "Hey there! Thanks for calling Bee-chee Bikes. "
+    )
 
 
 def test_variables_unknown_time_zone_falls_back_to_vancouver() -> None:
@@ -164,7 +298,7 @@ def test_variables_unknown_time_zone_falls_back_to_vancouver() -> None:
     variables = build_variables(org, None, NOW)
 
     assert variables["timezone"] == "America/Vancouver" and variables["current_time"] == "2:05 PM"
-    assert variables["greeting_opener"] == "Thanks for calling BICI Bike Store."
+    assert "Thanks for calling BICI Bike Store." in variables["dynamic_greeting"]
 
 
 @pytest.mark.parametrize(
@@ -240,3 +374,13 @@ def test_variables_follow_a_store_whose_settings_changed() -> None:
         "2 Oak St",
     )
     assert new["business_hours"].startswith("Monday 10:00 AM - 4:00 PM, Tuesday to Sunday")
+
+
+def test_variables_readme_table_lists_exactly_the_keys() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The agent's dynamic variables", 1)[1].split("\n## ", 1)[0]
+
+    rows = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+
+    assert sorted(rows) == sorted(DYNAMIC_VARIABLE_KEYS)
+    assert len(rows) == len(set(rows)) == 40

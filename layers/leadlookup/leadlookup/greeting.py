@@ -43,9 +43,19 @@ WEATHER_CONTEXT = (
     _WINTER, _WINTER, _SPRING, _SPRING, _SPRING, _SUMMER,
     _SUMMER, _SUMMER, _FALL, _FALL, _FALL, _WINTER,
 )  # fmt: skip
-# The closing question of the first sentence; which one a call gets comes from its id.
-INBOUND_VARIATIONS = ("What's up?", "How can I help you today?", "What can I do for you?")
-OUTBOUND_VARIATIONS = ("Is now a good time to chat?", "Do you have a quick minute?")
+# The closing phrase of an inbound first sentence, without its question mark (the replaced
+# service's format: agents write `{{greeting_variation}}?`); which one a call gets comes from
+# its id.
+INBOUND_VARIATIONS = ("What's up", "How can I help you today", "What can I do for you")
+# A follow-up call's question when no bike interest is known, in the same format.
+OUTBOUND_VARIATIONS = (
+    "Do you have a minute to pick up where we left off",
+    "Is now a good time to follow up on our last chat",
+)
+# Stripped from the ends of a name or bike type that is spoken inside a phrase.
+_PUNCTUATION = ".,;:!?\"'()[]{}"
+# Bike types that name no bike (post-call analysis writes "unsure" when it learned nothing).
+_NO_BIKE = frozenset({"unsure", "not sure", "unknown", "none", "n/a"})
 
 
 def day_name(moment: datetime) -> str:
@@ -164,12 +174,12 @@ def hours_info(hours: Hours) -> str:
 
 
 def time_greeting(local: datetime) -> str:
-    """``Good morning`` (before noon), ``Good afternoon`` (before 5 PM), ``Good evening``."""
+    """``Good morning!`` (before noon), ``Good afternoon!`` (before 5 PM), ``Good evening!``."""
     if local.hour < 12:
-        return "Good morning"
+        return "Good morning!"
     if local.hour < 17:
-        return "Good afternoon"
-    return "Good evening"
+        return "Good afternoon!"
+    return "Good evening!"
 
 
 def day_context(local: datetime) -> str:
@@ -183,12 +193,21 @@ def weather_context(local: datetime) -> str:
 
 
 def first_name(customer_name: str) -> str:
-    """The first word of a customer's name (``Ada Lovelace`` -> ``Ada``)."""
-    parts = customer_name.split()
-    return parts[0] if parts else ""
+    """The first word of a customer's name without punctuation (``Ada Lovelace`` -> ``Ada``)."""
+    for word in customer_name.split():
+        # "Ada," or "Ada!" would double the greeting's own punctuation ("Hey Ada!!").
+        word = word.strip(_PUNCTUATION)
+        if word:
+            return word
+    return ""
 
 
 def customer_greeting(customer_name: str) -> str:
+    """The customer's first name alone (``Ada``), or empty without a name."""
+    return first_name(customer_name)
+
+
+def greeting_opener(customer_name: str) -> str:
     """``Hey Ada!``, or ``Hey there!`` without a name."""
     return f"Hey {first_name(customer_name) or 'there'}!"
 
@@ -199,24 +218,46 @@ def variation(call_id: str, choices: Sequence[str]) -> str:
     return choices[int.from_bytes(digest[:4], "big") % len(choices)]
 
 
+def bike_phrase(bike_interest: str) -> str:
+    """``the gravel bike`` / ``the e-bike``; empty when no bike is known."""
+    bike = " ".join(bike_interest.split()).strip(_PUNCTUATION)
+    if not bike or bike.casefold() in _NO_BIKE:
+        return ""
+    return f"the {bike}" if bike.casefold().endswith("bike") else f"the {bike} bike"
+
+
 @lru_cache(maxsize=256)  # one answer asks twice (the variable, and inside the greeting)
-def greeting_variation(call_id: str, outbound: bool) -> str:
-    """The closing question of the first sentence, derived from the call."""
-    return variation(call_id, OUTBOUND_VARIATIONS if outbound else INBOUND_VARIATIONS)
+def greeting_variation(call_id: str, outbound: bool, bike_interest: str = "") -> str:
+    """The first sentence's closing question without its ``?``, derived from the call.
+
+    A follow-up call asks about the bike the customer asked about when one is known.
+    """
+    if not outbound:
+        return variation(call_id, INBOUND_VARIATIONS)
+    bike = bike_phrase(bike_interest)
+    if bike:
+        return f"Do you have a minute to talk about {bike} you asked about"
+    return variation(call_id, OUTBOUND_VARIATIONS)
 
 
-def greeting_opener(spoken_name: str, channel: str, outbound: bool) -> str:
-    """``Thanks for calling <store>.`` (or texting); on a follow-up, who is calling."""
+def who_we_are(spoken_name: str, channel: str, outbound: bool) -> str:
+    """``Thanks for calling <store>`` (or texting); on a follow-up, who is calling.
+
+    Without an ending: :func:`sentences` ends it, unless the name already does ("Bikes Inc.").
+    """
     if outbound:
-        return f"It's {spoken_name} calling you back."
-    return f"Thanks for {'texting' if channel == 'sms' else 'calling'} {spoken_name}."
+        return f"It's {spoken_name} calling you back"
+    return f"Thanks for {'texting' if channel == 'sms' else 'calling'} {spoken_name}"
 
 
-def follow_up_reason(bike_interest: str) -> str:
-    """Why the store calls back: the bike asked about, else the last conversation."""
-    if bike_interest:
-        return f"I'm following up on the {bike_interest} bike you asked about."
-    return "I'm following up on your recent conversation with us."
+def sentences(*pieces: str) -> str:
+    """The non-empty ``pieces`` as sentences, one space between, each one ended once.
+
+    A piece that already ends in ``.``, ``!`` or ``?`` keeps its ending (a store named
+    "Bikes Inc." must not read "Bikes Inc.."); any other gets a full stop. Pieces are single
+    lines (a store's spoken name is made one by the caller, once per store).
+    """
+    return " ".join([piece if piece[-1] in ".!?" else piece + "." for piece in pieces if piece])
 
 
 def dynamic_greeting(
@@ -234,13 +275,18 @@ def dynamic_greeting(
     """The complete first sentence the agent says.
 
     Inbound: ``Hey Ada! Thanks for calling <store>. <day context> <store status> What's up?``;
-    a follow-up call: greeting, who is calling, why, and whether now is a good time.
+    a follow-up call: greeting, who is calling, and whether now is a good time.
     ``status`` is :func:`store_status` of ``week`` at ``local`` when the caller has it already.
     """
-    pieces = [customer_greeting(customer_name), greeting_opener(spoken_name, channel, outbound)]
+    question = greeting_variation(call_id, outbound, bike_interest) + "?"
     if outbound:
-        pieces.append(follow_up_reason(bike_interest))
-    else:
-        pieces += [day_context(local), store_status(week, local) if status is None else status]
-    pieces.append(greeting_variation(call_id, outbound))
-    return " ".join(piece for piece in pieces if piece)
+        return sentences(
+            greeting_opener(customer_name), who_we_are(spoken_name, channel, True), question
+        )
+    return sentences(
+        greeting_opener(customer_name),
+        who_we_are(spoken_name, channel, False),
+        day_context(local),
+        store_status(week, local) if status is None else status,
+        question,
+    )

@@ -54,6 +54,19 @@ PLACEHOLDERS = frozenset(
         "the customer", "caller", "the caller", "user", "the user",
     }
 )  # fmt: skip
+# The analysis (data collection) fields a post-call report is read for: the lead's fields
+# (merged by parse_post_call) and the follow-up flags (replies.followups). `make agent-check`
+# lists an agent's other fields as ignored.
+DATA_COLLECTION_FIELDS = (
+    "customer_name",
+    "bike_type",
+    "budget_range",
+    "purchase_timeline",
+    "call_classification",
+    "asked_hours",
+    "asked_directions",
+    "appointment_request",
+)
 MAX_CONVERSATION_ID_CHARS = 256
 MAX_NAME_CHARS = 200
 MAX_VALUE_CHARS = 500

@@ -1,14 +1,18 @@
 """The agent's dynamic variables: one builder for calls (initiation webhook) and texts (replies).
 
-Every answer carries exactly :data:`DYNAMIC_VARIABLE_KEYS`, every value a string: ElevenLabs
-fails a call whose agent variables are missing, and the store's agent was configured for the
-Node service's variables (33 names; ``lead_id``, ``business_hours_today`` and ``timezone``
-are ours). Values are a pure function of (organization, lead, time, call), so a retried
-webhook answers the same.
+Every answer (voice inbound or outbound, degraded) and every SMS reply job carries exactly
+:data:`DYNAMIC_VARIABLE_KEYS`, every value a string: ElevenLabs fails a conversation whose
+agent variables are missing, one agent serves calls and texts alike, and the store's agent was
+configured for the Node service's variables (33 names) plus two its prompt uses that the Node
+service never sent (``store_greeting``, ``location_address_formatted``); ``lead_id``,
+``business_hours_today``, ``timezone``, ``channel`` and ``recent_messages`` are ours. Values
+are a pure function of (organization, lead, time, call, recent texts), so a retried webhook
+answers the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,10 +41,12 @@ DYNAMIC_VARIABLE_KEYS = (
     "organization_id",
     "organization_name",
     "location_address",
+    "location_address_formatted",
     "business_hours",
     "business_hours_today",
     "store_is_open",
     "store_status",
+    "store_greeting",
     "store_hours_info",
     # The moment, in the store's time zone
     "current_time",
@@ -49,7 +55,9 @@ DYNAMIC_VARIABLE_KEYS = (
     "current_datetime",
     "full_datetime",
     "timezone",
-    # The call and its first sentence
+    # The conversation and its first sentence
+    "channel",
+    "recent_messages",
     "is_outbound",
     "call_type",
     "dynamic_greeting",
@@ -83,6 +91,9 @@ class _StoreFacts:
     week: greeting.Week
     business_hours: str
     address: str
+    address_line: str
+    # On one line: the greeting joins its sentences without normalizing each answer's text.
+    spoken_name: str
     # By weekday, Monday first: "8:00 AM - 6:00 PM" / "Closed", and the same as a sentence.
     day_hours: tuple[str, ...]
     day_hours_info: tuple[str, ...]
@@ -101,12 +112,14 @@ def _store_facts(org: Organization) -> _StoreFacts:
     if entry is not None and entry[0] is org:
         return entry[1]
     week = greeting.week_hours(org.settings)
-    address = org.settings.get("address")
+    address = _setting_text(org, "address")
     facts = _StoreFacts(
         zone=store_zone(org),
         week=week,
         business_hours=greeting.week_hours_text(week),
-        address=address if isinstance(address, str) else "",
+        address=address,
+        address_line=one_line(_setting_text(org, "address_formatted") or address),
+        spoken_name=" ".join(org.spoken_name.split()),
         day_hours=tuple(greeting.hours_text(hours) for hours in week),
         day_hours_info=tuple(greeting.hours_info(hours) for hours in week),
     )
@@ -114,6 +127,17 @@ def _store_facts(org: Organization) -> _StoreFacts:
         _FACTS.clear()
     _FACTS[id(org)] = (org, facts)
     return facts
+
+
+def _setting_text(org: Organization, name: str) -> str:
+    value = org.settings.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def one_line(address: str) -> str:
+    """An address as one line for directions: its lines joined with commas, spaces single."""
+    lines = (" ".join(line.split()).strip(" ,") for line in address.splitlines())
+    return ", ".join(line for line in lines if line)
 
 
 def _plural(count: int, word: str) -> str:
@@ -249,14 +273,17 @@ def build_variables(
     channel: str = "voice",
     call_id: str = "",
     outbound: bool = False,
+    recent_messages: str = "",
 ) -> dict[str, str]:
     """Every key of :data:`DYNAMIC_VARIABLE_KEYS`, every value a string.
 
     ``lead`` None is an anonymous caller (or the degraded answer). ``channel`` is ``voice``
     or ``sms``; ``call_id`` (the call SID or MessageSid) seeds the greeting's variation;
-    ``outbound`` marks a follow-up call the store placed.
+    ``outbound`` marks a follow-up call the store placed; ``recent_messages`` is the recent
+    texts of an SMS conversation, one per line (empty on calls).
     """
     store = _store_facts(org)
+    channel = "sms" if channel == "sms" else "voice"
     local = now_utc.astimezone(store.zone)
     week = store.week
     weekday = local.weekday()
@@ -265,7 +292,7 @@ def build_variables(
     call_type = "outbound_followup" if outbound else ("sms" if channel == "sms" else "inbound")
     clock = greeting.clock_text(local)
     day, month = greeting.day_name(local), greeting.month_name(local)
-    spoken_name = org.spoken_name
+    spoken_name = store.spoken_name
     status = greeting.store_status(week, local)
     minute = local.isoformat(timespec="minutes")  # YYYY-MM-DDTHH:MM, then the UTC offset
     return {
@@ -288,10 +315,13 @@ def build_variables(
         "organization_id": org.id,
         "organization_name": org.name,
         "location_address": store.address,
+        "location_address_formatted": store.address_line,
         "business_hours": store.business_hours,
         "business_hours_today": store.day_hours[weekday],
         "store_is_open": "true" if greeting.is_open(week, local) else "false",
         "store_status": status,
+        # The store's live agent still reads this older name for the same sentence.
+        "store_greeting": status,
         "store_hours_info": store.day_hours_info[weekday],
         "current_time": clock,
         "current_day": day,
@@ -302,6 +332,8 @@ def build_variables(
             f"{day}, {month} {local.day}, {local.year} at {clock} {local.tzname() or ''}"
         ).rstrip(),
         "timezone": store.zone.key,
+        "channel": channel,
+        "recent_messages": recent_messages,
         "is_outbound": "true" if outbound else "false",
         "call_type": call_type,
         "dynamic_greeting": greeting.dynamic_greeting(
@@ -318,6 +350,24 @@ def build_variables(
         "time_greeting": greeting.time_greeting(local),
         "day_context": greeting.day_context(local),
         "weather_context": greeting.weather_context(local),
-        "greeting_opener": greeting.greeting_opener(spoken_name, channel, outbound),
-        "greeting_variation": greeting.greeting_variation(call_id, outbound),
+        "greeting_opener": greeting.greeting_opener(name),
+        "greeting_variation": greeting.greeting_variation(call_id, outbound, bike),
     }
+
+
+def with_every_key(variables: Mapping[str, Any], **known: str) -> dict[str, Any]:
+    """``variables`` as they are, plus any key of :data:`DYNAMIC_VARIABLE_KEYS` they lack.
+
+    For a job queued by an older version: a missing key takes its value from ``known``, else
+    from the older key it repeats (``store_greeting``, ``location_address_formatted``), else
+    the empty string, so the conversation still opens.
+    """
+    complete = dict(variables)
+    derived = {
+        "store_greeting": str(complete.get("store_status") or ""),
+        "location_address_formatted": one_line(str(complete.get("location_address") or "")),
+    }
+    for key in DYNAMIC_VARIABLE_KEYS:
+        if key not in complete:
+            complete[key] = known.get(key, derived.get(key, ""))
+    return complete

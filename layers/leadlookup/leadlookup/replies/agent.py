@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from leadlookup.replies.jobs import ReplyJob, history_text
+from leadlookup.variables import with_every_key
 
 # A reply larger than this is not an SMS; the socket refuses bigger frames.
 MAX_FRAME_BYTES = 1 << 20
@@ -40,10 +41,11 @@ class AgentClient(Protocol):
 
 
 def initiation_message(job: ReplyJob) -> dict[str, Any]:
-    """``conversation_initiation_client_data``: the call's variables, channel sms, history."""
-    variables = dict(job.dynamic_variables)
-    variables["channel"] = "sms"
-    variables["recent_messages"] = history_text(job.history)
+    """``conversation_initiation_client_data``: the job's variables (every key a call has)."""
+    # A job queued by an older version lacks the newer keys: the agent needs every one.
+    variables = with_every_key(
+        job.dynamic_variables, channel="sms", recent_messages=history_text(job.history)
+    )
     return {
         "type": "conversation_initiation_client_data",
         "dynamic_variables": variables,

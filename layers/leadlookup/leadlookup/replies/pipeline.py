@@ -28,6 +28,7 @@ from leadlookup.replies.jobs import (
     ReplyJob,
     ReplyOutcome,
     compact_history,
+    history_text,
     reply_key,
 )
 from leadlookup.service import LookupService, parse_uuid
@@ -124,7 +125,15 @@ class ReplyPipeline:
             return "human control"
         if context["replied"]:
             return "already answered"
-        variables = build_variables(org, lead, self._now(), channel="sms", call_id=message_sid)
+        history = compact_history(list(context["history"] or []))
+        variables = build_variables(
+            org,
+            lead,
+            self._now(),
+            channel="sms",
+            call_id=message_sid,
+            recent_messages=history_text(history),
+        )
         job = ReplyJob(
             key=key,
             kind=JobKind.AGENT,
@@ -135,7 +144,7 @@ class ReplyPipeline:
             body=body,
             fallback_text=fallback_text(org, variables),
             dynamic_variables=variables,
-            history=compact_history(list(context["history"] or [])),
+            history=history,
             in_reply_to=message_sid,
             received_at=self._wall(),
         )
