@@ -781,6 +781,38 @@ def test_reply_refused_key_sends_the_fixed_text_with_the_reason(
     wiring.reset()
 
 
+def test_reply_photo_without_words_starts_no_conversation(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any, reply_metrics: Any
+) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+    sid = f"MM{uuid.uuid4().hex}"
+    photo = {
+        "MessageSid": sid,
+        "From": phone,
+        "To": STORE,
+        "Body": "",
+        "NumMedia": "1",
+        "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+        "MediaContentType0": "image/jpeg",
+        "AccountSid": "AC1",
+    }
+
+    sms.process_message(runtime.service, photo)
+
+    assert agent.conversations == []
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"] == (
+        "Thanks for texting BICI Bike Store! We can't open photos or attachments here: please "
+        "tell us in words what you need, or call us at +17786528784."
+    )
+    inbound, outbound = rows(db, phone)
+    assert inbound["body"] == ""
+    assert (outbound["sender_kind"], outbound["twilio_sid"]) == ("fallback", sent["sid"])
+    assert _params(db, sid)["fallback_reason"] == "no_text"
+    assert reply_metrics.counts == {names.SMS_REPLY_NO_TEXT: 1, names.SMS_REPLY_SENT: 1}
+
+
 # -- the agent client and the stand-in, without the pipeline ----------------------------------
 
 

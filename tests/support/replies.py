@@ -98,7 +98,8 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
     """Every reply metric, emitted by the real responder handler against the stand-ins.
 
     A reply sent (and its latency), a fallback (agent silent past the deadline), a send that
-    failed (Twilio 500 throughout) and a job skipped for want of configuration.
+    failed (Twilio 500 throughout), a text without words and a job skipped for want of
+    configuration.
     """
     import copy
     import json
@@ -142,6 +143,7 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
             agent.mode = "normal"
             twilio.fail_next = [500, 500, 500]
             run("metrics:failed")
+            run("metrics:no-text", body="")
             monkeypatch.delenv("ELEVENLABS_AGENT_ID")
             wiring.reset()
             run("metrics:not-configured")

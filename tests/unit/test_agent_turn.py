@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from leadlookup.errors import InvalidInput
 from leadlookup.replies.agent import AgentError, Turn, is_holding_phrase
+from leadlookup.replies.jobs import ReplyJob
 from leadlookup.settings import Settings
 
 SETTLE = 1.5
@@ -210,3 +212,24 @@ def test_turn_settings_default_and_parse() -> None:
         1500,
     )
     assert (custom.elevenlabs_api_url, custom.sms_reply_settle_ms) == ("http://127.0.0.1:3101", 250)
+
+
+@pytest.mark.parametrize(
+    ("kind", "accepted"), [("agent", True), ("staff", False), ("follow_up", False)]
+)
+def test_reply_job_without_words_is_an_agent_job_only(kind: str, accepted: bool) -> None:
+    job = {
+        "key": "reply:MM1",
+        "kind": kind,
+        "organization_id": "b0c1b1c1-0000-0000-0000-000000000001",
+        "lead_id": None,
+        "to_number": "+16045550142",
+        "from_number": "+17786528784",
+        "body": "",
+    }
+
+    if accepted:
+        assert ReplyJob.from_json(job).body == ""
+    else:
+        with pytest.raises(InvalidInput, match="'body' is required"):
+            ReplyJob.from_json(job)
