@@ -3,15 +3,31 @@
 Used by the tests and by ``make run`` so that replies work end to end without the internet.
 Each speaks the documented protocol (messages, headers, error shapes) and has modes:
 
-AgentStandIn (``ws://127.0.0.1:<port>/v1/convai/conversation?agent_id=<id>``):
-  * ``xi-api-key`` must equal the configured key (else the handshake gets HTTP 401);
-    an unknown ``agent_id`` gets HTTP 404.
-  * client sends ``conversation_initiation_client_data``; the server answers
-    ``conversation_initiation_metadata``, a ``ping`` (``ping_event.event_id``) and the agent's
-    greeting as an ``agent_response``; it answers a ``user_message`` only after the pong came,
-    after ``delay_s``, with an ``agent_response`` built from the text and dynamic variables.
+AgentStandIn (``ws://127.0.0.1:<port>/v1/convai/conversation?agent_id=<id>``), one port for
+the WebSocket and the REST calls (``ELEVENLABS_API_URL`` = ``http://127.0.0.1:<port>``):
+  * ``GET /v1/convai/conversation/get-signed-url?agent_id=`` with ``xi-api-key`` -> 200
+    ``{"signed_url": "ws://...&conversation_signature=<token>"}`` (a token is good once), 401 for
+    a missing or wrong key, 404 for another agent; ``GET /v1/convai/agents/<id>`` answers
+    ``agent_config`` (by default one describing the stand-in) the same way.
+  * The conversation opens with the agent id alone (``enable_auth`` off: a public agent) or with
+    a signed URL's token; ``enable_auth`` refuses the first with HTTP 403. A wrong ``xi-api-key``
+    header gets 401, an unknown agent 404. Each conversation is recorded (its initiation data,
+    user messages, pongs, tool results, whether it was signed and whether a key was sent).
+  * After ``conversation_initiation_client_data`` the server sends
+    ``conversation_initiation_metadata`` and a ``ping``; it answers a ``user_message`` only after
+    the pong came. The greeting is ``first_message`` rendered from the dynamic variables (the
+    store's agent uses ``{{dynamic_greeting}}``; empty: no greeting), sent at once,
+    ``greeting_delay_s`` after the metadata, or (``greeting_after_text``) only once the user's
+    text has arrived. ``echo`` sends the text back as a ``user_transcript`` first.
+  * The answer is built from the text and the ``customer_name`` / ``store_status`` /
+    ``store_is_open`` variables, after ``delay_s``; ``split_answer`` sends it as two
+    ``agent_response`` events. ``holding`` says that phrase first, then uses a tool for
+    ``tool_delay_s``, reported as ``tool``: ``webhook`` (``agent_tool_request`` /
+    ``agent_tool_response``), ``client`` (``client_tool_call``; the answer waits for the
+    client's ``client_tool_result``), ``mcp`` (``mcp_tool_call``) or ``none`` (no tool events,
+    like the store's agent, whose client events leave them out).
   * ``mode``: ``normal``; ``error`` (closes with 1011 instead of answering); ``silent`` (never
-    answers). ``delay_s`` makes it slow.
+    answers).
 
 TwilioStandIn (``http://127.0.0.1:<port>``):
   * ``POST /2010-04-01/Accounts/<sid>/Messages.json``, HTTP basic auth (sid, token), form
@@ -26,6 +42,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import secrets
 import threading
 import time
 import uuid
@@ -33,28 +51,67 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
 CONVERSATION_PATH = "/v1/convai/conversation"
-DEFAULT_GREETING = "Hey there! Thanks for reaching out to the store."
+SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
+AGENTS_PATH = "/v1/convai/agents/"
+# The store's agent's first message (its exported configuration).
+STORE_FIRST_MESSAGE = "{{dynamic_greeting}}"
+HOLDING_PHRASE = "One moment, let me check that for you."
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+# What reset() restores: every knob a test may turn.
+_AGENT_KNOBS = (
+    "api_key",
+    "mode",
+    "delay_s",
+    "first_message",
+    "greeting_delay_s",
+    "greeting_after_text",
+    "echo",
+    "holding",
+    "tool",
+    "tool_delay_s",
+    "split_answer",
+    "enable_auth",
+    "agent_config",
+)
+
+
+def render(template: str, variables: dict[str, Any]) -> str:
+    """``{{name}}`` placeholders filled from ``variables`` (missing ones left empty)."""
+    return _PLACEHOLDER.sub(lambda m: str(variables.get(m.group(1)) or ""), template).strip()
 
 
 @dataclass
 class AgentStandIn:
-    """An ElevenLabs-like conversation endpoint on a loopback port."""
+    """An ElevenLabs-like agent (WebSocket conversation and REST) on a loopback port."""
 
     agent_id: str = "agent_standin"
     api_key: str | None = "xi-test-key"
     mode: str = "normal"
     delay_s: float = 0.0
-    greeting: str = DEFAULT_GREETING
+    first_message: str = STORE_FIRST_MESSAGE
+    greeting_delay_s: float = 0.0
+    greeting_after_text: bool = False
     # Echo each user_message as a user_transcript event before answering it.
     echo: bool = False
+    holding: str | None = None
+    tool: str = "webhook"
+    tool_delay_s: float = 0.0
+    split_answer: bool = False
+    enable_auth: bool = False
+    agent_config: dict[str, Any] | None = None
     conversations: list[dict[str, Any]] = field(default_factory=list)
+    signed_url_requests: list[dict[str, Any]] = field(default_factory=list)
+    _tokens: set[str] = field(default_factory=set)
+    _handshakes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: Server | None = None
     _thread: threading.Thread | None = None
 
@@ -76,6 +133,11 @@ class AgentStandIn:
         """``ELEVENLABS_WS_URL`` for this stand-in."""
         return f"ws://127.0.0.1:{self.port}{CONVERSATION_PATH}"
 
+    @property
+    def api_url(self) -> str:
+        """``ELEVENLABS_API_URL`` for this stand-in (the same port)."""
+        return f"http://127.0.0.1:{self.port}"
+
     def stop(self) -> None:
         """Stop listening."""
         if self._server is not None:
@@ -83,93 +145,272 @@ class AgentStandIn:
             self._server = None
 
     def reset(self) -> None:
-        """Back to the normal mode with no conversations recorded (between tests)."""
-        self.mode, self.delay_s, self.greeting = "normal", 0.0, DEFAULT_GREETING
-        self.echo = False
-        self.conversations.clear()
+        """Back to a normal public agent with no conversations recorded (between tests)."""
+        defaults = AgentStandIn()
+        for name in _AGENT_KNOBS:
+            setattr(self, name, getattr(defaults, name))
+        with self._lock:
+            self.conversations.clear()
+            self.signed_url_requests.clear()
+            self._tokens.clear()
+            self._handshakes.clear()
+
+    def config(self) -> dict[str, Any]:
+        """What ``GET /v1/convai/agents/<id>`` answers: ``agent_config``, or the stand-in's own."""
+        if self.agent_config is not None:
+            return self.agent_config
+        return {
+            "agent_id": self.agent_id,
+            "name": "Stand-in agent",
+            "conversation_config": {
+                "agent": {"first_message": self.first_message, "language": "en"},
+                "conversation": {
+                    "text_only": False,
+                    "client_events": ["audio", "interruption", "user_transcript", "agent_response"],
+                },
+            },
+            "platform_settings": {
+                "auth": {"enable_auth": self.enable_auth},
+                "overrides": {
+                    "conversation_config_override": {
+                        "conversation": {"text_only": True},
+                        "agent": {"first_message": True, "language": True},
+                    }
+                },
+            },
+        }
+
+    # -- the handshake and the REST calls ---------------------------------------------------
 
     def _check_request(self, connection: ServerConnection, request: Any) -> Response | None:
         parts = urlsplit(request.path)
+        query = parse_qs(parts.query)
+        key = request.headers.get("xi-api-key")
+        if parts.path == SIGNED_URL_PATH:
+            return self._signed_url(key, query)
+        if parts.path.startswith(AGENTS_PATH):
+            return self._agent(key, parts.path[len(AGENTS_PATH) :])
         if parts.path != CONVERSATION_PATH:
-            return _http(connection, 404, "not found")
-        if self.api_key is not None and request.headers.get("xi-api-key") != self.api_key:
-            return _http(connection, 401, "invalid api key")
-        if parse_qs(parts.query).get("agent_id") != [self.agent_id]:
-            return _http(connection, 404, "agent not found")
+            return _http(404, "not found")
+        if key is not None and key != self.api_key:
+            return _http(401, "invalid api key")
+        if query.get("agent_id") != [self.agent_id]:
+            return _http(404, "agent not found")
+        token = (query.get("conversation_signature") or [""])[0]
+        with self._lock:
+            signed = token in self._tokens
+            self._tokens.discard(token)
+        if token and not signed:
+            return _http(403, "the conversation signature is invalid or already used")
+        if self.enable_auth and not signed:
+            return _http(403, "this agent requires a signed URL")
+        with self._lock:
+            self._handshakes[id(connection)] = {"signed": signed, "api_key_sent": key is not None}
         return None
 
+    def _signed_url(self, key: str | None, query: dict[str, list[str]]) -> Response:
+        with self._lock:
+            self.signed_url_requests.append({"agent_id": query.get("agent_id"), "api_key": key})
+        if self.api_key is None or key != self.api_key:
+            return _http(401, "invalid api key")
+        if query.get("agent_id") != [self.agent_id]:
+            return _http(404, "agent not found")
+        token = secrets.token_urlsafe(16)
+        with self._lock:
+            self._tokens.add(token)
+        signed = f"ws://127.0.0.1:{self.port}{CONVERSATION_PATH}?" + urlencode(
+            {"agent_id": self.agent_id, "conversation_signature": token}
+        )
+        return _json(200, {"signed_url": signed})
+
+    def _agent(self, key: str | None, agent_id: str) -> Response:
+        if self.api_key is None or key != self.api_key:
+            return _http(401, "invalid api key")
+        if agent_id != self.agent_id:
+            return _http(404, "agent not found")
+        return _json(200, self.config())
+
+    # -- the conversation -----------------------------------------------------------------------
+
     def _converse(self, socket: ServerConnection) -> None:
-        record: dict[str, Any] = {"init": None, "user_messages": [], "pongs": []}
-        self.conversations.append(record)
+        with self._lock:
+            handshake = self._handshakes.pop(id(socket), {})
+        record: dict[str, Any] = {
+            "init": None,
+            "user_messages": [],
+            "pongs": [],
+            "tool_results": [],
+            "signed": handshake.get("signed", False),
+            "api_key_sent": handshake.get("api_key_sent", False),
+        }
+        with self._lock:
+            self.conversations.append(record)
         init = json.loads(socket.recv(timeout=10))
         record["init"] = init
         if init.get("type") != "conversation_initiation_client_data":
             socket.close(1008, "expected conversation_initiation_client_data")
             return
-        conversation_id = f"conv_{uuid.uuid4().hex[:20]}"
-        socket.send(
-            json.dumps(
-                {
-                    "type": "conversation_initiation_metadata",
-                    "conversation_initiation_metadata_event": {
-                        "conversation_id": conversation_id,
-                        "agent_output_audio_format": "pcm_16000",
-                        "user_input_audio_format": "pcm_16000",
-                    },
-                }
-            )
+        events = _Events(socket)
+        events.send(
+            {
+                "type": "conversation_initiation_metadata",
+                "conversation_initiation_metadata_event": {
+                    "conversation_id": f"conv_{uuid.uuid4().hex[:20]}",
+                    "agent_output_audio_format": "pcm_16000",
+                    "user_input_audio_format": "pcm_16000",
+                },
+            }
         )
-        socket.send(json.dumps({"type": "ping", "ping_event": {"event_id": 1, "ping_ms": 0}}))
-        socket.send(
-            json.dumps(
-                {
-                    "type": "agent_response",
-                    "agent_response_event": {"agent_response": self.greeting},
-                }
-            )
-        )
+        events.send({"type": "ping", "ping_event": {"event_id": 1, "ping_ms": None}})
         variables = init.get("dynamic_variables") or {}
+        greeting = render(self.first_message, variables)
+        greeting_at: float | None = None
+        if greeting and not self.greeting_after_text:
+            greeting_at = time.monotonic() + self.greeting_delay_s
         pending: str | None = None
-        for raw in socket:
-            event = json.loads(raw)
-            if event.get("type") == "pong":
-                record["pongs"].append(event.get("event_id"))
-            elif event.get("type") == "user_message":
-                pending = str(event.get("text") or "")
-                record["user_messages"].append(pending)
-                if self.echo:
-                    transcript = {"user_transcript": pending}
-                    socket.send(
-                        json.dumps(
-                            {"type": "user_transcript", "user_transcription_event": transcript}
+        try:
+            while True:
+                if greeting_at is not None and time.monotonic() >= greeting_at:
+                    events.response(greeting)
+                    greeting, greeting_at = "", None
+                wait = None if greeting_at is None else max(0.0, greeting_at - time.monotonic())
+                try:
+                    event = json.loads(socket.recv(timeout=wait))
+                except TimeoutError:
+                    continue
+                if event.get("type") == "pong":
+                    record["pongs"].append(event.get("event_id"))
+                elif event.get("type") == "user_message":
+                    pending = str(event.get("text") or "")
+                    record["user_messages"].append(pending)
+                    if greeting and self.greeting_after_text:
+                        events.response(greeting)
+                        greeting = ""
+                    if self.echo:
+                        events.send(
+                            {
+                                "type": "user_transcript",
+                                "user_transcription_event": {
+                                    "user_transcript": pending,
+                                    "event_id": events.next_id(),
+                                },
+                            }
                         )
-                    )
-            if pending is not None and record["pongs"]:
-                self._answer(socket, pending, variables)
-                pending = None
+                elif event.get("type") == "client_tool_result":
+                    record["tool_results"].append(event)
+                if pending is not None and record["pongs"]:
+                    self._answer(events, pending, variables, record)
+                    pending = None
+        except ConnectionClosed:
+            return
 
-    def _answer(self, socket: ServerConnection, text: str, variables: dict[str, Any]) -> None:
+    def _answer(
+        self, events: _Events, text: str, variables: dict[str, Any], record: dict[str, Any]
+    ) -> None:
         if self.mode == "silent":
             return
         if self.delay_s:
             time.sleep(self.delay_s)
         if self.mode == "error":
-            socket.close(1011, "internal error")
+            events.socket.close(1011, "internal error")
             return
-        hours = variables.get("business_hours_today") or "our usual hours"
+        if self.holding:
+            events.response(self.holding)
+            self._use_tool(events, record)
         name = variables.get("customer_name") or "there"
-        reply = f"Hi {name}! You said: {text[:80]}. We're open {hours} today."
-        socket.send(
-            json.dumps(
-                {"type": "agent_response", "agent_response_event": {"agent_response": reply}}
+        status = variables.get("store_status") or (
+            "We're open today." if variables.get("store_is_open") == "true" else "We're closed now."
+        )
+        first = f"Hi {name}! You said: {text[:80]}."
+        if self.split_answer:
+            events.response(first)
+            events.response(status)
+        else:
+            events.response(f"{first} {status}")
+
+    def _use_tool(self, events: _Events, record: dict[str, Any]) -> None:
+        call = {"tool_name": "search_shop_catalog", "tool_call_id": f"call_{uuid.uuid4().hex[:8]}"}
+        if self.tool == "webhook":
+            events.send(
+                {
+                    "type": "agent_tool_request",
+                    "agent_tool_request": {**call, "tool_type": "webhook", "event_id": events.id},
+                }
             )
+        elif self.tool == "client":
+            events.send(
+                {
+                    "type": "client_tool_call",
+                    "client_tool_call": {**call, "parameters": {}, "event_id": events.id},
+                }
+            )
+            # The agent waits for the client's result (up to its tool timeout).
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                event = json.loads(events.socket.recv(timeout=deadline - time.monotonic()))
+                if event.get("type") == "client_tool_result":
+                    record["tool_results"].append(event)
+                    break
+                if event.get("type") == "pong":
+                    record["pongs"].append(event.get("event_id"))
+        elif self.tool == "mcp":
+            mcp = {**call, "service_id": "mcp_standin", "parameters": {}, "timestamp": _now()}
+            events.send({"type": "mcp_tool_call", "mcp_tool_call": {**mcp, "state": "loading"}})
+        if self.tool_delay_s:
+            time.sleep(self.tool_delay_s)
+        if self.tool == "webhook":
+            response = {**call, "tool_type": "webhook", "is_error": False, "is_called": True}
+            events.send(
+                {
+                    "type": "agent_tool_response",
+                    "agent_tool_response": {**response, "event_id": events.id},
+                }
+            )
+        elif self.tool == "mcp":
+            done = {**call, "service_id": "mcp_standin", "parameters": {}, "timestamp": _now()}
+            events.send(
+                {
+                    "type": "mcp_tool_call",
+                    "mcp_tool_call": {**done, "state": "success", "result": []},
+                }
+            )
+
+
+class _Events:
+    """Server events on one conversation, with ElevenLabs' increasing ``event_id``."""
+
+    def __init__(self, socket: ServerConnection) -> None:
+        self.socket = socket
+        self.id = 0
+
+    def next_id(self) -> int:
+        self.id += 1
+        return self.id
+
+    def send(self, event: dict[str, Any]) -> None:
+        self.socket.send(json.dumps(event))
+
+    def response(self, text: str) -> None:
+        self.send(
+            {
+                "type": "agent_response",
+                "agent_response_event": {"agent_response": text, "event_id": self.next_id()},
+            }
         )
 
 
-def _http(connection: ServerConnection, status: int, message: str) -> Response:
-    body = json.dumps({"detail": {"status": status, "message": message}}).encode()
-    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-    return Response(status, HTTPStatus(status).phrase, headers, body)
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    data = json.dumps(body).encode()
+    headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return Response(status, HTTPStatus(status).phrase, headers, data)
+
+
+def _http(status: int, message: str) -> Response:
+    return _json(status, {"detail": {"status": status, "message": message}})
 
 
 @dataclass
@@ -332,6 +573,7 @@ def start_for_local_run(env: Any, err: Any) -> list[AgentStandIn | TwilioStandIn
         {
             "ELEVENLABS_AGENT_ID": agent.agent_id,
             "ELEVENLABS_WS_URL": agent.url,
+            "ELEVENLABS_API_URL": agent.api_url,
             "ELEVENLABS_API_KEY": agent.api_key or "",
             "TWILIO_ACCOUNT_SID": twilio.account_sid,
             "TWILIO_API_URL": twilio.url,

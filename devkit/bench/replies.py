@@ -99,6 +99,7 @@ def run(texts: int, slow_texts: int, out: Path) -> dict[str, Any]:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "ELEVENLABS_AGENT_ID": agent.agent_id,
         "ELEVENLABS_WS_URL": agent.url,
+        "ELEVENLABS_API_URL": agent.api_url,
         "ELEVENLABS_API_KEY": agent.api_key or "",
         "TWILIO_ACCOUNT_SID": twilio.account_sid,
         "TWILIO_API_URL": twilio.url,

@@ -112,7 +112,7 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     stranger = copy.deepcopy(known)
     stranger["body"] = json.dumps({**json.loads(known["body"]), "caller_id": new_phone()})
     invoke("conversation_initiation", stranger)
-    # SMS replies: sent, fallback, failed, not configured (the responder handler).
+    # SMS replies: sent, fallback, failed, no words, not configured (the responder handler).
     exercise_reply_metrics(invoke, monkeypatch, _event("sms_responder", "sqs_job"))
 
     emitted = _emitted(capsys.readouterr().out)

@@ -8,6 +8,9 @@ stand-in accepted, i.e. of SMS a customer would have received.
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import io
+import json
 import threading
 import time
 import uuid
@@ -21,13 +24,16 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 from moto import mock_aws
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
-from devkit.standins import AgentStandIn, TwilioStandIn
+from devkit.standins import AgentStandIn, TwilioStandIn, start_for_local_run
 from leadlookup import metrics as names
 from leadlookup import postcall, sms
 from leadlookup.errors import Conflict, InvalidInput, Unavailable
 from leadlookup.queue import InProcessQueue
 from leadlookup.replies import wiring
+from leadlookup.replies.agent import AgentError, ElevenLabsAgent
 from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
 from leadlookup.replies.pipeline import ReplyPipeline
 from leadlookup.settings import Settings
@@ -37,6 +43,7 @@ from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
 
 STORE = "+17786528784"
+HOLDING = "One moment, let me check that for you."
 
 
 @pytest.fixture
@@ -94,7 +101,6 @@ def test_reply_agent_answer_is_sent_once_and_stored_as_outbound(
     [sent] = sent_to(twilio, phone)
     assert sent["from"] == STORE
     assert sent["body"].startswith("Hi there! You said: Do you have gravel bikes?")
-    assert agent.greeting not in sent["body"]
     [conversation] = agent.conversations
     init = conversation["init"]
     assert init["conversation_config_override"] == {"conversation": {"text_only": True}}
@@ -102,6 +108,8 @@ def test_reply_agent_answer_is_sent_once_and_stored_as_outbound(
     # Exactly the keys of a call's answer: one agent serves calls and texts.
     assert list(variables) == list(DYNAMIC_VARIABLE_KEYS)
     assert (variables["channel"], variables["call_type"]) == ("sms", "sms")
+    assert variables["dynamic_greeting"] not in sent["body"]
+    assert sent["body"].endswith(variables["store_status"])
     assert variables["customer_phone"] == phone
     assert variables["organization_name"] == "BICI Bike Store"
     assert conversation["pongs"] == [1]
@@ -374,6 +382,7 @@ def test_reply_inbound_text_is_stored_when_agent_and_twilio_are_down(
     down = dataclasses.replace(
         reply_settings(settings, agent, twilio),
         elevenlabs_ws_url=f"ws://127.0.0.1:{free_port()}/v1/convai/conversation",
+        elevenlabs_api_url=f"http://127.0.0.1:{free_port()}",
         twilio_api_url=f"http://127.0.0.1:{free_port()}",
     )
     runtime = make_runtime(down)
@@ -587,3 +596,332 @@ def test_reply_twilio_unsubscribed_error_marks_the_lead_opted_out(
     assert rows(db, phone)[1]["status"] == "failed"
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
     assert lead.opted_out_at is not None
+
+
+# -- the agent's whole turn, as ElevenLabs sends it ------------------------------------------
+
+
+def _params(db: Any, sid: str) -> dict[str, Any]:
+    [[params]] = db.run("SELECT params FROM messages WHERE external_id = :k", k=f"reply:{sid}")
+    return dict(params or {})
+
+
+@pytest.mark.parametrize("tool", ["webhook", "client", "mcp", "none"])
+def test_reply_holding_phrase_before_a_tool_call_is_not_texted(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, tool: str
+) -> None:
+    runtime, _ = wired
+    # Longer than the settle window: the phrase is recognised, not outwaited.
+    agent.holding, agent.tool, agent.tool_delay_s = HOLDING, tool, 0.5
+    phone = new_phone()
+
+    text(runtime.service, phone, "is the Trek FX 3 in stock?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Hi there! You said: is the Trek FX 3 in stock?")
+    assert "One moment" not in sent["body"]
+    [conversation] = agent.conversations
+    if tool == "client":
+        # We run no client tools: the agent is told so at once instead of timing out.
+        [result] = conversation["tool_results"]
+        assert result["is_error"] is True
+
+
+def test_reply_store_agents_own_holding_phrase_is_not_texted(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn
+) -> None:
+    runtime, _ = wired
+    # The store's prompt: "Let me check our current Cannondale inventory for you..." then a
+    # catalog search, and its client events include no tool events.
+    agent.holding = "Let me check our current Cannondale inventory for you..."
+    agent.tool, agent.tool_delay_s = "none", 0.5
+    phone = new_phone()
+
+    text(runtime.service, phone, "any Cannondales?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Hi there! You said: any Cannondales?")
+    assert "inventory" not in sent["body"]
+
+
+def test_reply_holding_phrase_and_then_silence_sends_the_fixed_text(
+    settings: Settings, agent: AgentStandIn, twilio: TwilioStandIn, make_runtime: Any, db: Any
+) -> None:
+    agent.holding, agent.tool, agent.tool_delay_s = HOLDING, "webhook", 5.0
+    runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=1000))
+    metrics = RecordingReplyMetrics()
+    wire(runtime, metrics)
+    phone = new_phone()
+
+    sid = text(runtime.service, phone, "is it in stock?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Thanks for texting BICI Bike Store!")
+    assert _params(db, sid)["fallback_reason"] == "timeout"
+    assert metrics.counts[names.SMS_REPLY_FALLBACK] == 1
+    wiring.reset()
+
+
+@pytest.mark.parametrize("echo", [True, False])
+@pytest.mark.parametrize("first_message", ["{{dynamic_greeting}}", "Hi! Ryder from BICI here.", ""])
+def test_reply_answer_with_or_without_greeting_and_echo(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any, first_message: str, echo: bool
+) -> None:
+    runtime, _ = wired
+    agent.first_message, agent.echo = first_message, echo
+    phone = new_phone()
+
+    text(runtime.service, phone, "do you fix brakes?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Hi there! You said: do you fix brakes?")
+    assert "BICI here" not in sent["body"] and "Thanks for calling" not in sent["body"]
+    assert rows(db, phone)[-1]["sender_kind"] == "agent"
+
+
+@pytest.mark.parametrize("echo", [True, False])
+@pytest.mark.parametrize("late", ["delayed", "after_text"])
+def test_reply_greeting_arriving_after_the_text_is_not_texted(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, late: str, echo: bool
+) -> None:
+    runtime, _ = wired
+    agent.echo = echo
+    if late == "delayed":
+        # Longer than the greeting wait: our text reaches the server first.
+        agent.greeting_delay_s = 0.5
+    else:
+        agent.greeting_after_text = True
+    phone = new_phone()
+
+    text(runtime.service, phone, "hours on Sunday?")
+
+    [sent] = sent_to(twilio, phone)
+    [conversation] = agent.conversations
+    greeting = conversation["init"]["dynamic_variables"]["dynamic_greeting"]
+    assert sent["body"].startswith("Hi there! You said: hours on Sunday?")
+    assert greeting not in sent["body"]
+
+
+def test_reply_answer_in_two_parts_is_texted_whole(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn
+) -> None:
+    runtime, _ = wired
+    agent.split_answer = True
+    phone = new_phone()
+
+    text(runtime.service, phone, "where are you?")
+
+    [sent] = sent_to(twilio, phone)
+    [conversation] = agent.conversations
+    status = conversation["init"]["dynamic_variables"]["store_status"]
+    assert sent["body"] == f"Hi there! You said: where are you?. {status}"
+
+
+def test_reply_private_agent_is_reached_through_a_signed_url(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, _ = wired
+    agent.enable_auth = True
+    phone = new_phone()
+
+    text(runtime.service, phone, "hello private agent")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Hi there! You said: hello private agent")
+    assert rows(db, phone)[-1]["sender_kind"] == "agent"
+    # The key went to the REST call only, never to the conversation's socket.
+    assert agent.signed_url_requests == [{"agent_id": [agent.agent_id], "api_key": agent.api_key}]
+    [conversation] = agent.conversations
+    assert (conversation["signed"], conversation["api_key_sent"]) == (True, False)
+
+
+def test_reply_public_agent_without_a_key_connects_with_the_agent_id(
+    settings: Settings, agent: AgentStandIn, twilio: TwilioStandIn, make_runtime: Any
+) -> None:
+    runtime = make_runtime(reply_settings(settings, agent, twilio, api_key=""))
+    wire(runtime, RecordingReplyMetrics())
+    phone = new_phone()
+
+    text(runtime.service, phone, "hello public agent")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Hi there! You said: hello public agent")
+    assert agent.signed_url_requests == []
+    [conversation] = agent.conversations
+    assert (conversation["signed"], conversation["api_key_sent"]) == (False, False)
+    wiring.reset()
+
+
+@pytest.mark.parametrize(
+    ("key", "private", "reason"),
+    [("xi-wrong-key", False, "auth"), ("", True, "auth")],
+    ids=["wrong key", "private agent without a key"],
+)
+def test_reply_refused_key_sends_the_fixed_text_with_the_reason(
+    settings: Settings,
+    agent: AgentStandIn,
+    twilio: TwilioStandIn,
+    make_runtime: Any,
+    db: Any,
+    key: str,
+    private: bool,
+    reason: str,
+) -> None:
+    agent.enable_auth = private
+    runtime = make_runtime(reply_settings(settings, agent, twilio, api_key=key))
+    metrics = RecordingReplyMetrics()
+    wire(runtime, metrics)
+    phone = new_phone()
+
+    sid = text(runtime.service, phone, "hello?")
+
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"].startswith("Thanks for texting BICI Bike Store!")
+    assert agent.conversations == []
+    assert rows(db, phone)[-1]["sender_kind"] == "fallback"
+    assert _params(db, sid)["fallback_reason"] == reason
+    assert metrics.counts[names.SMS_REPLY_FALLBACK] == 1
+    wiring.reset()
+
+
+def test_reply_photo_without_words_starts_no_conversation(
+    wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any, reply_metrics: Any
+) -> None:
+    runtime, _ = wired
+    phone = new_phone()
+    sid = f"MM{uuid.uuid4().hex}"
+    photo = {
+        "MessageSid": sid,
+        "From": phone,
+        "To": STORE,
+        "Body": "",
+        "NumMedia": "1",
+        "MediaUrl0": "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+        "MediaContentType0": "image/jpeg",
+        "AccountSid": "AC1",
+    }
+
+    sms.process_message(runtime.service, photo)
+
+    assert agent.conversations == []
+    [sent] = sent_to(twilio, phone)
+    assert sent["body"] == (
+        "Thanks for texting BICI Bike Store! We can't open photos or attachments here: please "
+        "tell us in words what you need, or call us at +17786528784."
+    )
+    inbound, outbound = rows(db, phone)
+    assert inbound["body"] == ""
+    assert (outbound["sender_kind"], outbound["twilio_sid"]) == ("fallback", sent["sid"])
+    assert _params(db, sid)["fallback_reason"] == "no_text"
+    assert reply_metrics.counts == {names.SMS_REPLY_NO_TEXT: 1, names.SMS_REPLY_SENT: 1}
+
+
+# -- the agent client and the stand-in, without the pipeline ----------------------------------
+
+
+def _job(**variables: str) -> ReplyJob:
+    return ReplyJob(
+        key=f"reply:SM{uuid.uuid4().hex}",
+        kind="agent",
+        organization_id="b0c1b1c1-0000-0000-0000-000000000001",
+        lead_id=None,
+        to_number="+16045550142",
+        from_number=STORE,
+        body="are you open?",
+        fallback_text="fixed",
+        dynamic_variables=dict(variables),
+    )
+
+
+def _client(agent: AgentStandIn, key: str | None, agent_id: str | None = None) -> ElevenLabsAgent:
+    return ElevenLabsAgent(
+        agent.url, agent_id or agent.agent_id, lambda: key, api_url=agent.api_url, settle_s=0.2
+    )
+
+
+def test_standin_answer_agrees_with_a_closed_store(agent: AgentStandIn) -> None:
+    closed = "We're closed for the day; we open tomorrow at 8:00 AM."
+    job = _job(store_is_open="false", store_status=closed, business_hours_today="8:00 AM - 6:00 PM")
+
+    answer = _client(agent, agent.api_key).reply(job, time.monotonic() + 3)
+
+    assert answer == f"Hi there! You said: are you open?. {closed}"
+    assert "We're open" not in answer
+
+
+@pytest.mark.parametrize(
+    ("key", "agent_id", "url", "reason"),
+    [
+        ("xi-wrong-key", None, None, "auth"),
+        ("xi-test-key", "agent_unknown", None, "not_found"),
+        ("xi-test-key", None, "closed", "connection"),
+    ],
+    ids=["wrong key", "unknown agent", "API unreachable"],
+)
+def test_agent_signed_url_failures_name_their_reason(
+    agent: AgentStandIn, key: str, agent_id: str | None, url: str | None, reason: str
+) -> None:
+    client = _client(agent, key, agent_id)
+    if url == "closed":
+        client = ElevenLabsAgent(
+            agent.url, agent.agent_id, lambda: key, api_url=f"http://127.0.0.1:{free_port()}"
+        )
+
+    with pytest.raises(AgentError) as failure:
+        client.reply(_job(), time.monotonic() + 3)
+
+    assert failure.value.reason == reason
+    assert agent.conversations == []
+
+
+def test_standin_signed_url_token_is_good_once(agent: AgentStandIn) -> None:
+    client = _client(agent, agent.api_key)
+    signed = client.signed_url(agent.api_key or "", time.monotonic() + 3)
+
+    with connect(signed, open_timeout=2) as first:
+        first.close()
+    with pytest.raises(InvalidStatus) as refused:
+        connect(signed, open_timeout=2)
+
+    assert refused.value.response.status_code == 403
+
+
+def test_standin_serves_the_agent_config_to_the_api_key_only(agent: AgentStandIn) -> None:
+    path = f"/v1/convai/agents/{agent.agent_id}"
+    agent.agent_config = {"agent_id": agent.agent_id, "conversation_config": {"agent": {}}}
+
+    def get(headers: dict[str, str]) -> tuple[int, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=2)
+        try:
+            connection.request("GET", path, headers=headers)
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    with_key = get({"xi-api-key": agent.api_key or ""})
+    without = get({})
+
+    assert with_key == (200, agent.agent_config)
+    assert without[0] == 401
+
+
+def test_standin_local_run_wiring_reaches_the_agent_through_its_rest_api() -> None:
+    env = {"STANDIN_AGENT_PORT": "0", "STANDIN_TWILIO_PORT": "0", "SMS_REPLY_SETTLE_MS": "100"}
+    stand_ins = start_for_local_run(env, io.StringIO())
+    try:
+        local_agent = stand_ins[0]
+        assert isinstance(local_agent, AgentStandIn)
+        responder = wiring.build_responder(
+            Settings.from_env(env), InProcessQueue(lambda body: None), RecordingReplyMetrics()
+        )
+        assert responder.agent is not None
+
+        answer = responder.agent.reply(_job(), time.monotonic() + 5)
+
+        assert env["ELEVENLABS_API_URL"] == local_agent.api_url
+        assert answer.startswith("Hi there! You said: are you open?")
+        assert len(local_agent.signed_url_requests) == 1
+    finally:
+        for stand_in in stand_ins:
+            stand_in.stop()

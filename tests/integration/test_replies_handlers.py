@@ -21,6 +21,7 @@ from leadlookup.replies import wiring
 from leadlookup.runtime import set_runtime
 from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.conftest import EVENTS, TEST_SECRETS
+from tests.support.replies import TEST_SETTLE_MS
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 LEAD_ID = "5e1f0000-0000-4000-8000-000000000001"
@@ -52,7 +53,9 @@ def reply_env(
     env = {
         "ELEVENLABS_AGENT_ID": agent.agent_id,
         "ELEVENLABS_WS_URL": agent.url,
+        "ELEVENLABS_API_URL": agent.api_url,
         "ELEVENLABS_API_KEY": agent.api_key or "",
+        "SMS_REPLY_SETTLE_MS": str(TEST_SETTLE_MS),
         "TWILIO_ACCOUNT_SID": twilio.account_sid,
         "TWILIO_API_URL": twilio.url,
         "SMS_REPLY_DEADLINE_MS": "3000",

@@ -29,22 +29,29 @@ class RecordingReplyMetrics:
         self.samples.setdefault(name, []).append(value)
 
 
+# The agent's quiet time that ends its turn, short in tests (the stand-in answers at once);
+# the turn rules themselves never depend on it (tool delays in the tests are longer).
+TEST_SETTLE_MS = 200
+
+
 def reply_settings(
     settings: Settings, agent: AgentStandIn, twilio: TwilioStandIn, **overrides: Any
 ) -> Settings:
     """``settings`` pointed at the stand-ins, secrets given as plain values."""
     env = {
         **dict(settings.env),
-        "ELEVENLABS_API_KEY": agent.api_key or "",
+        "ELEVENLABS_API_KEY": overrides.pop("api_key", agent.api_key) or "",
         "TWILIO_AUTH_TOKEN": twilio.auth_token,
     }
     return dataclasses.replace(
         settings,
         elevenlabs_agent_id=agent.agent_id,
         elevenlabs_ws_url=agent.url,
+        elevenlabs_api_url=agent.api_url,
         twilio_account_sid=twilio.account_sid,
         twilio_api_url=twilio.url,
         twilio_timeout_ms=overrides.pop("twilio_timeout_ms", 2000),
+        sms_reply_settle_ms=overrides.pop("sms_reply_settle_ms", TEST_SETTLE_MS),
         env=env,
         **overrides,
     )
@@ -91,7 +98,8 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
     """Every reply metric, emitted by the real responder handler against the stand-ins.
 
     A reply sent (and its latency), a fallback (agent silent past the deadline), a send that
-    failed (Twilio 500 throughout) and a job skipped for want of configuration.
+    failed (Twilio 500 throughout), a text without words and a job skipped for want of
+    configuration.
     """
     import copy
     import json
@@ -107,11 +115,13 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
             "AWS_DEFAULT_REGION": "us-east-1",
             "ELEVENLABS_AGENT_ID": agent.agent_id,
             "ELEVENLABS_WS_URL": agent.url,
+            "ELEVENLABS_API_URL": agent.api_url,
             "ELEVENLABS_API_KEY": agent.api_key or "",
             "TWILIO_ACCOUNT_SID": twilio.account_sid,
             "TWILIO_API_URL": twilio.url,
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
             "SMS_REPLY_DEADLINE_MS": "300",
+            "SMS_REPLY_SETTLE_MS": "50",
         }.items():
             monkeypatch.setenv(name, value)
         with mock_aws():
@@ -121,10 +131,10 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
             )
             wiring.reset()
 
-            def run(key: str) -> None:
+            def run(key: str, **fields: Any) -> None:
                 event = copy.deepcopy(sample_job)
                 job = json.loads(event["Records"][0]["body"])
-                event["Records"][0]["body"] = json.dumps({**job, "key": key})
+                event["Records"][0]["body"] = json.dumps({**job, **fields, "key": key})
                 invoke("sms_responder", event)
 
             run("metrics:sent")
@@ -133,6 +143,7 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
             agent.mode = "normal"
             twilio.fail_next = [500, 500, 500]
             run("metrics:failed")
+            run("metrics:no-text", body="")
             monkeypatch.delenv("ELEVENLABS_AGENT_ID")
             wiring.reset()
             run("metrics:not-configured")

@@ -43,12 +43,15 @@ SMS_REPLY_FALLBACK = "SmsReplyFallback"
 SMS_REPLY_FAILED = "SmsReplyFailed"
 SMS_REPLY_NOT_CONFIGURED = "SmsReplyNotConfigured"
 SMS_REPLY_LATENCY = "SmsReplyLatency"
+# Texts without words (a photo alone), answered with the fixed text asking for words.
+SMS_REPLY_NO_TEXT = "SmsReplyNoText"
 REPLY_METRICS: tuple[str, ...] = (
     SMS_REPLY_SENT,
     SMS_REPLY_FALLBACK,
     SMS_REPLY_FAILED,
     SMS_REPLY_NOT_CONFIGURED,
     SMS_REPLY_LATENCY,
+    SMS_REPLY_NO_TEXT,
 )
 ALL_METRICS: tuple[str, ...] = (
     *CACHE_METRICS,

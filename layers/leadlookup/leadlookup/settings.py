@@ -12,6 +12,7 @@ from leadlookup.errors import ConfigError
 
 DEFAULT_ORGANIZATION_ID = "b0c1b1c1-0000-0000-0000-000000000001"
 ELEVENLABS_WS_URL = "wss://api.elevenlabs.io/v1/convai/conversation"
+ELEVENLABS_API_URL = "https://api.elevenlabs.io"
 TWILIO_API_URL = "https://api.twilio.com"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -102,10 +103,14 @@ class Settings:
     # SMS replies (design section 3.2a): no agent id or account SID means no reply is tried.
     elevenlabs_agent_id: str | None = None
     elevenlabs_ws_url: str = ELEVENLABS_WS_URL
+    # REST calls (the signed conversation URL of a private agent) go here.
+    elevenlabs_api_url: str = ELEVENLABS_API_URL
     twilio_account_sid: str | None = None
     twilio_api_url: str = TWILIO_API_URL
     twilio_timeout_ms: int = 5000
     sms_reply_deadline_ms: int = 20000
+    # How long the agent's silence means it has finished (replies.agent says what it costs).
+    sms_reply_settle_ms: int = 1500
     reply_queue_url: str | None = None
     reply_outcome_queue_url: str | None = None
     idempotency_table: str | None = None
@@ -164,10 +169,12 @@ class Settings:
             allow_unsigned_webhooks=_bool(e, "ALLOW_UNSIGNED_WEBHOOKS", False),
             elevenlabs_agent_id=_str(e, "ELEVENLABS_AGENT_ID"),
             elevenlabs_ws_url=_str(e, "ELEVENLABS_WS_URL", ELEVENLABS_WS_URL) or ELEVENLABS_WS_URL,
+            elevenlabs_api_url=(_str(e, "ELEVENLABS_API_URL") or ELEVENLABS_API_URL).rstrip("/"),
             twilio_account_sid=_str(e, "TWILIO_ACCOUNT_SID"),
             twilio_api_url=_str(e, "TWILIO_API_URL", TWILIO_API_URL) or TWILIO_API_URL,
             twilio_timeout_ms=_int(e, "TWILIO_TIMEOUT_MS", 5000, 1),
             sms_reply_deadline_ms=_int(e, "SMS_REPLY_DEADLINE_MS", 20000, 1),
+            sms_reply_settle_ms=_int(e, "SMS_REPLY_SETTLE_MS", 1500, 0),
             reply_queue_url=_str(e, "REPLY_QUEUE_URL"),
             reply_outcome_queue_url=_str(e, "REPLY_OUTCOME_QUEUE_URL"),
             idempotency_table=_str(e, "IDEMPOTENCY_TABLE"),

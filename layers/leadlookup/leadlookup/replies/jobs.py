@@ -75,7 +75,9 @@ class ReplyJob:
         if job.kind not in set(JobKind):
             raise InvalidInput(f"reply job kind {job.kind!r} is unknown")
         for name in ("key", "organization_id", "to_number", "from_number", "body"):
-            if not isinstance(getattr(job, name), str) or not getattr(job, name):
+            # An agent job's body is the customer's text, which may have no words (a photo).
+            optional = name == "body" and job.kind == JobKind.AGENT
+            if not isinstance(getattr(job, name), str) or not (getattr(job, name) or optional):
                 raise InvalidInput(f"reply job field {name!r} is required")
         return job
 

@@ -51,6 +51,14 @@ def fallback_text(org: Organization, variables: Mapping[str, str]) -> str:
     )
 
 
+def no_text_reply(org: Organization) -> str:
+    """The fixed text for a text without words (a photo alone): the agent reads words only."""
+    return (
+        f"Thanks for texting {org.name}! We can't open photos or attachments here: please "
+        f"tell us in words what you need, or call us at {org.phone_number}."
+    )
+
+
 def _cursor(row: dict[str, Any]) -> str:
     created = row["created_at"]
     text = created.isoformat() if isinstance(created, datetime) else str(created)
@@ -142,14 +150,15 @@ class ReplyPipeline:
             to_number=f"+{lead.phone_number_normalized}",
             from_number=org.phone_number,
             body=body,
-            fallback_text=fallback_text(org, variables),
+            # No words (a photo alone): the responder sends this text and asks no agent.
+            fallback_text=fallback_text(org, variables) if body.strip() else no_text_reply(org),
             dynamic_variables=variables,
             history=history,
             in_reply_to=message_sid,
             received_at=self._wall(),
         )
         self._emit(job)
-        return "reply queued"
+        return "reply queued" if body.strip() else "no words: fixed text queued"
 
     def _emit(self, job: ReplyJob) -> None:
         # One FIFO group per customer: their texts are answered in order, one at a time.

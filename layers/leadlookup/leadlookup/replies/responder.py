@@ -24,6 +24,7 @@ from leadlookup.metrics import (
     SMS_REPLY_FAILED,
     SMS_REPLY_FALLBACK,
     SMS_REPLY_LATENCY,
+    SMS_REPLY_NO_TEXT,
     SMS_REPLY_NOT_CONFIGURED,
     SMS_REPLY_SENT,
 )
@@ -37,6 +38,8 @@ from leadlookup.replies.twilio import SmsSender
 
 # Kept back from the reply deadline so the fallback and the send still fit after a slow agent.
 SEND_RESERVE_S = 0.05
+# The fallback reason of a text without words (the outbound row's params say why).
+NO_TEXT_REASON = "no_text"
 
 
 class ReplyMetrics(Protocol):
@@ -117,6 +120,11 @@ class Responder:
         body, kind, reason = reply.body, SenderKind.STAFF, None
         if reply.kind == JobKind.FOLLOW_UP:
             kind = SenderKind.FOLLOW_UP
+        elif reply.kind == JobKind.AGENT and not reply.body.strip():
+            # A photo alone: the agent reads words only, and a conversation opened with an
+            # empty message gets a greeting or a guess. The job's fixed text asks for words.
+            body, kind, reason = reply.fallback_text, SenderKind.FALLBACK, NO_TEXT_REASON
+            self.metrics.count(SMS_REPLY_NO_TEXT)
         elif reply.kind == JobKind.AGENT:
             assert self.agent is not None
             kind = SenderKind.AGENT

@@ -54,6 +54,8 @@ def build_responder(
             settings.elevenlabs_ws_url,
             settings.elevenlabs_agent_id,
             lambda: settings.secret(API_KEY_NAME),
+            api_url=settings.elevenlabs_api_url,
+            settle_s=settings.sms_reply_settle_ms / 1000,
         )
         sender = TwilioSender(
             settings.twilio_api_url,
