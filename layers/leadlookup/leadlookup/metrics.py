@@ -43,12 +43,18 @@ SMS_REPLY_FALLBACK = "SmsReplyFallback"
 SMS_REPLY_FAILED = "SmsReplyFailed"
 SMS_REPLY_NOT_CONFIGURED = "SmsReplyNotConfigured"
 SMS_REPLY_LATENCY = "SmsReplyLatency"
+# An agent answer over Twilio's 1,600 characters, cut on a sentence or word boundary.
+SMS_REPLY_TRUNCATED = "SmsReplyTruncated"
+# A text Twilio accepted that its status callback later reported undelivered or failed.
+SMS_DELIVERY_FAILED = "SmsDeliveryFailed"
 REPLY_METRICS: tuple[str, ...] = (
     SMS_REPLY_SENT,
     SMS_REPLY_FALLBACK,
     SMS_REPLY_FAILED,
     SMS_REPLY_NOT_CONFIGURED,
     SMS_REPLY_LATENCY,
+    SMS_REPLY_TRUNCATED,
+    SMS_DELIVERY_FAILED,
 )
 ALL_METRICS: tuple[str, ...] = (
     *CACHE_METRICS,

@@ -50,6 +50,13 @@ def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str |
     return raw.strip()
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    value = _str(env, name)
+    if value is not None and not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the layer; build with :meth:`from_env`, override fields in tests."""
@@ -105,6 +112,9 @@ class Settings:
     twilio_account_sid: str | None = None
     twilio_api_url: str = TWILIO_API_URL
     twilio_timeout_ms: int = 5000
+    # Where Twilio posts each send's delivery status (this stack's /webhooks/twilio/status);
+    # unset: sends carry no StatusCallback.
+    twilio_status_callback_url: str | None = None
     sms_reply_deadline_ms: int = 20000
     reply_queue_url: str | None = None
     reply_outcome_queue_url: str | None = None
@@ -167,6 +177,7 @@ class Settings:
             twilio_account_sid=_str(e, "TWILIO_ACCOUNT_SID"),
             twilio_api_url=_str(e, "TWILIO_API_URL", TWILIO_API_URL) or TWILIO_API_URL,
             twilio_timeout_ms=_int(e, "TWILIO_TIMEOUT_MS", 5000, 1),
+            twilio_status_callback_url=_url(e, "TWILIO_STATUS_CALLBACK_URL"),
             sms_reply_deadline_ms=_int(e, "SMS_REPLY_DEADLINE_MS", 20000, 1),
             reply_queue_url=_str(e, "REPLY_QUEUE_URL"),
             reply_outcome_queue_url=_str(e, "REPLY_OUTCOME_QUEUE_URL"),
