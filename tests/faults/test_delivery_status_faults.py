@@ -5,7 +5,6 @@ SQS delivers a batch twice; a callback for a text never stored is dropped, not d
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 
@@ -79,7 +78,7 @@ def test_delivery_status_fault_database_down_callbacks_are_queued_then_stored_on
     invoke: Invoke,
     database_url: str,
     figures: Figures,
-    handler_output: io.StringIO,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     figures.fault = "PostgreSQL down during delivery status callbacks (standard queue: moto)"
@@ -116,7 +115,7 @@ def test_delivery_status_fault_database_down_callbacks_are_queued_then_stored_on
         left = queued_count(client, url)
 
     stored = _statuses(database_url, sids)
-    counted = _failed_counted(handler_output.getvalue())
+    counted = _failed_counted(capsys.readouterr().out)
     figures.rows_lost = sum(1 for sid in sids if stored.get(sid) != expected[sid])
     figures.rows_duplicated = counted - len(failing)
     figures.notes.update(

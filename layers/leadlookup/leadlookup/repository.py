@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from leadlookup.errors import Conflict
 from leadlookup.models import InboundMessage, Lead, Organization, PostCall
-from leadlookup.replies.delivery import STATUS_RANK
 
 _STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
 
@@ -257,23 +257,19 @@ WHERE lead_id = :lead_id
 ORDER BY created_at DESC, id DESC
 LIMIT :limit"""
 
-# A status callback, applied only if it ranks above the stored status (the CASE renders
-# replies.delivery.STATUS_RANK, the one ranking): callbacks arriving late or twice change
-# nothing. The rank condition is on the row itself, so concurrent callbacks of one message
-# are ordered by its row lock and the higher status wins whatever the order.
-_DELIVERY_RANK = (
-    "CASE status "
-    + " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in STATUS_RANK.items())
-    + " ELSE 0 END"
-)
-UPDATE_DELIVERY_STATUS = f"""
+# A status callback, applied only if it ranks above the stored status. The ranking travels
+# as a parameter (:ranks, replies.delivery.STATUS_RANK as JSON), so it is defined once;
+# callbacks arriving late or twice change nothing. The rank condition is on the row itself,
+# so concurrent callbacks of one message are ordered by its row lock and the higher wins.
+UPDATE_DELIVERY_STATUS = """
 WITH upd AS (
     UPDATE messages SET
         status = :status,
         error_code = COALESCE(CAST(:error_code AS integer), error_code),
         status_updated_at = now()
     WHERE twilio_sid = :twilio_sid AND direction = 'outbound'
-      AND {_DELIVERY_RANK} < :rank
+      AND COALESCE((CAST(:ranks AS jsonb) ->> status)::integer, 0)
+          < (CAST(:ranks AS jsonb) ->> CAST(:status AS text))::integer
     RETURNING lead_id
 )
 SELECT EXISTS (SELECT 1 FROM messages
@@ -486,15 +482,20 @@ class Repository:
         return bool(row["inserted"]), _lead_or_none(row)
 
     def update_delivery_status(
-        self, twilio_sid: str, status: str, rank: int, error_code: int | None
+        self, twilio_sid: str, status: str, error_code: int | None, ranks: Mapping[str, int]
     ) -> tuple[bool, str | None] | None:
-        """Raise the outbound text's status to ``status`` (of ``rank``) if it ranks higher.
+        """Raise the outbound text's status to ``status`` if it ranks higher in ``ranks``.
 
         None when no outbound text has that SID; else (whether it changed, its lead id).
         """
         row = self.db.query(
             UPDATE_DELIVERY_STATUS,
-            {"twilio_sid": twilio_sid, "status": status, "rank": rank, "error_code": error_code},
+            {
+                "twilio_sid": twilio_sid,
+                "status": status,
+                "error_code": error_code,
+                "ranks": dict(ranks),
+            },
         )[0]
         if not row["found"]:
             return None

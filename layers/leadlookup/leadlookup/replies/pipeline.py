@@ -25,6 +25,7 @@ from leadlookup.queue import Queue
 from leadlookup.replies import followups
 from leadlookup.replies.delivery import (
     FAILED_STATUSES,
+    STATUS_RANK,
     TWILIO_UNSUBSCRIBED,
     UNKNOWN_SID_RECEIVES,
     DeliveryUpdate,
@@ -300,8 +301,11 @@ class ReplyPipeline:
         state holds no delivery status, so nothing is written through unless the update
         mirrors an opt-out.
         """
+        if rank(update.status) == 0:
+            logger.info("delivery status not tracked", message_sid=update.message_sid)
+            return False
         result = self.service.repo.update_delivery_status(
-            update.message_sid, update.status, rank(update.status), update.error_code
+            update.message_sid, update.status, update.error_code, STATUS_RANK
         )
         if result is None:
             if receive_count is not None and receive_count < UNKNOWN_SID_RECEIVES:
