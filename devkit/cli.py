@@ -165,7 +165,10 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
     apply_migrations(err)
     from devkit.standins import start_for_local_run
 
-    stand_ins = start_for_local_run(os.environ, err)
+    # The stand-in Twilio posts delivery updates back to this runner's status route.
+    host = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
+    api_url = f"http://{host}:{args.port}" if args.port else None
+    stand_ins = start_for_local_run(os.environ, err, api_url)
 
     from devkit.runner import serve
 

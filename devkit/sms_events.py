@@ -1,8 +1,11 @@
-"""Sample Twilio SMS webhook events: building, signing, and re-signing them for `make events`.
+"""Sample Twilio webhook events: building, signing, and re-signing them for `make events`.
 
 The events are API Gateway HTTP API (payload 2.0) requests as Twilio's POST arrives: the form
-body base64-encoded, headers lower-cased. They are signed with the test auth token documented
-in the README; ``forged.json`` is signed with another token so it stays wrong.
+body base64-encoded, headers lower-cased. Inbound SMS (``events/sms_webhook``) go to
+``/webhooks/twilio/sms``, the delivery statuses of our sends (``events/twilio_status``, for
+the same function) to ``/webhooks/twilio/status``. They are signed with the test auth token
+documented in the README; each folder's ``forged.json`` is signed with another token so it
+stays wrong.
 """
 
 from __future__ import annotations
@@ -23,9 +26,14 @@ FORGED_AUTH_TOKEN = "not-the-twilio-auth-token"  # noqa: S105 - signs forged.jso
 SIGNED_EVENTS = ("signed.json", "short_code.json", "stop.json")
 FORGED_EVENTS = ("forged.json",)
 EVENTS_SUBDIR = "sms_webhook"
+STATUS_SIGNED_EVENTS = ("delivered.json", "undelivered.json")
+STATUS_EVENTS_SUBDIR = "twilio_status"
 
 DOMAIN = "abc123xyz.execute-api.us-east-1.amazonaws.com"
 ROUTE_PATH = "/webhooks/twilio/sms"
+STATUS_PATH = "/webhooks/twilio/status"
+# The outbound text the sample status events report on: the one events/sms_outcome stores.
+SAMPLE_STATUS_SID = "SM9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 TWILIO_USER_AGENT = "TwilioProxy/1.1"
 TWILIO_SOURCE_IP = "54.244.51.3"
 
@@ -76,12 +84,14 @@ def webhook_event(
     domain: str = DOMAIN,
     request_id: str = "C9kPFj1bIAMEVQA=",
     time_epoch: int = 1795631400000,
+    route_path: str = ROUTE_PATH,
 ) -> dict[str, Any]:
-    """A Twilio inbound-SMS POST as HTTP API hands it over; signed unless ``token`` is None."""
-    raw_path = ROUTE_PATH if stage == "$default" else f"/{stage}{ROUTE_PATH}"
+    """A Twilio POST (inbound SMS, or ``route_path`` STATUS_PATH for a delivery status) as
+    HTTP API hands it over; signed unless ``token`` is None."""
+    raw_path = route_path if stage == "$default" else f"/{stage}{route_path}"
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": f"POST {ROUTE_PATH}",
+        "routeKey": f"POST {route_path}",
         "rawPath": raw_path,
         "rawQueryString": raw_query,
         "headers": {
@@ -109,7 +119,7 @@ def webhook_event(
                 "userAgent": TWILIO_USER_AGENT,
             },
             "requestId": request_id,
-            "routeKey": f"POST {ROUTE_PATH}",
+            "routeKey": f"POST {route_path}",
             "stage": stage,
             "time": "25/Nov/2026:18:30:00 +0000",
             "timeEpoch": time_epoch,
@@ -123,17 +133,60 @@ def webhook_event(
     return event
 
 
-def resign(events_dir: Path, token: str = TEST_AUTH_TOKEN) -> list[Path]:
-    """Re-sign the signed SMS events under ``events_dir/sms_webhook``; the files signed.
+def status_fields(
+    message_sid: str,
+    status: str,
+    error_code: int | None = None,
+    to: str = "+12505550112",
+    sender: str = "+17786528784",
+) -> list[tuple[str, str]]:
+    """The form fields of a status callback, as Twilio posts them for an SMS."""
+    fields = [
+        ("SmsSid", message_sid),
+        ("SmsStatus", status),
+        ("MessageStatus", status),
+        ("To", to),
+        ("MessageSid", message_sid),
+        ("AccountSid", "AC5e1f0c9b7d3a4e6f8a2b1c0d9e8f7a6b"),
+        ("From", sender),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    if error_code is not None:
+        fields.append(("ErrorCode", str(error_code)))
+    if status == "delivered":
+        fields.append(("RawDlrDoneDate", "2611251830"))
+    return fields
 
-    ``forged.json`` is re-signed with a token that is not the test one, so it stays a
-    well-formed but wrong signature whatever its body.
+
+def status_event(
+    message_sid: str,
+    status: str,
+    error_code: int | None = None,
+    *,
+    token: str | None = TEST_AUTH_TOKEN,
+    **options: Any,
+) -> dict[str, Any]:
+    """A signed status callback for ``message_sid`` (``options``: :func:`webhook_event`'s)."""
+    pairs = status_fields(message_sid, status, error_code)
+    return webhook_event(pairs, token=token, route_path=STATUS_PATH, **options)
+
+
+def resign(events_dir: Path, token: str = TEST_AUTH_TOKEN) -> list[Path]:
+    """Re-sign the signed events under ``events_dir/sms_webhook`` and ``twilio_status``.
+
+    The files signed, in that order. Each ``forged.json`` is re-signed with a token that is
+    not the test one, so it stays a well-formed but wrong signature whatever its body.
     """
-    folder = Path(events_dir) / EVENTS_SUBDIR
     signed: list[Path] = []
-    for names, signing_token in ((SIGNED_EVENTS, token), (FORGED_EVENTS, FORGED_AUTH_TOKEN)):
+    batches = (
+        (EVENTS_SUBDIR, SIGNED_EVENTS, token),
+        (EVENTS_SUBDIR, FORGED_EVENTS, FORGED_AUTH_TOKEN),
+        (STATUS_EVENTS_SUBDIR, STATUS_SIGNED_EVENTS, token),
+        (STATUS_EVENTS_SUBDIR, FORGED_EVENTS, FORGED_AUTH_TOKEN),
+    )
+    for subdir, names, signing_token in batches:
         for name in names:
-            path = folder / name
+            path = Path(events_dir) / subdir / name
             if not path.exists():
                 continue
             event = json.loads(path.read_text())

@@ -31,16 +31,29 @@ the WebSocket and the REST calls (``ELEVENLABS_API_URL`` = ``http://127.0.0.1:<p
 
 TwilioStandIn (``http://127.0.0.1:<port>``):
   * ``POST /2010-04-01/Accounts/<sid>/Messages.json``, HTTP basic auth (sid, token), form
-    ``To``/``From``/``Body`` -> 201 message JSON (``sid`` SM..., ``status`` queued);
-    errors as Twilio's ``{"code", "message", "more_info", "status"}`` (20003 auth, 21602 no
-    body, 21604 no To, 21610 unsubscribed recipient).
+    ``To``, ``From`` or ``MessagingServiceSid``, ``Body``, optional ``StatusCallback`` -> 201
+    message JSON (``sid`` SM..., ``status`` queued); errors as Twilio's
+    ``{"code", "message", "more_info", "status"}``: 20003 auth, 21602 no body, 21604 no To,
+    21617 a body over 1,600 characters, 21603 neither From nor MessagingServiceSid, 21212 a
+    From that is not E.164, 21606 a From the account does not own (``owned_numbers``, by
+    default the seeded store's), 21701 an unknown Messaging Service (``messaging_services``),
+    21610 an unsubscribed recipient.
+  * With ``StatusCallback`` it posts the message's statuses there from a background thread,
+    each ``callback_delay_s`` after the last, signed with the auth token as Twilio signs
+    (``X-Twilio-Signature``: base64 HMAC-SHA1 of the URL and the sorted fields): queued,
+    sent, delivered; or, for a recipient in ``failures``, the configured status and
+    ``ErrorCode`` (``failed`` without ``sent``). ``callbacks`` records each post.
   * ``fail_next``: a list of statuses (429, 500, 503) answered before the next successes;
-    ``delay_s`` makes it slow. ``GET .../Messages.json`` lists what was accepted.
+    ``delay_s`` makes it slow. ``GET .../Messages.json`` lists what was accepted, and
+    ``forms`` holds the form of each accepted request.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import http.client
 import json
 import re
 import secrets
@@ -413,6 +426,23 @@ def _http(status: int, message: str) -> Response:
     return _json(status, {"detail": {"status": status, "message": message}})
 
 
+# Twilio's limits on a send.
+MAX_BODY_CHARS = 1600
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+# The seeded default store's number, and a Messaging Service of the stand-in's account.
+STORE_NUMBER = "+17786528784"
+MESSAGING_SERVICE_SID = "MG" + "0" * 32
+CALLBACK_TIMEOUT_S = 5.0
+
+
+def _store_numbers() -> set[str]:
+    return {STORE_NUMBER}
+
+
+def _messaging_services() -> set[str]:
+    return {MESSAGING_SERVICE_SID}
+
+
 @dataclass
 class TwilioStandIn:
     """A Twilio-like Messages API on a loopback port."""
@@ -423,7 +453,14 @@ class TwilioStandIn:
     delay_s: float = 0.0
     fail_next: list[int] = field(default_factory=list)
     unsubscribed: set[str] = field(default_factory=set)
+    owned_numbers: set[str] = field(default_factory=_store_numbers)
+    messaging_services: set[str] = field(default_factory=_messaging_services)
+    # Status callbacks: the pause before each, and a recipient's final (status, ErrorCode).
+    callback_delay_s: float = 0.05
+    failures: dict[str, tuple[str, int]] = field(default_factory=dict)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
+    forms: list[dict[str, str]] = field(default_factory=list)
     requests: int = 0
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -463,10 +500,32 @@ class TwilioStandIn:
     def reset(self) -> None:
         """Back to answering at once with nothing recorded (between tests)."""
         with self._lock:
-            self.delay_s, self.requests = 0.0, 0
+            self.delay_s, self.requests, self.callback_delay_s = 0.0, 0, 0.05
             self.fail_next.clear()
             self.unsubscribed.clear()
+            self.owned_numbers = _store_numbers()
+            self.messaging_services = _messaging_services()
+            self.failures.clear()
+            self.callbacks.clear()
             self.sent.clear()
+            self.forms.clear()
+
+    def wait_for_callbacks(self, count: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """The callbacks posted, once at least ``count`` were (or ``timeout_s`` passed)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.callbacks) >= count:
+                    break
+            time.sleep(0.01)
+        with self._lock:
+            return list(self.callbacks)
+
+    def signature(self, url: str, fields: list[tuple[str, str]]) -> str:
+        """``X-Twilio-Signature`` of a POST of ``fields`` to ``url``, as Twilio computes it."""
+        data = url + "".join(name + value for name, value in sorted(fields))
+        digest = hmac.new(self.auth_token.encode(), data.encode(), hashlib.sha1).digest()
+        return base64.b64encode(digest).decode()
 
     def _path(self) -> str:
         return f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
@@ -500,21 +559,20 @@ class TwilioStandIn:
             return _reply(handler, 429, _error(20429, "Too Many Requests", 429), retry_after="0")
         if failure is not None:
             return _reply(handler, failure, _error(20500, "Internal Server Error", failure))
-        if not form.get("To"):
-            return _reply(handler, 400, _error(21604, "A 'To' phone number is required.", 400))
-        if not form.get("Body"):
-            return _reply(handler, 400, _error(21602, "Message body is required.", 400))
-        if form["To"] in self.unsubscribed:
-            message = "Attempt to send to unsubscribed recipient"
-            return _reply(handler, 400, _error(21610, message, 400))
+        refusal = self._refusal(form)
+        if refusal is not None:
+            return _reply(handler, 400, _error(refusal[0], refusal[1], 400))
         sid = "SM" + uuid.uuid4().hex
         message_resource = {
             "sid": sid,
             "account_sid": self.account_sid,
             "to": form["To"],
+            # A Messaging Service picks the sender later; the resource has none yet.
             "from": form.get("From"),
+            "messaging_service_sid": form.get("MessagingServiceSid"),
             "body": form["Body"],
             "status": "queued",
+            "error_code": None,
             "direction": "outbound-api",
             "num_segments": "1",
             "date_created": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()),
@@ -522,7 +580,101 @@ class TwilioStandIn:
         }
         with self._lock:
             self.sent.append(message_resource)
+            self.forms.append(form)
         _reply(handler, 201, message_resource)
+        if form.get("StatusCallback"):
+            threading.Thread(
+                target=self._post_statuses,
+                args=(form["StatusCallback"], message_resource),
+                daemon=True,
+            ).start()
+
+    def _refusal(self, form: dict[str, str]) -> tuple[int, str] | None:
+        """Twilio's error code and message for a send it refuses, else None."""
+        sender, service = form.get("From"), form.get("MessagingServiceSid")
+        if not form.get("To"):
+            return 21604, "A 'To' phone number is required."
+        if not form.get("Body"):
+            return 21602, "Message body is required."
+        if len(form["Body"]) > MAX_BODY_CHARS:
+            return 21617, "The concatenated message body exceeds the 1600 character limit."
+        if service:
+            if service not in self.messaging_services:
+                return 21701, f"The Messaging Service Sid {service} is invalid."
+        elif not sender:
+            return 21603, "A 'From' or 'MessagingServiceSid' parameter is required."
+        elif not _E164.fullmatch(sender):
+            return 21212, f"The 'From' number {sender} is not a valid phone number."
+        elif sender not in self.owned_numbers:
+            return 21606, (
+                f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
+                "number or short code for your account."
+            )
+        if form["To"] in self.unsubscribed:
+            return 21610, "Attempt to send to unsubscribed recipient"
+        return None
+
+    def _post_statuses(self, url: str, message: dict[str, Any]) -> None:
+        """Post the message's status changes to its StatusCallback, as Twilio does."""
+        final = self.failures.get(message["to"])
+        steps: list[tuple[str, int | None]] = [("queued", None)]
+        if final is None:
+            steps += [("sent", None), ("delivered", None)]
+        else:
+            steps += [] if final[0] == "failed" else [("sent", None)]
+            steps.append(final)
+        for status, error_code in steps:
+            time.sleep(self.callback_delay_s)
+            with self._lock:
+                message["status"], message["error_code"] = status, error_code
+            fields = [
+                ("AccountSid", self.account_sid),
+                ("ApiVersion", "2010-04-01"),
+                ("From", message["from"] or STORE_NUMBER),
+                ("MessageSid", message["sid"]),
+                ("MessageStatus", status),
+                ("SmsSid", message["sid"]),
+                ("SmsStatus", status),
+                ("To", message["to"]),
+            ]
+            if message["messaging_service_sid"]:
+                fields.append(("MessagingServiceSid", message["messaging_service_sid"]))
+            if error_code is not None:
+                fields.append(("ErrorCode", str(error_code)))
+            answer = self._post_callback(url, fields)
+            with self._lock:
+                self.callbacks.append(
+                    {
+                        "url": url,
+                        "message_sid": message["sid"],
+                        "status": status,
+                        "error_code": error_code,
+                        "answer": answer,
+                    }
+                )
+
+    def _post_callback(self, url: str, fields: list[tuple[str, str]]) -> int | str:
+        """POST one signed callback; the HTTP status, or why it could not be posted."""
+        parts = urlsplit(url)
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(parts.hostname or "", parts.port, timeout=CALLBACK_TIMEOUT_S)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "TwilioProxy/1.1",
+            "X-Twilio-Signature": self.signature(url, fields),
+        }
+        try:
+            connection.request("POST", path or "/", body=urlencode(fields), headers=headers)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
 
 
 def _error(code: int, message: str, status: int) -> dict[str, Any]:
@@ -555,11 +707,16 @@ LOCAL_AGENT_PORT = 3101
 LOCAL_TWILIO_PORT = 3102
 
 
-def start_for_local_run(env: Any, err: Any) -> list[AgentStandIn | TwilioStandIn]:
+def start_for_local_run(
+    env: Any, err: Any, api_url: str | None = None
+) -> list[AgentStandIn | TwilioStandIn]:
     """Start both stand-ins and point the reply settings at them (``make run``).
 
     Nothing is started when ``ELEVENLABS_AGENT_ID`` is already set: then the environment
-    names a real agent (and Twilio account) on purpose.
+    names a real agent (and Twilio account) on purpose. With ``api_url`` (the runner's own
+    base URL) every send's StatusCallback is the runner's status route, so the stand-in's
+    signed delivery updates come back through it; ``PUBLIC_BASE_URL`` defaults to it, the
+    URL Twilio (here the stand-in) calls and signs.
     """
     if env.get("ELEVENLABS_AGENT_ID"):
         print("SMS replies: ELEVENLABS_AGENT_ID from the environment", file=err)
@@ -579,5 +736,10 @@ def start_for_local_run(env: Any, err: Any) -> list[AgentStandIn | TwilioStandIn
             "TWILIO_API_URL": twilio.url,
         }
     )
+    if api_url and not env.get("TWILIO_STATUS_CALLBACK_URL"):
+        base = env.get("PUBLIC_BASE_URL") or api_url
+        env.setdefault("PUBLIC_BASE_URL", base)
+        env["TWILIO_STATUS_CALLBACK_URL"] = f"{base.rstrip('/')}/webhooks/twilio/status"
+        print(f"SMS delivery updates: {env['TWILIO_STATUS_CALLBACK_URL']}", file=err)
     print(f"SMS replies: agent stand-in {agent.url}, Twilio stand-in {twilio.url}", file=err)
     return [agent, twilio]

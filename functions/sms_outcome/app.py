@@ -1,4 +1,5 @@
-"""SMS reply outcomes: stores what the responder sent (or failed to send) as outbound messages."""
+"""SMS reply outcomes and delivery statuses: stores what the responder sent (or failed to send)
+as outbound messages, and Twilio's later status callbacks on them."""
 
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
@@ -15,7 +16,9 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def record_handler(record: SQSRecord) -> bool:
-    return wiring.store_outcome_record(get_runtime().service, record.body)
+    # The receive count lets a status callback that overtook its send's outcome wait for it.
+    receives = int(record.attributes.approximate_receive_count or 1)
+    return wiring.store_outcome_record(get_runtime().service, record.body, receives)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,4 +1,8 @@
-"""Twilio inbound SMS webhook, storage first: verify the signature, enqueue, answer empty TwiML."""
+"""Twilio webhooks, storage first: verify the signature, enqueue, answer empty TwiML.
+
+Inbound SMS go to the inbound FIFO queue; delivery statuses of our sends (the StatusCallback
+of every send) go to the reply outcome queue.
+"""
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -6,6 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from leadlookup import sms
 from leadlookup.http import create_resolver
 from leadlookup.observability import emf, logger, tracer
+from leadlookup.replies import delivery
 from leadlookup.runtime import get_runtime
 
 app = create_resolver()
@@ -14,6 +19,13 @@ app = create_resolver()
 @app.post("/webhooks/twilio/sms")
 def inbound_sms() -> Response:
     sms.receive(app.current_event.raw_event, get_runtime().service)
+    return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
+
+
+@app.post("/webhooks/twilio/status")
+def delivery_status() -> Response:
+    runtime = get_runtime()
+    delivery.receive(app.current_event.raw_event, runtime.settings, lambda: runtime.service)
     return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
 
 

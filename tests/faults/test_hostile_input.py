@@ -357,6 +357,85 @@ def test_hostile_sms_webhook(
         assert response["statusCode"] in (403, 413), response
 
 
+STATUS_VALUES = ["queued", "sent", "delivered", "undelivered", "failed", "read", "Delivered"]
+
+
+def status_pairs() -> st.SearchStrategy[list[tuple[str, str]]]:
+    sid = st.one_of(st.builds(lambda: "SM" + uuid.uuid4().hex), st.just(None), form_text)
+    status = st.one_of(st.sampled_from(STATUS_VALUES), st.just(None), form_text)
+    code = st.one_of(st.just(None), st.sampled_from(["30007", "21610", "", "-1"]), form_text)
+    return st.builds(
+        lambda sid, status, code, extra: [
+            *([("MessageSid", sid)] if sid is not None else []),
+            *([("MessageStatus", status)] if status is not None else []),
+            *([("ErrorCode", code)] if code is not None else []),
+            *extra,
+        ],
+        sid,
+        status,
+        code,
+        st.lists(st.tuples(st.text(max_size=8), form_text), max_size=3),
+    )
+
+
+@HOSTILE
+@given(
+    signed=status_pairs(),
+    how=st.sampled_from(["signed", "signed", "forged", "none"]),
+    headers=odd_headers,
+)
+def test_hostile_delivery_status_webhook(
+    checker: Checker, signed: list[tuple[str, str]], how: str, headers: Any
+) -> None:
+    event = with_request(sample("twilio_status/delivered"), None, headers, {})
+    set_params(event, signed)
+    sign_event(event, "test-twilio-auth-token" if how != "forged" else "not-the-token")
+    if how == "none":
+        event["headers"].pop("x-twilio-signature")
+    before = table_state(checker.db)
+
+    response = checker.http("sms_webhook", event, {200, 400, 403, 413})
+
+    if how != "signed":
+        assert response["statusCode"] in (403, 413), response
+    # A status for a text nobody sent changes nothing, accepted or not.
+    assert table_state(checker.db) == before
+
+
+@HOSTILE
+@given(
+    messages=st.lists(
+        st.one_of(
+            objects(["kind", "message_sid", "status", "error_code"]).map(
+                lambda o: {**o, "kind": "delivery_status"}
+            ),
+            json_values,
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_hostile_outcome_records(checker: Checker, messages: list[Any]) -> None:
+    template = sample("sms_outcome/sqs_delivery_status")["Records"][0]
+    event: dict[str, list[dict[str, Any]]] = {"Records": []}
+    for n, message in enumerate(messages):
+        try:
+            body = json.dumps(message)
+        except ValueError:
+            body = str(message)
+        event["Records"].append({**template, "messageId": f"hostile-{n}", "body": body})
+    before = table_state(checker.db)
+
+    result = checker.invoke("sms_outcome", event)
+
+    assert set(result) == {"batchItemFailures"}
+    failed = {item["itemIdentifier"] for item in result["batchItemFailures"]}
+    assert failed <= {r["messageId"] for r in event["Records"]}
+    if all(isinstance(m, dict) and m.get("kind") == "delivery_status" for m in messages):
+        # Updates for texts that do not exist: nothing is written, whatever they hold.
+        assert table_state(checker.db) == before
+
+
 organization_ids = st.one_of(
     st.just(DEFAULT_ORGANIZATION_ID), st.uuids().map(str), form_text, lone_surrogates
 )
@@ -627,6 +706,7 @@ def test_hostile_unknown_routes_are_json_404(
     known = {
         ("POST", "/webhooks/elevenlabs/conversation-initiation"),
         ("POST", "/webhooks/twilio/sms"),
+        ("POST", "/webhooks/twilio/status"),
         ("POST", "/webhooks/elevenlabs/post-call"),
         ("GET", "/leads"),
     }

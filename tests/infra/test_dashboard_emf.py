@@ -20,7 +20,7 @@ from tests.conftest import EVENTS
 from tests.infra.test_template import _custom_metrics_graphed, _dashboard
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
-from tests.support.replies import exercise_reply_metrics
+from tests.support.replies import exercise_delivery_metrics, exercise_reply_metrics
 
 pytestmark = pytest.mark.infra
 
@@ -114,6 +114,10 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     invoke("conversation_initiation", stranger)
     # SMS replies: sent, fallback, failed, no words, not configured (the responder handler).
     exercise_reply_metrics(invoke, monkeypatch, _event("sms_responder", "sqs_job"))
+    # Delivery failures: a status callback, stored by the outcome handler (database back).
+    exercise_delivery_metrics(
+        invoke, monkeypatch, app_env["DATABASE_URL"], _event("sms_outcome", "sqs_outcome")
+    )
 
     emitted = _emitted(capsys.readouterr().out)
     graphed = set(_custom_metrics_graphed(_dashboard(load_template())))

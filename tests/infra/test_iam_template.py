@@ -219,3 +219,21 @@ def test_iam_template_default_cache_user_is_off():
         assert users[name]["AuthenticationMode"] == {"Type": "iam"}
         assert users[name]["UserName"] == users[name]["UserId"]
         assert "+@all" not in users[name]["AccessString"]
+
+
+def test_iam_template_only_the_responder_and_the_status_webhook_send_outcomes(expanded):
+    senders = set()
+    for name, resource in expanded["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        role = resource["Properties"]
+        for statement in _statements(expanded, role):
+            resources = statement.get("Resource")
+            listed = resources if isinstance(resources, list) else [resources]
+            if {"Fn::GetAtt": ["ReplyOutcomeQueue", "Arn"]} in listed and any(
+                a.startswith("sqs:Send") for a in _actions(statement)
+            ):
+                assert _actions(statement) == ["sqs:SendMessage"], name
+                senders.add(name)
+
+    assert senders == {"SmsResponderRole", "SmsWebhookFunctionRole"}

@@ -101,3 +101,56 @@ def test_replies_idempotency_table_expires_records(template: dict[str, Any]) -> 
 
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+# -- delivery status ---------------------------------------------------------------------------
+
+
+def test_replies_status_route_is_the_sms_webhooks_and_sends_only_to_the_outcome_queue(
+    template: dict[str, Any],
+) -> None:
+    webhook = template["Resources"]["SmsWebhookFunction"]["Properties"]
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"])
+        for e in webhook["Events"].values()
+        if e["Type"] == "HttpApi"
+    }
+    statements = [s for p in webhook["Policies"] if "Statement" in p for s in p["Statement"]]
+
+    assert ("POST", "/webhooks/twilio/status") in routes
+    assert "VpcConfig" not in webhook  # storage first: it never needs the database
+    assert webhook["Environment"]["Variables"]["REPLY_OUTCOME_QUEUE_URL"] == {
+        "Ref": "ReplyOutcomeQueue"
+    }
+    assert statements == [
+        {
+            "Sid": "DeliveryStatusesOnly",
+            "Effect": "Allow",
+            "Action": "sqs:SendMessage",
+            "Resource": {"Fn::GetAtt": ["ReplyOutcomeQueue", "Arn"]},
+        }
+    ]
+
+
+def test_replies_every_send_names_the_status_route_at_the_url_twilio_signs(
+    template: dict[str, Any],
+) -> None:
+    env = template["Resources"]["SmsResponderFunction"]["Properties"]["Environment"]["Variables"]
+    output = template["Outputs"]["TwilioStatusCallbackUrl"]["Value"]
+
+    condition, custom, default = env["TWILIO_STATUS_CALLBACK_URL"]["Fn::If"]
+
+    assert condition == "HasPublicBaseUrl"
+    # The status webhook rebuilds the URL from PUBLIC_BASE_URL, else the execute-api domain.
+    assert custom == {"Fn::Sub": "${PublicBaseUrl}/webhooks/twilio/status"}
+    assert default["Fn::Sub"].startswith("https://${HttpApi}.execute-api.")
+    assert default["Fn::Sub"].endswith("/webhooks/twilio/status")
+    assert output == env["TWILIO_STATUS_CALLBACK_URL"]
+
+
+def test_replies_failed_deliveries_are_alarmed(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["SmsDeliveryFailedAlarm"]["Properties"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("BiciLookups", "SmsDeliveryFailed")
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"

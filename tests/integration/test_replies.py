@@ -481,6 +481,7 @@ def test_reply_follow_up_after_a_call_once_per_lead_per_30_minutes(
     runtime, _ = wired
     service = runtime.service
     store = _store_with_follow_ups(service, asked_hours=True, asked_directions=True)
+    twilio.owned_numbers.add(store.phone_number)  # Twilio sends only from the account's numbers
     phone = new_phone()
     lead = service.find_or_create_lead(phone, store.id)
     call = _post_call(lead, store, asked_hours=True, asked_directions="true")

@@ -320,6 +320,7 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
     assert routes == {
         f"POST {INITIATION_PATH}": "ConversationInitiationFunction",
         f"POST {SMS_PATH}": "SmsWebhookFunction",
+        "POST /webhooks/twilio/status": "SmsWebhookFunction",
         "GET /leads": "LeadUpdateFunction",
         "GET /leads/{lead_id}": "LeadUpdateFunction",
         "PATCH /leads/{lead_id}": "LeadUpdateFunction",

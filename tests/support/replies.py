@@ -98,8 +98,8 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
     """Every reply metric, emitted by the real responder handler against the stand-ins.
 
     A reply sent (and its latency), a fallback (agent silent past the deadline), a send that
-    failed (Twilio 500 throughout), a text without words and a job skipped for want of
-    configuration.
+    failed (Twilio 500 throughout), a text without words, a text cut to 1,600 characters and a
+    job skipped for want of configuration.
     """
     import copy
     import json
@@ -138,6 +138,7 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
                 invoke("sms_responder", event)
 
             run("metrics:sent")
+            run("metrics:cut", kind="follow_up", body="Long text. " * 200)
             agent.mode = "silent"
             run("metrics:fallback")
             agent.mode = "normal"
@@ -151,3 +152,32 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
         agent.stop()
         twilio.stop()
         wiring.reset()
+
+
+def exercise_delivery_metrics(
+    invoke: Any, monkeypatch: pytest.MonkeyPatch, database_url: str, sample_outcome: dict
+) -> None:
+    """SmsDeliveryFailed, emitted by the real outcome handler: a text Twilio accepted (the
+    sample outcome, stored first), then reported undelivered by its status callback."""
+    import copy
+    import json
+    import uuid
+
+    from leadlookup.replies.delivery import DeliveryUpdate
+    from leadlookup.runtime import set_runtime
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    set_runtime(None)
+    wiring.reset()
+    sid = f"SM{uuid.uuid4().hex}"
+    outcome_event = copy.deepcopy(sample_outcome)
+    outcome = json.loads(outcome_event["Records"][0]["body"])
+    outcome.update(key=f"reply:metrics:{sid}", twilio_sid=sid, lead_id=None)
+    outcome_event["Records"][0]["body"] = json.dumps(outcome)
+    status_event = copy.deepcopy(outcome_event)
+    update = DeliveryUpdate(sid, "undelivered", 30007)
+    status_event["Records"][0]["body"] = json.dumps(update.to_json())
+
+    assert invoke("sms_outcome", outcome_event) == {"batchItemFailures": []}
+    assert invoke("sms_outcome", status_event) == {"batchItemFailures": []}
+    wiring.reset()

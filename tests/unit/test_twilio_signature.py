@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlparse
 
@@ -11,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
-from devkit.sms_events import event_params, set_params, sign_event, webhook_event
+from devkit.sms_events import event_params, set_params, sign_event, status_fields, webhook_event
+from devkit.standins import TwilioStandIn
 from leadlookup import auth, sms
 from leadlookup.errors import Forbidden, InvalidInput
 from leadlookup.http import error_status
@@ -324,3 +327,43 @@ def test_message_group_id_is_to_colon_from_made_safe_for_sqs() -> None:
 def test_validated_message_names_the_problem(message: Any, problem: str) -> None:
     with pytest.raises(InvalidInput, match=problem):
         sms.validated_message(message)
+
+
+# -- status callbacks: the stand-in signs as Twilio does, the samples verify -------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:3000/webhooks/twilio/status",
+        "https://api.bici.example/voice/webhooks/twilio/status?store=1",
+    ],
+)
+def test_twilio_stand_in_signs_status_callbacks_as_the_request_validator_checks(url: str) -> None:
+    pairs = status_fields("SM" + "a" * 32, "undelivered", 30007)
+
+    signature = TwilioStandIn(auth_token=TOKEN).signature(url, pairs)
+
+    assert signature == twilio_signature(url, pairs)
+    assert RequestValidator(TOKEN).validate(url, MultiValueForm(pairs), signature)
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"), [("delivered", True), ("undelivered", True), ("forged", False)]
+)
+def test_twilio_sample_status_events_verify_as_twilio_signed_them(name: str, valid: bool) -> None:
+    path = Path(__file__).resolve().parents[2] / "events" / "twilio_status" / f"{name}.json"
+    event = json.loads(path.read_text())
+    pairs = event_params(event)
+    url = f"https://{DOMAIN}/webhooks/twilio/status"
+
+    accepted = RequestValidator(TOKEN).validate(
+        url, MultiValueForm(pairs), event["headers"]["x-twilio-signature"]
+    )
+
+    assert accepted is valid
+    if valid:
+        auth.verify_twilio_signature(event, pairs, settings())
+    else:
+        with pytest.raises(Forbidden):
+            auth.verify_twilio_signature(event, pairs, settings())

@@ -45,6 +45,10 @@ SMS_REPLY_NOT_CONFIGURED = "SmsReplyNotConfigured"
 SMS_REPLY_LATENCY = "SmsReplyLatency"
 # Texts without words (a photo alone), answered with the fixed text asking for words.
 SMS_REPLY_NO_TEXT = "SmsReplyNoText"
+# An agent answer over Twilio's 1,600 characters, cut on a sentence or word boundary.
+SMS_REPLY_TRUNCATED = "SmsReplyTruncated"
+# A text Twilio accepted that its status callback later reported undelivered or failed.
+SMS_DELIVERY_FAILED = "SmsDeliveryFailed"
 REPLY_METRICS: tuple[str, ...] = (
     SMS_REPLY_SENT,
     SMS_REPLY_FALLBACK,
@@ -52,6 +56,8 @@ REPLY_METRICS: tuple[str, ...] = (
     SMS_REPLY_NOT_CONFIGURED,
     SMS_REPLY_LATENCY,
     SMS_REPLY_NO_TEXT,
+    SMS_REPLY_TRUNCATED,
+    SMS_DELIVERY_FAILED,
 )
 ALL_METRICS: tuple[str, ...] = (
     *CACHE_METRICS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from leadlookup.errors import Conflict
@@ -182,7 +183,7 @@ SELECT (SELECT count(*) FROM old_messages) AS messages,
 
 MESSAGE_COLUMNS = (
     "id, lead_id, external_id, direction, sender_kind, from_number, to_number, body, "
-    "twilio_sid, status, created_at"
+    "twilio_sid, status, error_code, status_updated_at, created_at"
 )
 
 # What the reply decision needs, in one round trip: the lead's flags, whether this inbound
@@ -205,9 +206,10 @@ FROM leads l WHERE l.id = :lead_id"""
 INSERT_OUTBOUND_MESSAGE = f"""
 WITH ins AS (
     INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
-                          from_number, to_number, body, params, twilio_sid, status)
+                          from_number, to_number, body, params, twilio_sid, status, error_code)
     VALUES (:organization_id, :lead_id, :external_id, 'outbound', :sender_kind, :from_number,
-            :to_number, :body, :params::jsonb, :twilio_sid, :status)
+            :to_number, :body, :params::jsonb, :twilio_sid, :status,
+            CAST(:error_code AS integer))
     ON CONFLICT (external_id) DO NOTHING
     RETURNING lead_id, direction, created_at, body
 ), upd AS (
@@ -254,6 +256,26 @@ WHERE lead_id = :lead_id
        OR (created_at, id) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit"""
+
+# A status callback, applied only if it ranks above the stored status. The ranking travels
+# as a parameter (:ranks, replies.delivery.STATUS_RANK as JSON), so it is defined once;
+# callbacks arriving late or twice change nothing. The rank condition is on the row itself,
+# so concurrent callbacks of one message are ordered by its row lock and the higher wins.
+UPDATE_DELIVERY_STATUS = """
+WITH upd AS (
+    UPDATE messages SET
+        status = :status,
+        error_code = COALESCE(CAST(:error_code AS integer), error_code),
+        status_updated_at = now()
+    WHERE twilio_sid = :twilio_sid AND direction = 'outbound'
+      AND COALESCE((CAST(:ranks AS jsonb) ->> status)::integer, 0)
+          < (CAST(:ranks AS jsonb) ->> CAST(:status AS text))::integer
+    RETURNING lead_id
+)
+SELECT EXISTS (SELECT 1 FROM messages
+               WHERE twilio_sid = :twilio_sid AND direction = 'outbound') AS found,
+       (SELECT count(*) FROM upd) AS updated,
+       (SELECT lead_id FROM upd LIMIT 1) AS lead_id"""
 
 # The follow-up rate limit as one atomic claim: one automation per lead per window, never to
 # an opted-out number or a lead staff have taken over. The same key (a redelivered report)
@@ -458,6 +480,27 @@ class Repository:
         """Store an outbound text once (keyed by its job key); (new, its rewritten lead)."""
         row = self.db.query(INSERT_OUTBOUND_MESSAGE, fields)[0]
         return bool(row["inserted"]), _lead_or_none(row)
+
+    def update_delivery_status(
+        self, twilio_sid: str, status: str, error_code: int | None, ranks: Mapping[str, int]
+    ) -> tuple[bool, str | None] | None:
+        """Raise the outbound text's status to ``status`` if it ranks higher in ``ranks``.
+
+        None when no outbound text has that SID; else (whether it changed, its lead id).
+        """
+        row = self.db.query(
+            UPDATE_DELIVERY_STATUS,
+            {
+                "twilio_sid": twilio_sid,
+                "status": status,
+                "error_code": error_code,
+                "ranks": dict(ranks),
+            },
+        )[0]
+        if not row["found"]:
+            return None
+        lead_id = row["lead_id"]
+        return bool(row["updated"]), str(lead_id) if lead_id is not None else None
 
     def set_human_control(
         self, lead_id: str, on: bool, version: int | None, note_key: str, note: str

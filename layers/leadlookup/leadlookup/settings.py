@@ -51,6 +51,13 @@ def _str(env: Mapping[str, str], name: str, default: str | None = None) -> str |
     return raw.strip()
 
 
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    value = _str(env, name)
+    if value is not None and not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{name} must be an http(s) URL")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the layer; build with :meth:`from_env`, override fields in tests."""
@@ -108,6 +115,9 @@ class Settings:
     twilio_account_sid: str | None = None
     twilio_api_url: str = TWILIO_API_URL
     twilio_timeout_ms: int = 5000
+    # Where Twilio posts each send's delivery status (this stack's /webhooks/twilio/status);
+    # unset: sends carry no StatusCallback.
+    twilio_status_callback_url: str | None = None
     sms_reply_deadline_ms: int = 20000
     # How long the agent's silence means it has finished (replies.agent says what it costs).
     sms_reply_settle_ms: int = 1500
@@ -173,6 +183,7 @@ class Settings:
             twilio_account_sid=_str(e, "TWILIO_ACCOUNT_SID"),
             twilio_api_url=_str(e, "TWILIO_API_URL", TWILIO_API_URL) or TWILIO_API_URL,
             twilio_timeout_ms=_int(e, "TWILIO_TIMEOUT_MS", 5000, 1),
+            twilio_status_callback_url=_url(e, "TWILIO_STATUS_CALLBACK_URL"),
             sms_reply_deadline_ms=_int(e, "SMS_REPLY_DEADLINE_MS", 20000, 1),
             sms_reply_settle_ms=_int(e, "SMS_REPLY_SETTLE_MS", 1500, 0),
             reply_queue_url=_str(e, "REPLY_QUEUE_URL"),

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from leadlookup.errors import InvalidInput
 
-# One SMS body Twilio accepts (it splits into segments itself); staff texts are held to it.
+# One SMS body Twilio accepts (it splits into segments itself; over it: error 21617). Staff
+# texts are held to it; every other text is cut to it (:func:`fit_sms`).
 MAX_SMS_CHARS = 1600
+# A cut on a sentence end keeps at least this share of the limit; else the cut is on a word.
+_MIN_SENTENCE_SHARE = 0.5
+# The end of a sentence: its mark, closing quotes or brackets, then a space or the end.
+_SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*(?=\s|$)")
+ELLIPSIS = "\u2026"
 # What of the conversation the agent sees: the last few texts, each cut short.
 HISTORY_MESSAGES = 10
 HISTORY_CHARS = 300
@@ -30,6 +37,27 @@ class JobKind(StrEnum):
     AGENT = "agent"
     STAFF = "staff"
     FOLLOW_UP = "follow_up"
+
+
+def fit_sms(text: str, limit: int = MAX_SMS_CHARS) -> tuple[str, bool]:
+    """``text`` cut to at most ``limit`` characters on a sentence or word boundary; whether cut.
+
+    The last sentence end within the limit, if that keeps at least half of it; else the last
+    word that fits, followed by an ellipsis (the whole text is never refused for its length).
+    """
+    if len(text) <= limit:
+        return text, False
+    best = 0
+    for match in _SENTENCE_END.finditer(text):
+        if match.end() > limit:
+            break
+        best = match.end()
+    if best >= limit * _MIN_SENTENCE_SHARE:
+        return text[:best], True
+    room = text[: limit - len(ELLIPSIS) + 1]
+    space = max(room.rfind(" "), room.rfind("\n"), room.rfind("\t"))
+    cut = room[:space] if space > 0 else room[:-1]
+    return cut.rstrip(" \t\n,;:-") + ELLIPSIS, True
 
 
 def reply_key(message_sid: str) -> str:
@@ -58,6 +86,9 @@ class ReplyJob:
     in_reply_to: str | None = None
     # time.time() when the inbound text reached the processor: reply latency starts there.
     received_at: float | None = None
+    # The store's Twilio Messaging Service (settings ``messaging_service_sid``): sent as
+    # MessagingServiceSid instead of From, which then only records the store's number.
+    messaging_service_sid: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (the queue message body)."""

@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from leadlookup.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from leadlookup.metrics import SMS_DELIVERY_FAILED
 from leadlookup.models import Lead, Organization
-from leadlookup.observability import logger
+from leadlookup.observability import emf, logger
 from leadlookup.phones import mask_phone
 from leadlookup.queue import Queue
 from leadlookup.replies import followups
+from leadlookup.replies.delivery import (
+    FAILED_STATUSES,
+    STATUS_RANK,
+    TWILIO_UNSUBSCRIBED,
+    UNKNOWN_SID_RECEIVES,
+    DeliveryUpdate,
+    MessageNotYetStored,
+    is_delivery_update,
+    rank,
+)
 from leadlookup.replies.jobs import (
     HISTORY_MESSAGES,
     MAX_SMS_CHARS,
@@ -37,8 +49,8 @@ from leadlookup.variables import build_variables
 # Twilio answers these itself (and STOP/START change the opt-out state): the agent stays out.
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 PAGE_DEFAULT, PAGE_MAX = 50, 200
-# Twilio's "Attempt to send to unsubscribed recipient".
-TWILIO_UNSUBSCRIBED = 21610
+# Twilio's Messaging Service SIDs (settings ``messaging_service_sid``).
+_MESSAGING_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 
 
 def fallback_text(org: Organization, variables: Mapping[str, str]) -> str:
@@ -57,6 +69,33 @@ def no_text_reply(org: Organization) -> str:
         f"Thanks for texting {org.name}! We can't open photos or attachments here: please "
         f"tell us in words what you need, or call us at {org.phone_number}."
     )
+
+
+class Counter(Protocol):
+    """Counts events (EMF in Lambda, a recording sink in tests)."""
+
+    def count(self, name: str) -> None: ...
+
+
+def store_sender(org: Organization) -> tuple[str, str | None]:
+    """The store's ``From`` in E.164 and its Messaging Service SID, if its settings name one.
+
+    Twilio refuses a ``From`` that is not E.164 (21212), and stores entered before the
+    numbers were normalized hold national formats such as ``(778) 652-8784``: the normalized
+    digits are E.164 without the ``+``. A malformed ``messaging_service_sid`` would refuse
+    every send, so it is ignored (logged) and the store's number is used.
+    """
+    sender = f"+{org.phone_number_normalized}"
+    service = org.settings.get("messaging_service_sid")
+    if service is None or service == "":
+        return sender, None
+    if isinstance(service, str) and _MESSAGING_SERVICE_SID.fullmatch(service.strip()):
+        return sender, service.strip()
+    logger.warning(
+        "store setting messaging_service_sid is not a Messaging Service SID; sending From",
+        organization_id=org.id,
+    )
+    return sender, None
 
 
 def _cursor(row: dict[str, Any]) -> str:
@@ -88,9 +127,15 @@ def _message_json(row: dict[str, Any]) -> dict[str, Any]:
         "to_number": row["to_number"],
         "twilio_sid": row["twilio_sid"],
         "status": row["status"],
+        "error_code": row["error_code"],
+        "status_updated_at": _iso(row["status_updated_at"]),
         "external_id": row["external_id"],
         "created_at": created.isoformat() if isinstance(created, datetime) else created,
     }
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 class ReplyPipeline:
@@ -102,11 +147,13 @@ class ReplyPipeline:
         jobs: Queue,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         wall_clock: Callable[[], float] = time.time,
+        metrics: Counter | None = None,
     ) -> None:
         self.service = service
         self.jobs = jobs
         self._now = now
         self._wall = wall_clock
+        self.metrics: Counter = metrics or emf
 
     # -- inbound texts --------------------------------------------------------------------
 
@@ -142,13 +189,15 @@ class ReplyPipeline:
             call_id=message_sid,
             recent_messages=history_text(history),
         )
+        sender, service = store_sender(org)
         job = ReplyJob(
             key=key,
             kind=JobKind.AGENT,
             organization_id=org.id,
             lead_id=lead.id,
             to_number=f"+{lead.phone_number_normalized}",
-            from_number=org.phone_number,
+            from_number=sender,
+            messaging_service_sid=service,
             body=body,
             # No words (a photo alone): the responder sends this text and asks no agent.
             fallback_text=fallback_text(org, variables) if body.strip() else no_text_reply(org),
@@ -196,13 +245,15 @@ class ReplyPipeline:
         if claimed is None:
             return "rate limited, opted out or under human control"
         self.service.lead_written(claimed)
+        sender, service = store_sender(org)
         job = ReplyJob(
             key=key,
             kind=JobKind.FOLLOW_UP,
             organization_id=org.id,
             lead_id=lead.id,
             to_number=f"+{lead.phone_number_normalized}",
-            from_number=org.phone_number,
+            from_number=sender,
+            messaging_service_sid=service,
             body=followups.follow_up_text(org, topics),
             received_at=self._wall(),
         )
@@ -210,6 +261,12 @@ class ReplyPipeline:
         return "follow-up queued"
 
     # -- outcomes -------------------------------------------------------------------------
+
+    def store_queued(self, body: object, receive_count: int | None = None) -> bool:
+        """An outcome queue message: a delivery status (``kind``), else a reply outcome."""
+        if is_delivery_update(body):
+            return self.store_delivery_json(body, receive_count)
+        return self.store_outcome_json(body)
 
     def store_outcome_json(self, body: object) -> bool:
         """:meth:`store_outcome` of an outcome queue message's body."""
@@ -228,6 +285,7 @@ class ReplyPipeline:
             params=outcome.params(),
             twilio_sid=outcome.twilio_sid,
             status=outcome.status,
+            error_code=outcome.error_code,
         )
         if lead is not None:
             # The cached lead's conversation_context shows the last outbound text.
@@ -245,6 +303,63 @@ class ReplyPipeline:
             error_code=outcome.error_code,
         )
         return inserted
+
+    def store_delivery_json(self, body: object, receive_count: int | None = None) -> bool:
+        """:meth:`store_delivery` of an outcome queue message's body."""
+        return self.store_delivery(DeliveryUpdate.from_json(body), receive_count)
+
+    def store_delivery(self, update: DeliveryUpdate, receive_count: int | None = None) -> bool:
+        """Store a status callback on the outbound text it names; whether the status changed.
+
+        Monotonic and idempotent (the repository applies only a higher-ranked status); a
+        text that failed is counted once, on the change. A SID not stored yet raises
+        :class:`MessageNotYetStored` while its queue record is young (``receive_count``
+        below ``UNKNOWN_SID_RECEIVES``), so the queue delivers it again after the outcome;
+        then, or without a queue (``receive_count`` None), it is dropped. The lead's cached
+        state holds no delivery status, so nothing is written through unless the update
+        mirrors an opt-out.
+        """
+        if rank(update.status) == 0:
+            logger.info("delivery status not tracked", message_sid=update.message_sid)
+            return False
+        result = self.service.repo.update_delivery_status(
+            update.message_sid, update.status, update.error_code, STATUS_RANK
+        )
+        if result is None:
+            if receive_count is not None and receive_count < UNKNOWN_SID_RECEIVES:
+                logger.info(
+                    "delivery status for a text not stored yet; the queue will retry it",
+                    message_sid=update.message_sid,
+                    receive_count=receive_count,
+                )
+                raise MessageNotYetStored(f"no outbound text has Twilio SID {update.message_sid}")
+            logger.info(
+                "delivery status for an unknown text dropped",
+                message_sid=update.message_sid,
+                status=update.status,
+            )
+            return False
+        changed, lead_id = result
+        if changed and update.status in FAILED_STATUSES:
+            self.metrics.count(SMS_DELIVERY_FAILED)
+            logger.warning(
+                "sms not delivered",
+                message_sid=update.message_sid,
+                status=update.status,
+                error_code=update.error_code,
+            )
+        if changed and update.error_code == TWILIO_UNSUBSCRIBED and lead_id:
+            # As for a send refused with 21610: the lead stops getting replies.
+            marked = self.service.repo.mark_opted_out(lead_id)
+            if marked is not None:
+                self.service.lead_written(marked)
+        logger.info(
+            "delivery status stored" if changed else "delivery status unchanged",
+            message_sid=update.message_sid,
+            status=update.status,
+            error_code=update.error_code,
+        )
+        return changed
 
     # -- staff ----------------------------------------------------------------------------
 
@@ -270,13 +385,15 @@ class ReplyPipeline:
         lead, org = self._lead_and_org(lead_id)
         if lead.opted_out_at is not None:
             raise Conflict("lead opted out of texts")
+        sender, service = store_sender(org)
         job = ReplyJob(
             key=f"staff:{lead.id}:{key.strip() if key else uuid.uuid4()}",
             kind=JobKind.STAFF,
             organization_id=org.id,
             lead_id=lead.id,
             to_number=f"+{lead.phone_number_normalized}",
-            from_number=org.phone_number,
+            from_number=sender,
+            messaging_service_sid=service,
             body=body,
             received_at=self._wall(),
         )

@@ -27,13 +27,14 @@ from leadlookup.metrics import (
     SMS_REPLY_NO_TEXT,
     SMS_REPLY_NOT_CONFIGURED,
     SMS_REPLY_SENT,
+    SMS_REPLY_TRUNCATED,
 )
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.queue import Queue
 from leadlookup.replies.agent import AgentClient, AgentError
 from leadlookup.replies.idempotency import RECORD_TTL_SECONDS
-from leadlookup.replies.jobs import JobKind, ReplyJob, ReplyOutcome, SenderKind
+from leadlookup.replies.jobs import JobKind, ReplyJob, ReplyOutcome, SenderKind, fit_sms
 from leadlookup.replies.twilio import SmsSender
 
 # Kept back from the reply deadline so the fallback and the send still fit after a slow agent.
@@ -135,7 +136,20 @@ class Responder:
                 self.metrics.count(SMS_REPLY_FALLBACK)
                 logger.warning("agent failed; sending the fixed text", reason=exc.reason)
         assert self.sender is not None
-        result = self.sender.send(reply.to_number, reply.from_number, body)
+        if kind != SenderKind.STAFF:
+            # Twilio refuses a Body over 1,600 characters outright (21617): an agent's long
+            # answer (or one of our own texts grown with a store's settings) goes out cut.
+            # Staff texts are refused over it before they are queued, never cut.
+            body, cut = fit_sms(body)
+            if cut:
+                self.metrics.count(SMS_REPLY_TRUNCATED)
+                logger.warning("sms reply cut to fit", key=reply.key, chars=len(body))
+        result = self.sender.send(
+            reply.to_number,
+            reply.from_number,
+            body,
+            messaging_service_sid=reply.messaging_service_sid,
+        )
         if result.sent:
             self.metrics.count(SMS_REPLY_SENT)
             if reply.received_at is not None:

@@ -1,8 +1,10 @@
 """Sending an SMS through Twilio's Messages API over plain HTTPS, retried without sending twice.
 
 ``POST <TWILIO_API_URL>/2010-04-01/Accounts/<AccountSid>/Messages.json``, HTTP basic auth
-(Account SID, auth token), form fields ``To``, ``From``, ``Body``; 201 answers the message
-resource (``sid``, ``status``); errors answer ``{"code", "message", "more_info", "status"}``.
+(Account SID, auth token), form fields ``To``, ``From`` (E.164, a number the account owns) or
+``MessagingServiceSid``, ``Body`` (at most 1,600 characters) and ``StatusCallback`` (where
+Twilio posts the message's delivery status); 201 answers the message resource (``sid``,
+``status``); errors answer ``{"code", "message", "more_info", "status"}``.
 
 A retry is safe only when Twilio cannot have created the message: the connection failed, or
 Twilio answered 429 or 5xx. When the request went out and no answer came back (a read
@@ -45,8 +47,13 @@ class SendResult:
 class SmsSender(Protocol):
     """Sends one SMS."""
 
-    def send(self, to: str, from_: str, body: str) -> SendResult:
-        """Twilio's answer; never raises for Twilio's or the network's failures."""
+    def send(
+        self, to: str, from_: str, body: str, *, messaging_service_sid: str | None = None
+    ) -> SendResult:
+        """Twilio's answer; never raises for Twilio's or the network's failures.
+
+        With ``messaging_service_sid`` the service picks the sender and ``from_`` is not sent.
+        """
 
 
 class TwilioSender:
@@ -62,10 +69,13 @@ class TwilioSender:
         attempts: int = 3,
         backoff_s: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
+        status_callback: str | None = None,
     ) -> None:
         parts = urlsplit(api_url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("TWILIO_API_URL must be an http(s) URL")
+        # Every send names it, so every delivery update reaches the status webhook.
+        self.status_callback = status_callback
         self._parts = parts
         self.account_sid = account_sid
         self._auth_token = auth_token
@@ -87,11 +97,25 @@ class TwilioSender:
             )
         return http.client.HTTPConnection(host, port, timeout=self.timeout_s)
 
-    def send(self, to: str, from_: str, body: str) -> SendResult:
+    def form(self, to: str, from_: str, body: str, messaging_service_sid: str | None) -> bytes:
+        """The request's form: the sender (number or service), the text, the status callback."""
+        fields = {"To": to}
+        if messaging_service_sid:
+            fields["MessagingServiceSid"] = messaging_service_sid
+        else:
+            fields["From"] = from_
+        fields["Body"] = body
+        if self.status_callback:
+            fields["StatusCallback"] = self.status_callback
+        return urlencode(fields).encode()
+
+    def send(
+        self, to: str, from_: str, body: str, *, messaging_service_sid: str | None = None
+    ) -> SendResult:
         """POST the message; retried only where Twilio cannot have created it."""
         token = self._auth_token() or ""
         credentials = base64.b64encode(f"{self.account_sid}:{token}".encode()).decode()
-        form = urlencode({"To": to, "From": from_, "Body": body}).encode()
+        form = self.form(to, from_, body, messaging_service_sid)
         headers = {
             "Authorization": f"Basic {credentials}",
             "Content-Type": "application/x-www-form-urlencoded",

@@ -62,6 +62,7 @@ def build_responder(
             settings.twilio_account_sid,
             lambda: settings.secret(AUTH_TOKEN_NAME),
             timeout_s=settings.twilio_timeout_ms / 1000,
+            status_callback=settings.twilio_status_callback_url,
         )
     return Responder(
         agent=agent,
@@ -81,7 +82,7 @@ def build_pipeline(service: LookupService, metrics_sink: Any = None) -> ReplyPip
     # the outcome's storage: the same interfaces as the queues, the same JSON bodies.
     outcomes = queue_for(
         settings.reply_outcome_queue_url,
-        tolerant(lambda body: holder[0].store_outcome_json(body), "outcomes"),
+        tolerant(lambda body: holder[0].store_queued(body), "outcomes"),
     )
     jobs: Queue
     if settings.reply_queue_url:
@@ -91,7 +92,7 @@ def build_pipeline(service: LookupService, metrics_sink: Any = None) -> ReplyPip
         jobs = queue_for(
             None, tolerant(lambda body: responder.handle(ReplyJob.from_json(body)), "replies")
         )
-    pipeline = ReplyPipeline(service, jobs)
+    pipeline = ReplyPipeline(service, jobs, metrics=metrics_sink)
     holder.append(pipeline)
     return pipeline
 
@@ -157,6 +158,15 @@ def respond_record(responder: Responder, body: str, lambda_context: Any = None) 
     responder.handle(ReplyJob.from_json(decode(body)), lambda_context)
 
 
-def store_outcome_record(service: LookupService, body: str) -> bool:
-    """One outcome-queue record, stored as an outbound message once."""
-    return pipeline_for(service).store_outcome_json(decode(body))
+def store_queued(
+    service: LookupService, body: dict[str, Any], receive_count: int | None = None
+) -> bool:
+    """One outcome-queue message: a reply outcome, or a delivery status (its ``kind``)."""
+    return pipeline_for(service).store_queued(body, receive_count)
+
+
+def store_outcome_record(
+    service: LookupService, body: str, receive_count: int | None = None
+) -> bool:
+    """One outcome-queue record (``receive_count``: its ApproximateReceiveCount), stored once."""
+    return store_queued(service, decode(body), receive_count)
