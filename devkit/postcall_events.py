@@ -21,6 +21,9 @@ from typing import Any
 TEST_SECRET = "test-elevenlabs-secret"  # noqa: S105 - documented test secret, also in the README
 SIGNED = Path("lead_update") / "post_call_signed.json"
 EXPIRED = Path("lead_update") / "post_call_expired.json"
+# The report the store's live agent sends: every collected value a string, classification
+# "sales", hours and directions asked for.
+LIVE_AGENT = Path("lead_update") / "post_call_live_agent.json"
 BATCH = Path("post_call_processor") / "sqs_batch.json"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:bici-lookups-post-call"
 # The expired sample is signed this long before the valid one: far outside the 30-minute window.
@@ -62,10 +65,15 @@ def sign_event(event: dict[str, Any], secret: str, timestamp: int) -> dict[str, 
 
 
 def resign(events_dir: Path, now: int | None = None, secret: str = TEST_SECRET) -> list[Path]:
-    """Re-sign the post-call samples: the signed one at ``now``, the expired one 2 hours earlier."""
+    """Re-sign the post-call samples: the valid ones at ``now``, the expired one 2 hours before."""
     timestamp = int(time.time()) if now is None else now
     written = []
-    for relative, at in ((SIGNED, timestamp), (EXPIRED, timestamp - EXPIRED_BY_SECONDS)):
+    samples = (
+        (SIGNED, timestamp),
+        (EXPIRED, timestamp - EXPIRED_BY_SECONDS),
+        (LIVE_AGENT, timestamp),
+    )
+    for relative, at in samples:
         path = events_dir / relative
         event = json.loads(path.read_text())
         path.write_text(json.dumps(sign_event(event, secret, at), indent=2) + "\n")

@@ -648,7 +648,7 @@ def test_hostile_post_call_webhook(
 POST_CALL_MESSAGE_KEYS = [
     "conversation_id", "payload", "lead_id", "external_number", "agent_number", "agent_name",
     "summary", "classification", "status", "customer_name", "bike_interest",
-    "qualification_data",
+    "qualification_data", "channel", "reached", "callback_requested",
 ]  # fmt: skip
 
 

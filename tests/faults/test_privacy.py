@@ -194,7 +194,7 @@ def _sample_ids() -> tuple[list[str], list[str]]:
         sids.append(json.loads(record["body"])["MessageSid"])
     conversations = [
         json.loads(sample(f"lead_update/{name}")["body"])["data"]["conversation_id"]
-        for name in ("post_call_signed", "post_call_expired")
+        for name in ("post_call_signed", "post_call_expired", "post_call_live_agent")
     ]
     for record in sample("post_call_processor/sqs_batch")["Records"]:
         conversations.append(json.loads(record["body"])["conversation_id"])

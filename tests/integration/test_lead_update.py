@@ -68,6 +68,7 @@ def test_lead_update_sample_events_cover_every_file() -> None:
         "delete.json",
         "post_call_signed.json",
         "post_call_expired.json",
+        "post_call_live_agent.json",
         # SMS replies: tested in test_replies_handlers.py.
         "messages_list.json",
         "messages_send.json",

@@ -16,6 +16,8 @@ import redis
 from moto import mock_aws
 
 from devkit.postcall_events import queued_bodies, sign_elevenlabs, sign_event
+from devkit.proxy import TcpProxy
+from leadlookup import postcall
 from leadlookup import runtime as runtime_module
 from tests.support.faults import create_standard_queue, drain, queued_count, sqs_event
 from tests.support.lead_update import (
@@ -49,14 +51,15 @@ def post_call(
     conversation_id: str | None = None,
     at: int = SIGNED_AT,
     secret: str = SECRET,
+    sample: dict[str, Any] = SIGNED,
 ) -> tuple[dict[str, Any], str]:
     """The signed sample with a fresh conversation id, changed by ``change``, signed at ``at``."""
-    body = json.loads(SIGNED["body"])
+    body = json.loads(sample["body"])
     conversation_id = conversation_id or f"conv_test_{uuid.uuid4().hex}"
     body["data"]["conversation_id"] = conversation_id
     if change is not None:
         change(body)
-    event = copy.deepcopy(SIGNED)
+    event = copy.deepcopy(sample)
     event["body"] = json.dumps(body)
     return sign_event(event, secret, at), conversation_id
 
@@ -253,7 +256,9 @@ def test_post_call_redelivery_records_once(
         ("customer", "new", "customer"),
         ("closed", "customer", "closed"),
         ("closed", "hot", "closed"),
-        ("new", "closed", "new"),
+        # The sample call reached the caller: a status the call cannot give is 'contacted'.
+        ("new", "closed", "contacted"),
+        ("new", "new", "contacted"),
         ("qualified", "vip", "qualified"),
     ],
 )
@@ -614,6 +619,326 @@ def test_post_call_base64_body_is_verified_decoded(
 
     assert response["statusCode"] == 200
     assert len(summaries(db, conversation_id)) == 1
+
+
+# -- the store's live agent ----------------------------------------------------------------
+
+LIVE = load("post_call_live_agent.json")
+LIVE_CONVERSATION = SAMPLE_CONVERSATIONS[2]
+CALLBACK = "arrange manager callback for escalation"
+
+
+def live_call(
+    change: Callable[[dict[str, Any]], None] | None = None, *, conversation_id: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """The live agent's sample report with a fresh conversation id, changed by ``change``."""
+    return post_call(change, conversation_id=conversation_id, sample=LIVE)
+
+
+def _variables(body: dict[str, Any]) -> dict[str, Any]:
+    variables: dict[str, Any] = body["data"]["conversation_initiation_client_data"][
+        "dynamic_variables"
+    ]
+    return variables
+
+
+def _text_conversation(how: str) -> Callable[[dict[str, Any]], None]:
+    """A report of a text conversation: as our SMS replies open them, or with no phone line."""
+
+    def change(body: dict[str, Any]) -> None:
+        if how in ("no phone_call", "sms reply"):
+            del body["data"]["metadata"]["phone_call"]
+        if how in ("channel sms", "sms reply"):
+            _variables(body)["channel"] = "sms"
+        if how in ("call_type sms", "sms reply"):
+            _variables(body)["call_type"] = "SMS"
+        body["data"]["analysis"]["transcript_summary"] = "Texted to ask about Sunday hours."
+        results(body)["customer_name"]["value"] = "Bob"
+        results(body)["call_classification"]["value"] = "hot"
+
+    return change
+
+
+def _lead_state(db: pg8000.native.Connection) -> dict[str, Any]:
+    rows = db.run(
+        "SELECT status, last_summary, interaction_count, version, customer_name, "
+        "qualification_data, callback_requested_at, last_automation_key, last_contact_at "
+        "FROM leads WHERE id = :id",
+        id=LEAD_ID,
+    )
+    return dict(zip([c["name"] for c in db.columns], rows[0], strict=True))
+
+
+def _notes(db: pg8000.native.Connection) -> list[tuple[str, str, str]]:
+    """The lead's 'system' history rows: (external_id, sender_kind, body)."""
+    rows = db.run(
+        "SELECT external_id, sender_kind, body FROM messages "
+        "WHERE lead_id = :id AND direction = 'system' ORDER BY created_at, id",
+        id=LEAD_ID,
+    )
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def _channel(db: pg8000.native.Connection, conversation_id: str) -> str:
+    return str(
+        db.run("SELECT channel FROM call_summaries WHERE conversation_id = :c", c=conversation_id)[
+            0
+        ][0]
+    )
+
+
+def _call_lines(lead_id: str = LEAD_ID) -> list[str]:
+    """The calls in the lead's history as the next call's conversation_context sees them."""
+    lead_now = runtime_module.get_runtime().service.get_lead(lead_id)
+    return [item["text"] for item in lead_now.history if item["kind"] == "call"]
+
+
+def test_post_call_live_agent_report_moves_a_new_lead_to_contacted_and_keeps_every_field(
+    lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
+) -> None:
+    response = invoke(FUNCTION, LIVE)
+
+    assert response["statusCode"] == 200
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["status"], row["interaction_count"], row["version"]) == ("contacted", 1, 2)
+    assert row["customer_name"] == "Ada"
+    assert row["bike_interest"] == {"type": "hybrid"}
+    assert row["qualification_data"] == {
+        "budget_range": "1000_2000",
+        "timeline": "this_month",
+        "riding_experience": "returning_rider",
+        "customer_triggers": (
+            "asked about store hours, asked for directions/location, interested in test ride"
+        ),
+        "follow_up_needed": "send directions with map links",
+    }
+    [summary] = summaries(db, LIVE_CONVERSATION)
+    assert (summary["lead_id"], summary["classification"]) == (LEAD_ID, "sales")
+    assert _channel(db, LIVE_CONVERSATION) == "phone"
+    assert _call_lines() == [row["last_summary"]]
+    assert _lead_state(db)["callback_requested_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("before", "classification"),
+    [
+        ("contacted", "service"),
+        ("qualified", "sales"),
+        ("hot", "support"),
+        ("customer", "general"),
+        ("closed", "sales"),
+    ],
+)
+def test_post_call_live_agent_report_never_lowers_or_reopens_a_lead(
+    before: str,
+    classification: str,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    db.run("UPDATE leads SET status = :s WHERE id = :id", s=before, id=LEAD_ID)
+    event, conversation_id = live_call(set_result("call_classification", classification))
+
+    invoke(FUNCTION, event)
+
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["status"], row["interaction_count"]) == (before, 1)
+    assert summaries(db, conversation_id)[0]["classification"] == classification
+
+
+def _only_agent_spoke(body: dict[str, Any]) -> None:
+    body["data"]["transcript"] = body["data"]["transcript"][:1]
+
+
+def _caller_said_nothing(body: dict[str, Any]) -> None:
+    for turn in body["data"]["transcript"]:
+        if turn["role"] == "user":
+            turn["message"] = " ... "
+
+
+@pytest.mark.parametrize(
+    "change", [_only_agent_spoke, _caller_said_nothing, _set("data.transcript", None)]
+)
+def test_post_call_call_that_reached_nobody_leaves_a_new_lead_new(
+    change: Callable[[dict[str, Any]], None],
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    event, _ = live_call(change)
+
+    invoke(FUNCTION, event)
+
+    row = fetch_lead(db)
+    assert row is not None
+    assert (row["status"], row["interaction_count"]) == ("new", 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("follow_up_needed", CALLBACK),
+        ("follow_up_needed", "Arrange a manager CALLBACK"),
+        ("customer_triggers", "has a complaint, wants the manager to call back"),
+    ],
+)
+def test_post_call_manager_callback_flags_the_lead_once(
+    field: str,
+    value: str,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    cache: redis.Redis,
+    frozen: Callable[[int], None],
+) -> None:
+    service = runtime_module.get_runtime().service
+    service.find_or_create_lead(LEAD_PHONE, ORG_ID)  # cached before the report
+    event, conversation_id = live_call(set_result(field, value))
+
+    responses = [invoke(FUNCTION, event), invoke(FUNCTION, copy.deepcopy(event))]
+    flagged = _lead_state(db)
+    later, later_id = live_call(set_result("follow_up_needed", CALLBACK))
+    invoke(FUNCTION, later)
+
+    assert [r["statusCode"] for r in responses] == [200, 200]
+    assert flagged["callback_requested_at"] is not None
+    assert flagged["interaction_count"] == 1
+    note = "Customer asked for a manager callback"
+    assert _notes(db) == [
+        (f"callback:{conversation_id}", "system", note),
+        (f"callback:{later_id}", "system", note),
+    ]
+    # Still flagged since the first request: staff clear it (not yet possible).
+    assert _lead_state(db)["callback_requested_at"] == flagged["callback_requested_at"]
+    cached = service.find_or_create_lead(LEAD_PHONE, ORG_ID)
+    assert cached.callback_requested_at == flagged["callback_requested_at"]
+    body = body_of(invoke(FUNCTION, load("get.json")))
+    assert body["callback_requested_at"] == flagged["callback_requested_at"].isoformat()
+
+
+@pytest.mark.parametrize(
+    ("triggers", "follow_up"),
+    [
+        ("has a complaint", "send thank you message"),
+        ("needs general help", "no follow-up needed"),
+        ("asked about store hours", "no manager callback needed"),
+    ],
+)
+def test_post_call_complaint_without_a_callback_request_flags_nothing(
+    triggers: str,
+    follow_up: str,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        results(body)["customer_triggers"]["value"] = triggers
+        results(body)["follow_up_needed"]["value"] = follow_up
+
+    event, _ = live_call(change)
+
+    invoke(FUNCTION, event)
+
+    assert _lead_state(db)["callback_requested_at"] is None
+    assert _notes(db) == []
+
+
+@pytest.mark.parametrize(
+    ("how", "channel"),
+    [
+        ("no phone_call", "web"),
+        ("channel sms", "sms"),
+        ("call_type sms", "sms"),
+        ("sms reply", "sms"),
+    ],
+)
+def test_post_call_text_conversation_is_stored_but_is_not_a_call(
+    how: str,
+    channel: str,
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    frozen: Callable[[int], None],
+) -> None:
+    invoke(FUNCTION, LIVE)  # a real call first
+    after_call = _lead_state(db)
+    event, conversation_id = live_call(_text_conversation(how))
+
+    responses = [invoke(FUNCTION, event), invoke(FUNCTION, copy.deepcopy(event))]
+
+    assert [r["statusCode"] for r in responses] == [200, 200]
+    assert _lead_state(db) == after_call  # no count, summary, status, name, contact or text
+    [summary] = summaries(db, conversation_id)
+    assert (summary["lead_id"], summary["summary"]) == (
+        LEAD_ID,
+        "Texted to ask about Sunday hours.",
+    )
+    assert _channel(db, conversation_id) == channel
+    assert _call_lines() == [after_call["last_summary"]]
+
+
+def test_post_call_text_conversation_asking_for_a_manager_flags_only_that(
+    lead: str,
+    invoke: Invoke,
+    db: pg8000.native.Connection,
+    cache: redis.Redis,
+    frozen: Callable[[int], None],
+) -> None:
+    service = runtime_module.get_runtime().service
+    service.find_or_create_lead(LEAD_PHONE, ORG_ID)  # cached before the report
+    before = _lead_state(db)
+
+    def change(body: dict[str, Any]) -> None:
+        _text_conversation("sms reply")(body)
+        results(body)["follow_up_needed"]["value"] = CALLBACK
+
+    event, conversation_id = live_call(change)
+
+    invoke(FUNCTION, event)
+    invoke(FUNCTION, copy.deepcopy(event))
+
+    after = _lead_state(db)
+    assert after["callback_requested_at"] is not None
+    assert _notes(db) == [
+        (f"callback:{conversation_id}", "system", "Customer asked for a manager callback")
+    ]
+    unchanged = ("status", "last_summary", "interaction_count", "customer_name", "last_contact_at")
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+    assert after["version"] == before["version"] + 1
+    cached = service.find_or_create_lead(LEAD_PHONE, ORG_ID)
+    assert (cached.callback_requested_at, cached.interaction_count) == (
+        after["callback_requested_at"],
+        0,
+    )
+    assert _call_lines() == []
+
+
+@pytest.mark.parametrize("how", ["phone call", "sms reply"])
+def test_post_call_storing_a_report_is_one_round_trip(
+    how: str, lead: str, counted: Any, pg_proxy: TcpProxy, db: pg8000.native.Connection
+) -> None:
+    def change(body: dict[str, Any]) -> None:
+        if how == "sms reply":
+            _text_conversation(how)(body)
+        results(body)["follow_up_needed"]["value"] = CALLBACK
+
+    event, conversation_id = live_call(change)
+    call = postcall.parse_post_call(json.loads(event["body"]))
+    assert call is not None
+    stored_lead = counted.service.get_lead(LEAD_ID)
+    pg_proxy.reset_counters()
+
+    inserted = counted.service.record_call_summary(call, ORG_ID, stored_lead)
+
+    assert inserted
+    assert pg_proxy.round_trips == 1  # the summary, the lead and the history note together
+    assert len(summaries(db, conversation_id)) == 1
+    assert len(_notes(db)) == 1
 
 
 # -- storage first: the post-call queue --------------------------------------------------

@@ -459,13 +459,19 @@ def _store_with_follow_ups(service: Any, **flags: bool) -> Any:
     )
 
 
-def _post_call(lead: Any, store: Any, **asked: Any) -> Any:
+def _post_call(lead: Any, store: Any, *, texted: bool = False, **asked: Any) -> Any:
+    """A report of a call to ``store`` (of an SMS reply's conversation when ``texted``)."""
+    variables = {"lead_id": lead.id}
+    metadata: dict[str, Any] = {"phone_call": {"agent_number": store.phone_number}}
+    if texted:
+        variables.update(channel="sms", call_type="sms")
+        metadata = {"text_only": True}
     body = {
         "type": "post_call_transcription",
         "data": {
             "conversation_id": f"conv_{uuid.uuid4().hex}",
-            "metadata": {"phone_call": {"agent_number": store.phone_number}},
-            "conversation_initiation_client_data": {"dynamic_variables": {"lead_id": lead.id}},
+            "metadata": metadata,
+            "conversation_initiation_client_data": {"dynamic_variables": variables},
             "analysis": {
                 "transcript_summary": "Asked about the store.",
                 "data_collection_results": {k: {"value": v} for k, v in asked.items()},
@@ -537,6 +543,60 @@ def test_reply_follow_up_only_for_enabled_topics_and_never_to_opted_out_leads(
     assert (not_enabled, not_asked, default_store) == ("nothing to follow up",) * 3
     assert refused == "rate limited, opted out or under human control"
     assert twilio.sent == []
+
+
+# The store's live agent asks in words, not flags.
+LIVE_AGENT_ASKS = {
+    "customer_triggers": "Asked about store hours, asked for directions/location",
+    "follow_up_needed": "send directions with map links",
+    "call_classification": "sales",
+}
+
+
+def test_reply_follow_up_from_the_live_agents_phrases_for_enabled_topics_only(
+    wired: Any, twilio: TwilioStandIn
+) -> None:
+    runtime, _ = wired
+    service = runtime.service
+    stores = [
+        _store_with_follow_ups(service, asked_hours=True, asked_directions=True),
+        _store_with_follow_ups(service, asked_directions=True),
+        _store_with_follow_ups(service, appointment_request=True),
+    ]
+    phones = [new_phone() for _ in stores]
+    twilio.owned_numbers.update(store.phone_number for store in stores)
+
+    for store, phone in zip(stores, phones, strict=True):
+        lead = service.find_or_create_lead(phone, store.id)
+        postcall.store_post_call(_post_call(lead, store, **LIVE_AGENT_ASKS), service)
+
+    [both] = sent_to(twilio, phones[0])
+    assert "Our hours: Mon-Fri 8:00 AM-6:00 PM" in both["body"]
+    assert "Find us at 1497 Adanac Street" in both["body"]
+    [directions] = sent_to(twilio, phones[1])
+    assert "Find us at 1497 Adanac Street" in directions["body"]
+    assert "Our hours" not in directions["body"]
+    assert sent_to(twilio, phones[2]) == []
+
+
+def test_reply_text_conversation_report_sends_no_follow_up(
+    wired: Any, twilio: TwilioStandIn, db: Any
+) -> None:
+    runtime, _ = wired
+    service = runtime.service
+    store = _store_with_follow_ups(service, asked_hours=True, asked_directions=True)
+    phone = new_phone()
+    lead = service.find_or_create_lead(phone, store.id)
+    report = _post_call(lead, store, texted=True, asked_hours=True, **LIVE_AGENT_ASKS)
+
+    postcall.store_post_call(report, service)
+    postcall.store_post_call(report, service)  # delivered again
+
+    assert sent_to(twilio, phone) == []
+    [(count, key)] = db.run(
+        "SELECT interaction_count, last_automation_key FROM leads WHERE id = :id", id=lead.id
+    )
+    assert (count, key) == (0, None)
 
 
 # -- protocol variants and outages after storage ----------------------------------------------

@@ -51,7 +51,7 @@ SIGNED = load("post_call_signed.json")
 SIGNED_AT = signature_timestamp(SIGNED)
 SAMPLE_CONVERSATIONS = [
     json.loads(load(name)["body"])["data"]["conversation_id"]
-    for name in ("post_call_signed.json", "post_call_expired.json")
+    for name in ("post_call_signed.json", "post_call_expired.json", "post_call_live_agent.json")
 ]
 # The post-call processor's sample batch: what the webhook queues for the signed sample.
 BATCH = json.loads((EVENTS / "post_call_processor" / "sqs_batch.json").read_text())

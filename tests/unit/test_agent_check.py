@@ -235,6 +235,7 @@ def test_agent_check_private_agent_and_data_collection(
 ) -> None:
     config = live_agent()
     config["platform_settings"]["auth"]["enable_auth"] = True
+    config["platform_settings"]["data_collection"]["favourite_colour"] = {"type": "string"}
 
     status, out, _ = _run(tmp_path, config, capsys)
 
@@ -242,11 +243,10 @@ def test_agent_check_private_agent_and_data_collection(
     assert status == 0
     assert "on: a private agent; replies need ELEVENLABS_API_KEY" in out
     assert collection["read by the post-call processor"].strip() == (
-        "customer_name, bike_type, purchase_timeline, budget_range, call_classification"
+        "customer_name, bike_type, purchase_timeline, budget_range, riding_experience, "
+        "customer_triggers, follow_up_needed, call_classification"
     )
-    assert collection["collected but ignored"].strip() == (
-        "riding_experience, customer_triggers, follow_up_needed"
-    )
+    assert collection["collected but ignored"].strip() == "favourite_colour"
     assert collection["not collected (read if present)"].strip() == (
         "asked_hours, asked_directions, appointment_request"
     )

@@ -101,6 +101,8 @@ def test_post_call_message_with_huge_other_parts_keeps_only_ids_in_the_payload()
     assert set(data) == {"agent_id", "conversation_id", "status", "analysis"}
     assert "metadata" in message["payload"]["trimmed"]["dropped"]
     assert (message["summary"], message["status"]) == (call.summary, call.status)
+    # Decided before the trimming: the phone line and the transcript are gone from the payload.
+    assert (message["channel"], message["reached"]) == ("phone", True)
 
 
 @pytest.mark.parametrize(
@@ -112,8 +114,25 @@ def test_post_call_message_with_huge_other_parts_keeps_only_ids_in_the_payload()
         ({"conversation_id": "c", "summary": 5}, "'summary'"),
         ({"conversation_id": "c", "payload": []}, "'payload'"),
         ({"conversation_id": "c", "bike_interest": "gravel"}, "'bike_interest'"),
+        ({"conversation_id": "c", "channel": "fax"}, "'channel'"),
+        ({"conversation_id": "c", "channel": ["sms"]}, "'channel'"),
+        ({"conversation_id": "c", "reached": "yes"}, "'reached'"),
+        ({"conversation_id": "c", "callback_requested": 1}, "'callback_requested'"),
     ],
 )
 def test_post_call_message_refused_names_the_field(message: Any, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         PostCall.from_json(message)
+
+
+def test_post_call_message_queued_before_channels_is_still_a_call() -> None:
+    # What the webhook queued before reports had a channel: every one was counted as a call.
+    older = {k: v for k, v in call_of(SAMPLE).to_json().items() if k not in NEW_KEYS}
+
+    call = PostCall.from_json(older)
+
+    assert (call.channel, call.reached, call.callback_requested) == ("phone", False, False)
+    assert call.status == "qualified"
+
+
+NEW_KEYS = ("channel", "reached", "callback_requested")

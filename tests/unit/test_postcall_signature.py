@@ -13,6 +13,7 @@ import pytest
 from devkit.postcall_events import resign, sign_elevenlabs, signature_timestamp
 from leadlookup import auth, postcall
 from leadlookup.errors import InvalidInput, Unauthorized
+from leadlookup.replies import followups
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-elevenlabs-secret"
@@ -138,6 +139,8 @@ def test_postcall_signature_sample_events_verify_at_their_timestamp() -> None:
     at = signature_timestamp(signed)
 
     assert verify(signed["headers"]["elevenlabs-signature"], signed["body"], now=at) == at
+    live = json.loads((ROOT / "events/lead_update/post_call_live_agent.json").read_text())
+    assert verify(live["headers"]["elevenlabs-signature"], live["body"], now=at) == at
     with pytest.raises(Unauthorized, match="expired"):
         verify(expired["headers"]["elevenlabs-signature"], expired["body"], now=at)
     assert signature_timestamp(expired) == at - 2 * 3600
@@ -145,19 +148,21 @@ def test_postcall_signature_sample_events_verify_at_their_timestamp() -> None:
 
 def test_postcall_signature_resign_makes_fresh_samples(tmp_path: Path) -> None:
     (tmp_path / "lead_update").mkdir()
-    for name in ("post_call_signed.json", "post_call_expired.json"):
+    for name in ("post_call_signed.json", "post_call_expired.json", "post_call_live_agent.json"):
         source = ROOT / "events/lead_update" / name
         (tmp_path / "lead_update" / name).write_text(source.read_text())
     now = T + 86_400
 
     written = resign(tmp_path, now=now)
 
-    signed, expired, batch = (json.loads(p.read_text()) for p in written)
+    signed, expired, live, batch = (json.loads(p.read_text()) for p in written)
     assert [p.name for p in written] == [
         "post_call_signed.json",
         "post_call_expired.json",
+        "post_call_live_agent.json",
         "sqs_batch.json",
     ]
+    assert verify(live["headers"]["elevenlabs-signature"], live["body"], now=now) == now
     queued = json.loads(batch["Records"][0]["body"])
     assert queued["payload"]["event_timestamp"] == now  # the batch follows the re-signing
     assert verify(signed["headers"]["elevenlabs-signature"], signed["body"], now=now) == now
@@ -223,6 +228,115 @@ def test_postcall_parse_passes_only_ladder_statuses(value: Any) -> None:
 
     assert call is not None
     assert call.status is None
+
+
+def _call(**data: Any) -> Any:
+    body = transcription(call_classification="general")
+    body["data"].update(data)
+    call = postcall.parse_post_call(body)
+    assert call is not None
+    return call
+
+
+PHONE_CALL = {"phone_call": {"agent_number": "+17786528784", "external_number": "+12365550199"}}
+USER_SPOKE = [{"role": "agent", "message": "Hi!"}, {"role": "user", "message": "Hi, it's Ada."}]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "variables", "channel"),
+    [
+        (PHONE_CALL, {"channel": "voice", "call_type": "inbound"}, "phone"),
+        (PHONE_CALL, {}, "phone"),
+        (PHONE_CALL, {"channel": "sms"}, "sms"),
+        (PHONE_CALL, {"call_type": " SMS "}, "sms"),
+        ({"text_only": True}, {"channel": "sms", "call_type": "sms"}, "sms"),
+        ({}, {}, "web"),
+        ({"phone_call": None}, {"channel": "voice"}, "web"),
+        ({"phone_call": {}}, {"channel": 5}, "web"),
+    ],
+)
+def test_postcall_parse_tells_a_phone_call_from_a_text_conversation(
+    metadata: dict[str, Any], variables: dict[str, Any], channel: str
+) -> None:
+    call = _call(
+        metadata=metadata,
+        conversation_initiation_client_data={"dynamic_variables": variables},
+        transcript=USER_SPOKE,
+    )
+
+    assert call.channel == channel
+    assert call.reached is (channel == "phone")
+    assert call.status == ("contacted" if channel == "phone" else None)
+
+
+@pytest.mark.parametrize(
+    ("transcript", "reached"),
+    [
+        (USER_SPOKE, True),
+        ([{"role": "user", "message": "Yes"}], True),
+        ([{"role": "agent", "message": "Hi, thanks for calling!"}], False),
+        ([{"role": "agent", "message": "Hi!"}, {"role": "user", "message": " ... "}], False),
+        ([{"role": "user", "message": None}, "x", 5], False),
+        ([], False),
+        ("Hi, it's Ada.", False),
+        (None, False),
+    ],
+)
+def test_postcall_parse_reached_means_the_caller_said_something(
+    transcript: Any, reached: bool
+) -> None:
+    call = _call(metadata=PHONE_CALL, transcript=transcript)
+
+    assert call.reached is reached
+    assert call.status == ("contacted" if reached else None)
+    assert call.classification == "general"
+
+
+@pytest.mark.parametrize(
+    ("classification", "status"),
+    [("sales", "contacted"), ("new", "contacted"), ("Qualified", "qualified"), ("hot", "hot")],
+)
+def test_postcall_parse_reached_call_is_at_least_contacted(
+    classification: str, status: str
+) -> None:
+    body = transcription(call_classification=classification)
+    body["data"].update(metadata=PHONE_CALL, transcript=USER_SPOKE)
+
+    call = postcall.parse_post_call(body)
+
+    assert call is not None
+    assert (call.status, call.classification) == (status, classification)
+
+
+def test_postcall_parse_keeps_the_live_agents_fields_for_staff() -> None:
+    call = postcall.parse_post_call(
+        transcription(
+            bike_type="unsure",
+            budget_range="not_specified",
+            purchase_timeline="just_browsing",
+            riding_experience="Returning_Rider",
+            customer_triggers="asked about store hours, has a complaint",
+            follow_up_needed="arrange manager callback for escalation",
+        )
+    )
+
+    assert call is not None
+    assert call.bike_interest == {}
+    assert call.qualification_data == {
+        "timeline": "just_browsing",
+        "riding_experience": "Returning_Rider",
+        "customer_triggers": "asked about store hours, has a complaint",
+        "follow_up_needed": "arrange manager callback for escalation",
+    }
+    assert call.callback_requested is True
+
+
+def test_postcall_parse_reads_every_field_it_names() -> None:
+    assert len(set(postcall.DATA_COLLECTION_FIELDS)) == len(postcall.DATA_COLLECTION_FIELDS) == 11
+    read = {name for _, name in postcall.QUALIFICATION_FIELDS}
+    read |= {"customer_name", "bike_type", "call_classification"}
+    read |= {*followups.FOLLOW_UP_FLAGS, *followups.PHRASE_FIELDS}
+    assert read == set(postcall.DATA_COLLECTION_FIELDS)
 
 
 def test_postcall_parse_ignores_other_types() -> None:

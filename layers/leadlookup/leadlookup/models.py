@@ -11,6 +11,14 @@ from pathlib import Path
 from typing import Any
 
 LEAD_STATUSES = ("new", "contacted", "qualified", "hot", "customer", "closed")
+# The statuses a call can move a lead along, lowest first: a call only ever moves it up, and
+# 'closed' is off the ladder (staff set it by PATCH; no call reopens or closes a lead).
+STATUS_LADDER = ("new", "contacted", "qualified", "hot", "customer")
+# What a post-call report was (call_summaries.channel, migration 0007). Only a phone call is
+# counted and merged into its lead: every SMS reply opens an ElevenLabs text conversation, and
+# a conversation with no phone line (the web widget, a test in the dashboard) is no call either.
+PHONE, SMS, WEB = "phone", "sms", "web"
+CHANNELS = (PHONE, SMS, WEB)
 SENTIMENTS = ("positive", "neutral", "negative")
 # The seeded default organization, shipped in the layer: migrations seed it, and degraded
 # answers use it when neither the cache nor the database can say more.
@@ -90,6 +98,9 @@ class Lead:
     write_seq: int = 0
     # Staff took the conversation over: the agent does not answer texts (design 3.2a).
     human_control: bool = False
+    # When the customer first asked for a manager to call back (set by a post-call report).
+    # Nothing clears it yet: that is for the staff tools.
+    callback_requested_at: datetime | None = None
     # Recent calls and texts, newest first, loaded in the same statement as the row so that
     # conversation_context travels with the cached lead: [{"kind": "call" | "inbound" |
     # "outbound", "at": ISO 8601, "text": ..., "classification": ... (calls)}].
@@ -98,7 +109,7 @@ class Lead:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; times as ISO 8601 strings."""
         data = asdict(self)
-        for name in ("last_contact_at", "opted_out_at", "created_at", "updated_at"):
+        for name in _LEAD_TIMES:
             data[name] = _iso(data[name])
         return data
 
@@ -126,8 +137,14 @@ class Lead:
             version=int(data.get("version") or 1),
             write_seq=int(data.get("write_seq") or 0),
             human_control=bool(data.get("human_control") or False),
+            callback_requested_at=_parse_time(data.get("callback_requested_at")),
             history=[dict(item) for item in data.get("history") or () if isinstance(item, dict)],
         )
+
+
+_LEAD_TIMES = (
+    "last_contact_at", "opted_out_at", "created_at", "updated_at", "callback_requested_at",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,14 @@ class PostCall:
     customer_name: str | None = None
     bike_interest: dict[str, Any] = field(default_factory=dict)
     qualification_data: dict[str, Any] = field(default_factory=dict)
+    # Decided at the webhook, which has the whole event (a queued copy may lose its transcript
+    # and metadata to trimming). Messages queued before these fields existed were all counted
+    # as calls: the defaults keep them so.
+    channel: str = PHONE
+    # A phone call that reached someone: the caller (or callee) said something.
+    reached: bool = False
+    # The customer asked for a manager to call back.
+    callback_requested: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict: the post-call queue's message."""
@@ -182,6 +207,15 @@ class PostCall:
             value = data.get(name, {})
             if not isinstance(value, dict):
                 raise ValueError(f"field {name!r} must be a JSON object")
+            values[name] = value
+        channel = data.get("channel", PHONE)
+        if channel not in CHANNELS:
+            raise ValueError(f"field 'channel' must be one of {', '.join(CHANNELS)}")
+        values["channel"] = channel
+        for name in ("reached", "callback_requested"):
+            value = data.get(name, False)
+            if not isinstance(value, bool):
+                raise ValueError(f"field {name!r} must be true or false")
             values[name] = value
         return cls(**values)
 

@@ -9,6 +9,9 @@ processor stores each call once: the summary row is unique on ``conversation_id`
 changes only when this delivery inserted it, so redeliveries change nothing. Only
 ``post_call_transcription`` events are queued; audio and initiation-failure events are
 acknowledged and dropped, whatever their size.
+
+ElevenLabs reports every conversation, and every SMS reply opens one: only a report with a
+phone line is a call. The others are stored but not counted, merged or followed up.
 """
 
 from __future__ import annotations
@@ -24,11 +27,37 @@ from typing import Any
 from leadlookup.auth import verified_elevenlabs_body
 from leadlookup.errors import InvalidInput, LookupServiceError, NotFound, PayloadTooLarge
 from leadlookup.http import MAX_JSON_DEPTH
-from leadlookup.models import Lead, Organization, PostCall
+from leadlookup.models import PHONE, SMS, STATUS_LADDER, WEB, Lead, Organization, PostCall
 from leadlookup.observability import logger
 from leadlookup.phones import mask_phone
 from leadlookup.queue import encode, queue_for
+from leadlookup.replies import followups
 from leadlookup.service import LookupService, parse_uuid
+
+# The data-collection fields the processor reads (``data.analysis.data_collection_results``):
+# the store's live agent sends the first eight as strings; the last three are the boolean
+# follow-up flags of agents configured for the replaced service.
+DATA_COLLECTION_FIELDS = (
+    "customer_name",
+    "bike_type",
+    "budget_range",
+    "purchase_timeline",
+    "riding_experience",
+    "customer_triggers",
+    "follow_up_needed",
+    "call_classification",
+    *followups.FOLLOW_UP_FLAGS,
+)
+# Where a collected value is kept in the lead's qualification_data: what staff read (GET
+# /leads/{id}) and the next call loads with the lead. The triggers and the follow-up advice
+# are the last call's, next to budget and timeline, because staff act on them per lead.
+QUALIFICATION_FIELDS = (
+    ("budget_range", "budget_range"),
+    ("timeline", "purchase_timeline"),
+    ("riding_experience", "riding_experience"),
+    ("customer_triggers", "customer_triggers"),
+    ("follow_up_needed", "follow_up_needed"),
+)
 
 TRANSCRIPTION = "post_call_transcription"
 # Acknowledged and dropped whatever their size: audio is base64 MP3 of the whole call.
@@ -43,30 +72,19 @@ _LEADING_TYPE = re.compile(rb'\A\s*\{\s*"type"\s*:\s*"([a-z_]{1,64})"')
 TURN_KEYS = ("role", "message", "time_in_call_secs")
 MAX_TURN_CHARS = 2_000
 
-# Only statuses on the upgrade ladder; 'closed' is set by staff (PATCH), never by a call.
-CALL_STATUSES = ("new", "contacted", "qualified", "hot", "customer")
-# What analysis models write when they did not learn the value: never worth storing.
+# A phone call that reached someone is at least this far up the ladder.
+REACHED_STATUS = "contacted"
+# What analysis models write when they did not learn the value: never worth storing. The live
+# agent's own "unsure" and "not_specified" choices are among them (compared with underscores
+# read as spaces), so a call that learned nothing never overwrites what an earlier one did.
 PLACEHOLDERS = frozenset(
     {
         "", "-", "?", "n/a", "na", "none", "null", "nil", "unknown", "unknown caller",
         "not provided", "not given", "not mentioned", "not specified", "not stated",
         "not available", "unspecified", "undefined", "anonymous", "no name", "customer",
-        "the customer", "caller", "the caller", "user", "the user",
+        "the customer", "caller", "the caller", "user", "the user", "unsure", "not sure",
     }
 )  # fmt: skip
-# The analysis (data collection) fields a post-call report is read for: the lead's fields
-# (merged by parse_post_call) and the follow-up flags (replies.followups). `make agent-check`
-# lists an agent's other fields as ignored.
-DATA_COLLECTION_FIELDS = (
-    "customer_name",
-    "bike_type",
-    "budget_range",
-    "purchase_timeline",
-    "call_classification",
-    "asked_hours",
-    "asked_directions",
-    "appointment_request",
-)
 MAX_CONVERSATION_ID_CHARS = 256
 MAX_NAME_CHARS = 200
 MAX_VALUE_CHARS = 500
@@ -96,7 +114,9 @@ def parse_post_call(body: dict[str, Any]) -> PostCall | None:
     """The call described by a parsed body; None for event types that are not stored.
 
     Required parts of the wrong type are 400 naming the field; optional parts of the wrong
-    type are ignored (ElevenLabs disables a webhook that keeps failing).
+    type are ignored (ElevenLabs disables a webhook that keeps failing). Whether it was a
+    phone call, whether it reached someone and whether a callback was asked for are decided
+    here, from the whole event.
     """
     if body.get("type") != TRANSCRIPTION:
         return None
@@ -117,14 +137,21 @@ def parse_post_call(body: dict[str, Any]) -> PostCall | None:
     phone_call = _section(_section(data, "metadata"), "phone_call")
     analysis = _section(data, "analysis")
     results = _section(analysis, "data_collection_results")
+    values = {name: _result(results, name) for name in DATA_COLLECTION_FIELDS}
 
-    classification = _text(_result(results, "call_classification"), MAX_CLASSIFICATION_CHARS)
+    channel = _channel(phone_call, variables)
+    reached = channel == PHONE and _someone_spoke(data.get("transcript"))
+    classification = _text(values["call_classification"], MAX_CLASSIFICATION_CHARS)
     status = classification.casefold() if classification else None
-    bike_type = _text(_result(results, "bike_type"), MAX_VALUE_CHARS)
+    if status not in STATUS_LADDER:
+        status = None  # sales, service, support, general: kept as the classification only
+    if reached and status in (None, "new"):
+        status = REACHED_STATUS
+    bike_type = _text(values["bike_type"], MAX_VALUE_CHARS)
     qualification = {
         column: value
-        for column, name in (("budget_range", "budget_range"), ("timeline", "purchase_timeline"))
-        if (value := _scalar(_result(results, name))) is not None
+        for column, name in QUALIFICATION_FIELDS
+        if (value := _scalar(values[name])) is not None
     }
     return PostCall(
         conversation_id=conversation_id.strip(),
@@ -135,10 +162,13 @@ def parse_post_call(body: dict[str, Any]) -> PostCall | None:
         agent_name=_string(data.get("agent_name")),
         summary=_text(analysis.get("transcript_summary"), MAX_SUMMARY_CHARS, truncate=True),
         classification=classification,
-        status=status if status in CALL_STATUSES else None,
-        customer_name=_text(_result(results, "customer_name"), MAX_NAME_CHARS),
+        status=status,
+        customer_name=_text(values["customer_name"], MAX_NAME_CHARS),
         bike_interest={"type": bike_type} if bike_type else {},
         qualification_data=qualification,
+        channel=channel,
+        reached=reached,
+        callback_requested=followups.wants_callback(values),
     )
 
 
@@ -273,8 +303,15 @@ def store_post_call(call: PostCall, service: LookupService) -> bool:
         conversation_id=call.conversation_id,
         lead_id=lead.id if lead else None,
         caller=mask_phone(call.external_number),
+        channel=call.channel,
+        callback_requested=call.callback_requested,
     )
-    if lead is not None:
+    if lead is not None and call.channel != PHONE:
+        # A text conversation's customer is already being answered by text.
+        logger.info(
+            "follow-up decision", conversation_id=call.conversation_id, decision="not a call"
+        )
+    elif lead is not None:
         # Stored first; then the follow-up text the store enables (on every delivery: the job
         # key is the conversation's, so a redelivery cannot text twice).
         from leadlookup.replies.wiring import pipeline_for
@@ -284,6 +321,38 @@ def store_post_call(call: PostCall, service: LookupService) -> bool:
         )
         logger.info("follow-up decision", conversation_id=call.conversation_id, decision=decision)
     return inserted
+
+
+def _channel(phone_call: dict[str, Any], variables: dict[str, Any]) -> str:
+    """What the conversation was: a phone call only when it had a phone line.
+
+    Our SMS replies open their conversations with ``channel`` and ``call_type`` ``sms``; a
+    conversation without ``metadata.phone_call`` that is not one of them came from the web
+    widget or a test in the ElevenLabs dashboard.
+    """
+    for name in ("channel", "call_type"):
+        value = variables.get(name)
+        if isinstance(value, str) and value.strip().casefold() == SMS:
+            return SMS
+    return PHONE if phone_call else WEB
+
+
+def _someone_spoke(transcript: Any) -> bool:
+    """Whether the call reached a person: a user turn with words in it.
+
+    The agent speaks first on every call, so its turns prove nothing; a caller who hangs up
+    during the greeting (or a call nobody answered) leaves no user turn, or one with no
+    letters or digits (silence, noise).
+    """
+    if not isinstance(transcript, list):
+        return False
+    return any(
+        isinstance(turn, dict)
+        and turn.get("role") == "user"
+        and isinstance(turn.get("message"), str)
+        and any(c.isalnum() for c in turn["message"])
+        for turn in transcript
+    )
 
 
 def _ignored(kind: str | None) -> str:
@@ -358,6 +427,10 @@ def _fold(text: str) -> str:
     return " ".join(text.split()).strip(" .!?,;:'\"").casefold()
 
 
+def _is_placeholder(text: str) -> bool:
+    return _fold(text.replace("_", " ")) in PLACEHOLDERS
+
+
 def _section(parent: dict[str, Any], name: str) -> dict[str, Any]:
     value = parent.get(name)
     return value if isinstance(value, dict) else {}
@@ -376,7 +449,7 @@ def _string(value: Any) -> str | None:
 def _text(value: Any, limit: int, truncate: bool = False) -> str | None:
     """A meaningful string value: not empty, not a placeholder, not absurdly long."""
     text = _string(value)
-    if text is None or _fold(text) in PLACEHOLDERS or not any(c.isalnum() for c in text):
+    if text is None or _is_placeholder(text) or not any(c.isalnum() for c in text):
         return None
     if len(text) > limit:
         return text[:limit] if truncate else None

@@ -6,14 +6,16 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from leadlookup.errors import Conflict
-from leadlookup.models import InboundMessage, Lead, Organization, PostCall
+from leadlookup.models import PHONE, STATUS_LADDER, InboundMessage, Lead, Organization, PostCall
 
-_STATUS_LADDER = "ARRAY['new', 'contacted', 'qualified', 'hot', 'customer']"
+# The ladder as an SQL array literal (constants, so no escaping is needed).
+_STATUS_LADDER = "ARRAY[" + ", ".join(f"'{status}'" for status in STATUS_LADDER) + "]"
 
 LEAD_COLUMNS = (
     "id, organization_id, phone_number, phone_number_normalized, customer_name, email, status, "
     "sentiment, bike_interest, qualification_data, notes, last_summary, interaction_count, "
-    "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq, human_control"
+    "last_contact_at, opted_out_at, created_at, updated_at, version, write_seq, human_control, "
+    "callback_requested_at"
 )
 ORG_COLUMNS = "id, name, phone_number, phone_number_normalized, settings"
 
@@ -24,14 +26,16 @@ def lead_history(lead_id: str, new_calls: str = "", new_messages: str = "") -> s
     One json column of the statement that returns the row, so that a cache miss stays one
     round trip and the cached (or written-through) lead carries its conversation_context:
     the last three call summaries and the last inbound and outbound texts, each cut to 300
-    characters (the rendered context is capped at 1500). ``lead_id`` is the SQL expression of
-    the row's id. A statement that inserts a summary or message in a CTE passes that CTE's
-    rows as ``new_calls`` (created_at, summary, classification) or ``new_messages``
+    characters (the rendered context is capped at 1500). Only phone calls are calls: the
+    reports of text conversations stay out. ``lead_id`` is the SQL expression of the row's id.
+    A statement that inserts a summary or message in a CTE passes that CTE's rows as
+    ``new_calls`` (created_at, summary, classification, channel) or ``new_messages``
     (direction, created_at, body): the statement's own snapshot does not see them in the
     tables.
     """
     calls = (
-        f"SELECT created_at, summary, classification FROM call_summaries WHERE lead_id = {lead_id}"
+        "SELECT created_at, summary, classification, channel FROM call_summaries "
+        f"WHERE lead_id = {lead_id}"
     )
     messages = f"SELECT direction, created_at, body FROM messages WHERE lead_id = {lead_id}"
     if new_calls:
@@ -48,7 +52,7 @@ def lead_history(lead_id: str, new_calls: str = "", new_messages: str = "") -> s
     SELECT json_agg(h ORDER BY h.at DESC) FROM (
         (SELECT 'call' AS kind, c.created_at AS at, left(c.summary, 300) AS text,
                 c.classification
-         FROM ({calls}) AS c WHERE c.summary <> ''
+         FROM ({calls}) AS c WHERE c.summary <> '' AND c.channel = '{PHONE}'
          ORDER BY c.created_at DESC LIMIT 3)
         UNION ALL {texts[0]}
         UNION ALL {texts[1]}
@@ -136,21 +140,25 @@ SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
     {lead_history("upd.id", new_messages="SELECT direction, created_at, body FROM ins")}
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
+_NEW_CALL = "SELECT created_at, summary, classification, channel FROM ins"
 # The summary row is unique on conversation_id; the lead changes only if this delivery inserted
 # it (one statement, so one transaction). Status only moves up the ladder; 'closed' is final
-# here (array_position gives NULL for it, and NULL never compares greater).
+# here (array_position gives NULL for it, and NULL never compares greater). A text
+# conversation (:calls 0) touches the lead only to flag a callback request. A callback
+# request also leaves a 'system' row in the lead's messages, keyed by the conversation
+# (PostgreSQL runs a data-modifying CTE whether or not the query reads it).
 INSERT_CALL_SUMMARY = f"""
 WITH ins AS (
     INSERT INTO call_summaries (organization_id, lead_id, conversation_id, summary,
-                                classification, payload)
+                                classification, payload, channel)
     VALUES (:organization_id, :lead_id, :conversation_id, :summary, :classification,
-            :payload::jsonb)
+            :payload::jsonb, :channel)
     ON CONFLICT (conversation_id) DO NOTHING
-    RETURNING lead_id, created_at, summary, classification
+    RETURNING lead_id, created_at, summary, classification, channel
 ), upd AS (
     UPDATE leads SET
-        interaction_count = interaction_count + 1,
-        last_summary = COALESCE(:summary, last_summary),
+        interaction_count = interaction_count + :calls,
+        last_summary = COALESCE(:lead_summary, last_summary),
         customer_name = COALESCE(:customer_name, customer_name),
         bike_interest = bike_interest || :bike_interest::jsonb,
         qualification_data = qualification_data || :qualification_data::jsonb,
@@ -158,15 +166,26 @@ WITH ins AS (
             WHEN array_position({_STATUS_LADDER}, :status::text)
                  > array_position({_STATUS_LADDER}, status)
             THEN :status ELSE status END,
-        last_contact_at = now(),
+        callback_requested_at = CASE WHEN :callback
+            THEN COALESCE(callback_requested_at, now()) ELSE callback_requested_at END,
+        last_contact_at = CASE WHEN :calls > 0 THEN now() ELSE last_contact_at END,
         version = version + 1,
         updated_at = now()
-    WHERE id = (SELECT lead_id FROM ins)
+    WHERE id = (SELECT lead_id FROM ins) AND (:calls > 0 OR :callback)
     RETURNING {LEAD_COLUMNS}
+), note AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
+                          params)
+    SELECT organization_id, id, :note_key, 'system', 'system', :note, :note_params::jsonb
+    FROM upd WHERE :callback
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
-    {lead_history("upd.id", new_calls="SELECT created_at, summary, classification FROM ins")}
+    {lead_history("upd.id", new_calls=_NEW_CALL)}
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
+# The history row of a callback request (what staff read in GET /leads/{id}/messages).
+CALLBACK_NOTE = "Customer asked for a manager callback"
 
 PURGE_OLD_ROWS = """
 WITH old_messages AS (
@@ -436,7 +455,13 @@ class Repository:
     def insert_call_summary(
         self, call: PostCall, organization_id: str | None, lead_id: str | None
     ) -> tuple[bool, Lead | None]:
-        """Store a call summary once and merge it into the lead; (inserted, the lead as merged)."""
+        """Store a call summary once and merge it into the lead; (inserted, the lead as merged).
+
+        Only a phone call is merged and counted; the report of a text conversation is stored
+        and leaves the lead as it is, unless it asks for a callback. The lead comes back only
+        when it was written.
+        """
+        is_call = call.channel == PHONE
         row = self.db.query(
             INSERT_CALL_SUMMARY,
             {
@@ -446,10 +471,20 @@ class Repository:
                 "summary": call.summary,
                 "classification": call.classification,
                 "payload": call.payload,
-                "customer_name": call.customer_name,
-                "bike_interest": call.bike_interest,
-                "qualification_data": call.qualification_data,
-                "status": call.status,
+                "channel": call.channel,
+                "calls": 1 if is_call else 0,
+                "lead_summary": call.summary if is_call else None,
+                "customer_name": call.customer_name if is_call else None,
+                "bike_interest": call.bike_interest if is_call else {},
+                "qualification_data": call.qualification_data if is_call else {},
+                "status": call.status if is_call else None,
+                "callback": call.callback_requested,
+                "note_key": f"callback:{call.conversation_id}",
+                "note": CALLBACK_NOTE,
+                "note_params": {
+                    "callback_requested": True,
+                    "conversation_id": call.conversation_id,
+                },
             },
         )[0]
         return bool(row["inserted"]), _lead_or_none(row)
