@@ -26,10 +26,10 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
-from leadlookup import initiation
-from leadlookup.models import Lead, Organization, default_organization_snapshot
-from leadlookup.postcall import DATA_COLLECTION_FIELDS
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS, store_zone
+from leadlookup.domain.call_report import DATA_COLLECTION_FIELDS
+from leadlookup.domain.models import Lead, Organization, default_organization_snapshot
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS, store_zone
+from leadlookup.usecases import initiation
 
 DEFAULT_API_URL = "https://api.elevenlabs.io"
 DEFAULT_TIMEOUT_S = 10.0

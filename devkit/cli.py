@@ -97,9 +97,9 @@ def _redact(url: str) -> str:
 
 def apply_migrations(err: IO[str]) -> list[str]:
     """Migrate ``DATABASE_URL`` and seed the default organization; the versions applied."""
-    from leadlookup.db import Database
-    from leadlookup.migrate import load_migrations, migrate
-    from leadlookup.settings import Settings
+    from leadlookup.adapters.db import Database
+    from leadlookup.adapters.migrate import load_migrations, migrate
+    from leadlookup.config import Settings
 
     db = Database(Settings.from_env())
     try:
@@ -298,7 +298,7 @@ def _invoke_and_print(spec: lambda_env.FunctionSpec, event: Any, out: IO[str]) -
 
 def _close_runtime() -> None:
     with contextlib.suppress(ImportError):
-        from leadlookup.runtime import set_runtime
+        from leadlookup.container import set_runtime
 
         set_runtime(None)
 

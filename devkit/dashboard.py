@@ -326,7 +326,7 @@ def run_load(seconds: float, seed: int = 11) -> tuple[str, float, list[tuple[flo
     )
     from devkit.proxy import TcpProxy
     from devkit.services import ensure_services
-    from leadlookup import runtime as runtime_module
+    from leadlookup import container as runtime_module
 
     urls = ensure_services()
     name = f"bici_dashboard_{uuid.uuid4().hex[:8]}"

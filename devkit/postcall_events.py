@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 TEST_SECRET = "test-elevenlabs-secret"  # noqa: S105 - documented test secret, also in the README
-SIGNED = Path("lead_update") / "post_call_signed.json"
-EXPIRED = Path("lead_update") / "post_call_expired.json"
+SIGNED = Path("post_call_webhook") / "post_call_signed.json"
+EXPIRED = Path("post_call_webhook") / "post_call_expired.json"
 # The report the store's live agent sends: every collected value a string, classification
 # "sales", hours and directions asked for.
-LIVE_AGENT = Path("lead_update") / "post_call_live_agent.json"
+LIVE_AGENT = Path("post_call_webhook") / "post_call_live_agent.json"
 BATCH = Path("post_call_processor") / "sqs_batch.json"
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:bici-lookups-post-call"
 # The expired sample is signed this long before the valid one: far outside the 30-minute window.
@@ -85,8 +85,9 @@ def resign(events_dir: Path, now: int | None = None, secret: str = TEST_SECRET) 
 def queued_bodies(event: dict[str, Any]) -> list[str]:
     """The queue messages the webhook sends for the signed sample and for a second call of the
     same caller without ``lead_id`` (found by phone), as the layer encodes them."""
-    from leadlookup.postcall import parse_body, parse_post_call, queued_message
-    from leadlookup.queue import encode
+    from leadlookup.adapters.queue import encode
+    from leadlookup.api.webhooks import parse_body, queued_message
+    from leadlookup.domain.call_report import parse_post_call
 
     body = parse_body(event["body"].encode())
     second = copy.deepcopy(body)

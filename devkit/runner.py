@@ -277,7 +277,7 @@ def _counting_sink() -> CountingSink | None:
 
     Checked on every invocation: tests and the cache admin may replace the runtime.
     """
-    from leadlookup.runtime import get_runtime
+    from leadlookup.container import get_runtime
 
     try:
         cache = get_runtime().cache

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from leadlookup.auth import TWILIO_SIGNATURE_HEADER, twilio_request_url, twilio_signature
-from leadlookup.sms import parse_form
+from leadlookup.api.auth import TWILIO_SIGNATURE_HEADER, twilio_request_url, twilio_signature
+from leadlookup.api.webhooks import parse_form
 
 TEST_AUTH_TOKEN = "test-twilio-auth-token"  # noqa: S105 - the documented test secret
 FORGED_AUTH_TOKEN = "not-the-twilio-auth-token"  # noqa: S105 - signs forged.json wrongly

@@ -20,12 +20,12 @@ import pytest
 
 from devkit import lambda_env
 from devkit.services import ensure_services
-from leadlookup import runtime as runtime_module
-from leadlookup.db import Database
-from leadlookup.migrate import migrate
+from leadlookup import container as runtime_module
+from leadlookup.adapters.db import Database
+from leadlookup.adapters.migrate import migrate
+from leadlookup.config import Settings
+from leadlookup.container import Runtime, build_runtime
 from leadlookup.observability import RecordingMetricSink
-from leadlookup.runtime import Runtime, build_runtime
-from leadlookup.settings import Settings
 from tests.support.db import connect
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,9 +15,9 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from leadlookup.initiation import answer
-from leadlookup.migrate import default_organization_snapshot
-from leadlookup.models import Lead, Organization
+from leadlookup.adapters.migrate import default_organization_snapshot
+from leadlookup.domain.models import Lead, Organization
+from leadlookup.usecases.initiation import answer
 
 NOW = datetime(2026, 11, 25, 22, 5, tzinfo=UTC)
 HISTORY = [

@@ -43,9 +43,9 @@ from devkit.bench.report import chart, evaluate_targets, text_report
 from devkit.bench.scale import run_scale
 from devkit.lambda_env import ROOT
 from devkit.services import ensure_services, pg_connect_args
-from leadlookup import runtime as runtime_module
-from leadlookup.runtime import Runtime, build_runtime
-from leadlookup.settings import Settings
+from leadlookup import container as runtime_module
+from leadlookup.config import Settings
+from leadlookup.container import Runtime, build_runtime
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pg8000.native
 
 from devkit.services import pg_connect_args
-from leadlookup.db import Database
-from leadlookup.migrate import migrate
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.adapters.db import Database
+from leadlookup.adapters.migrate import migrate
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
 
 BENCH_DATABASE = "bici_bench"
 # Seeded leads are +1 604 200 0000 + i: valid Vancouver numbers, a million of them.

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from devkit import lambda_env
-from leadlookup import runtime as runtime_module
+from leadlookup import container as runtime_module
+from leadlookup.config import Settings
+from leadlookup.container import Runtime, build_runtime
 from leadlookup.observability import RecordingMetricSink, emf
-from leadlookup.runtime import Runtime, build_runtime
-from leadlookup.settings import Settings
 
 INITIATION = "ConversationInitiationFunction"
 SMS_WEBHOOK = "SmsWebhookFunction"

@@ -24,7 +24,7 @@ from devkit.bench.harness import (
     succeeded,
 )
 from devkit.bench.stats import latency_summary, percentile
-from leadlookup import runtime as runtime_module
+from leadlookup import container as runtime_module
 
 OPS = ("initiation", "sms", "update")
 _FUNCTION = {"initiation": INITIATION, "sms": SMS_PROCESSOR, "update": LEAD_UPDATE}

@@ -24,8 +24,8 @@ from devkit.bench.harness import (
 from devkit.bench.helper import Counts, Helper
 from devkit.bench.stats import count_summary, latency_summary, percentile, ratio
 from devkit.services import pg_connect_args
-from leadlookup import runtime as runtime_module
-from leadlookup.runtime import Runtime
+from leadlookup import container as runtime_module
+from leadlookup.container import Runtime
 
 KNOWN_CALLER = "+16045550142"  # the sample event's caller
 SMS_SENDER = "+12505550112"  # the sample SMS sender

@@ -24,8 +24,8 @@ from devkit.bench.events import EventFactory
 from devkit.bench.harness import INITIATION, Functions, apply_env, function_env
 from devkit.bench.paths import KNOWN_CALLER, NEW_CALLER_BASE
 from devkit.services import ensure_services
-from leadlookup import runtime as runtime_module
-from leadlookup.runtime import Runtime
+from leadlookup import container as runtime_module
+from leadlookup.container import Runtime
 
 PATHS = ("initiation_warm", "initiation_new_caller", "initiation_cache_disabled")
 WARMUP = 50

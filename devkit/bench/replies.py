@@ -27,11 +27,11 @@ from devkit.lambda_env import ROOT
 from devkit.services import ensure_services
 from devkit.sms_events import webhook_event
 from devkit.standins import AgentStandIn, TwilioStandIn
-from leadlookup.queue import InProcessQueue
-from leadlookup.replies import wiring
-from leadlookup.replies.jobs import ReplyJob
-from leadlookup.replies.pipeline import ReplyPipeline
-from leadlookup.runtime import set_runtime
+from leadlookup import wiring
+from leadlookup.adapters.queue import InProcessQueue
+from leadlookup.container import set_runtime
+from leadlookup.domain.jobs import ReplyJob
+from leadlookup.usecases.replies import ReplyPipeline
 
 STORE = "+17786528784"
 STAGES = (
@@ -106,7 +106,7 @@ def run(texts: int, slow_texts: int, out: Path) -> dict[str, Any]:
         **TEST_SECRETS,
     }
     try:
-        from leadlookup.migrate import migrate
+        from leadlookup.adapters.migrate import migrate
         from leadlookup.observability import logger
 
         apply_env(env)

@@ -16,8 +16,8 @@ from devkit.bench.events import EventFactory
 from devkit.bench.harness import INITIATION, Functions, succeeded
 from devkit.bench.helper import Helper
 from devkit.bench.paths import measure
-from leadlookup import runtime as runtime_module
-from leadlookup.runtime import Runtime
+from leadlookup import container as runtime_module
+from leadlookup.container import Runtime
 
 
 def run_scale(

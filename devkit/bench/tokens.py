@@ -1,4 +1,4 @@
-"""What making an IAM auth token costs a cold start: botocore versus leadlookup.sigv4.
+"""What making an IAM auth token costs a cold start: botocore versus leadlookup.adapters.aws.sigv4.
 
 Each sample is a fresh ``python3.13 -X importtime`` process (what a new Lambda container
 is) that imports a signer and makes one token: the RDS token (boto3's
@@ -61,8 +61,8 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
         " 'rds-db', 'ca-central-1', 900).add_auth(r)",
         "botocore",
     ),
-    "rds: leadlookup.sigv4": (
-        "from leadlookup import iam",
+    "rds: leadlookup.adapters.aws.sigv4": (
+        "from leadlookup.adapters.aws import iam",
         f"iam.rds_token_source({HOST!r}, {PORT}, {USER!r}, os.environ)()",
         "leadlookup",
     ),
@@ -77,8 +77,8 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
         " 'elasticache', 'ca-central-1', 900).add_auth(r)",
         "botocore",
     ),
-    "elasticache: leadlookup.sigv4": (
-        "from leadlookup import iam",
+    "elasticache: leadlookup.adapters.aws.sigv4": (
+        "from leadlookup.adapters.aws import iam",
         f"iam.elasticache_token_source({CACHE!r}, {CACHE_USER!r}, os.environ)()",
         "leadlookup",
     ),

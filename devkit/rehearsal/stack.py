@@ -477,9 +477,9 @@ def _migrate(stack: Stack) -> None:
     from devkit.lambda_env import add_layers_to_path
 
     add_layers_to_path()
-    from leadlookup.db import Database
-    from leadlookup.migrate import migrate
-    from leadlookup.settings import Settings
+    from leadlookup.adapters.db import Database
+    from leadlookup.adapters.migrate import migrate
+    from leadlookup.config import Settings
 
     saved = os.environ.get("SSL_CERT_FILE")
     os.environ["SSL_CERT_FILE"] = str(stack.tls.ca)

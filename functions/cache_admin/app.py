@@ -1,8 +1,8 @@
 """Cache administration by direct invoke (status, flushes, upsert_org) and the daily purge."""
 
-from leadlookup.admin import run_action
+from leadlookup.container import get_runtime
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.runtime import get_runtime
+from leadlookup.usecases.admin import run_action
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -6,11 +6,11 @@ no Powertools Tracer around it. Lambda's own X-Ray segment already times every i
 the Tracer's handler subsegment repeats it, and nothing below is instrumented.
 """
 
-from leadlookup import initiation
-from leadlookup.http import single_route
+from leadlookup.api.http import single_route
+from leadlookup.container import get_runtime
 from leadlookup.observability import emf, logger
-from leadlookup.runtime import get_runtime
 from leadlookup.snapstart import register_hooks
+from leadlookup.usecases import initiation
 
 ROUTE = ("POST", "/webhooks/elevenlabs/conversation-initiation")
 register_hooks()  # used only when the InitiationSnapStart parameter is on

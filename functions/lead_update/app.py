@@ -1,11 +1,9 @@
-"""Lead updates: staff reads, merge-patches and erases leads; ElevenLabs reports finished calls."""
+"""Lead updates: staff read, merge-patch, text and erase leads."""
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from leadlookup import postcall
-from leadlookup.errors import InvalidInput, NotFound
-from leadlookup.http import (
+from leadlookup.api.http import (
     create_resolver,
     header,
     if_match_version,
@@ -13,10 +11,10 @@ from leadlookup.http import (
     json_response,
     require_media_type,
 )
-from leadlookup.models import Lead
+from leadlookup.container import get_runtime
+from leadlookup.domain.models import Lead
+from leadlookup.errors import InvalidInput, NotFound
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.replies.wiring import pipeline_for
-from leadlookup.runtime import get_runtime
 
 PATCH_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
 
@@ -45,15 +43,13 @@ def patch_lead(lead_id: str) -> Response:
     if_match = if_match_version(event)
     runtime = get_runtime()
     body = json_object(event, runtime.settings.max_body_bytes)
-    return _lead(pipeline_for(runtime.service).patch_lead(lead_id, body, if_match))
+    return _lead(runtime.replies.patch_lead(lead_id, body, if_match))
 
 
 @app.get("/leads/<lead_id>/messages")
 def list_messages(lead_id: str) -> dict:
     params = app.current_event.query_string_parameters or {}
-    return pipeline_for(get_runtime().service).messages(
-        lead_id, params.get("limit"), params.get("before")
-    )
+    return get_runtime().replies.messages(lead_id, params.get("limit"), params.get("before"))
 
 
 @app.post("/leads/<lead_id>/messages")
@@ -62,7 +58,7 @@ def send_message(lead_id: str) -> Response:
     require_media_type(event, ("application/json",))
     runtime = get_runtime()
     body = json_object(event, runtime.settings.max_body_bytes)
-    key = pipeline_for(runtime.service).send_staff_text(
+    key = runtime.replies.send_staff_text(
         lead_id, body.get("body"), header(event, "idempotency-key")
     )
     return json_response(202, {"key": key, "status": "queued"})
@@ -72,13 +68,6 @@ def send_message(lead_id: str) -> Response:
 def delete_lead(lead_id: str) -> Response:
     get_runtime().service.delete_lead(lead_id)
     return Response(status_code=204, body="")
-
-
-@app.post("/webhooks/elevenlabs/post-call")
-def post_call() -> dict:
-    return {
-        "status": postcall.receive_post_call(app.current_event.raw_event, get_runtime().service)
-    }
 
 
 def _lead(lead: Lead) -> Response:

@@ -2,10 +2,10 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from leadlookup import custom_resource
-from leadlookup.migrate import migrate
+from leadlookup.adapters import custom_resource
+from leadlookup.adapters.migrate import migrate
+from leadlookup.container import get_runtime
 from leadlookup.observability import logger
-from leadlookup.runtime import get_runtime
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,9 +7,9 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from leadlookup import postcall
+from leadlookup.container import get_runtime
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.runtime import get_runtime
+from leadlookup.usecases import postcall
 
 # A standard queue: calls are independent, so a failed record holds back nothing else. A
 # batch that fails entirely (the database is down) is reported record by record rather than
@@ -20,7 +20,8 @@ processor.raise_on_entire_batch_failure = False
 
 
 def record_handler(record: SQSRecord) -> bool:
-    return postcall.process_record(get_runtime().service, record.body, record.message_id)
+    runtime = get_runtime()
+    return postcall.process_record(runtime.service, runtime.replies, record.body, record.message_id)
 
 
 @logger.inject_lambda_context(clear_state=True)

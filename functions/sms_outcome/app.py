@@ -8,9 +8,8 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from leadlookup.container import get_runtime
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.replies import wiring
-from leadlookup.runtime import get_runtime
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -18,7 +17,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord) -> bool:
     # The receive count lets a status callback that overtook its send's outcome wait for it.
     receives = int(record.attributes.approximate_receive_count or 1)
-    return wiring.store_outcome_record(get_runtime().service, record.body, receives)
+    return get_runtime().replies.store_record(record.body, receives)
 
 
 @logger.inject_lambda_context(clear_state=True)

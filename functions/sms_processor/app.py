@@ -3,9 +3,9 @@
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from leadlookup import sms
+from leadlookup.container import get_runtime
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.runtime import get_runtime
+from leadlookup.usecases import inbound_sms
 
 # The FIFO flavour of the batch processor: a failed message also fails the later messages of
 # its group (To:From) in this batch, so a STOP that is retried cannot land after a START sent
@@ -17,7 +17,10 @@ processor.raise_on_entire_batch_failure = False
 
 
 def record_handler(record: SQSRecord) -> bool:
-    return sms.process_record(get_runtime().service, record.body, record.message_id)
+    runtime = get_runtime()
+    return inbound_sms.process_record(
+        runtime.service, runtime.replies, record.body, record.message_id
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,8 +7,8 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from leadlookup.container import responder
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.replies import wiring
 
 # FIFO: a failed job also holds back the later jobs of its group (one customer), so replies
 # go out in order; other customers carry on.
@@ -17,7 +17,7 @@ processor.raise_on_entire_batch_failure = False
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    wiring.respond_record(wiring.responder_from_env(), record.body, lambda_context)
+    responder().handle_record(record.body, lambda_context)
 
 
 @logger.inject_lambda_context(clear_state=True)

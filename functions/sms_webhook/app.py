@@ -1,32 +1,36 @@
 """Twilio webhooks, storage first: verify the signature, enqueue, answer empty TwiML.
 
 Inbound SMS go to the inbound FIFO queue; delivery statuses of our sends (the StatusCallback
-of every send) go to the reply outcome queue.
+of every send) go to the reply outcome queue. Nothing here reaches the database or the cache.
 """
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from leadlookup import sms
-from leadlookup.http import create_resolver
+from leadlookup.api import webhooks
+from leadlookup.api.http import create_resolver
+from leadlookup.container import process_inbound_sms_here, settings, store_outcome_here
 from leadlookup.observability import emf, logger, tracer
-from leadlookup.replies import delivery
-from leadlookup.runtime import get_runtime
 
 app = create_resolver()
 
 
+def _twiml() -> Response:
+    return Response(
+        status_code=200, content_type=webhooks.TWIML_CONTENT_TYPE, body=webhooks.EMPTY_TWIML
+    )
+
+
 @app.post("/webhooks/twilio/sms")
 def inbound_sms() -> Response:
-    sms.receive(app.current_event.raw_event, get_runtime().service)
-    return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
+    webhooks.receive_sms(app.current_event.raw_event, settings(), process_inbound_sms_here)
+    return _twiml()
 
 
 @app.post("/webhooks/twilio/status")
 def delivery_status() -> Response:
-    runtime = get_runtime()
-    delivery.receive(app.current_event.raw_event, runtime.settings, lambda: runtime.service)
-    return Response(status_code=200, content_type=sms.TWIML_CONTENT_TYPE, body=sms.EMPTY_TWIML)
+    webhooks.receive_status(app.current_event.raw_event, settings(), store_outcome_here)
+    return _twiml()
 
 
 @logger.inject_lambda_context(

@@ -13,8 +13,8 @@ from moto import mock_aws
 
 from devkit.proxy import TcpProxy
 from devkit.sms_events import status_event
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from leadlookup.metrics import SMS_DELIVERY_FAILED
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
 from tests.support.faults import (
     STORE_NUMBER,
     TWIML,

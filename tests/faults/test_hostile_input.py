@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from devkit.postcall_events import sign_elevenlabs
 from devkit.sms_events import set_params, sign_event
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.support.db import connect
 from tests.support.faults import (
     Figures,
@@ -586,7 +586,7 @@ POST_CALL_KEYS = ["type", "data", "event_timestamp"]
 
 def post_call_bodies() -> st.SearchStrategy[str]:
     """Real-shaped post-call payloads with hostile values here and there, or anything else."""
-    real = json.loads(sample("lead_update/post_call_signed")["body"])
+    real = json.loads(sample("post_call_webhook/post_call_signed")["body"])
 
     def mutate(values: dict[str, Any]) -> str:
         body = copy.deepcopy(real)
@@ -622,7 +622,7 @@ def post_call_bodies() -> st.SearchStrategy[str]:
 def test_hostile_post_call_webhook(
     checker: Checker, body: str, how: str, garbage: str, headers: Any
 ) -> None:
-    event = with_request(sample("lead_update/post_call_signed"), (body, False), headers, {})
+    event = with_request(sample("post_call_webhook/post_call_signed"), (body, False), headers, {})
     now = int(time.time())
     at = {"expired": now - 31 * 60, "future": now + 6 * 60}.get(how, now)
     secret = "not-the-secret" if how == "forged" else "test-elevenlabs-secret"
@@ -638,7 +638,7 @@ def test_hostile_post_call_webhook(
     if how == "none":
         event["headers"].pop("elevenlabs-signature")
 
-    response = checker.http("lead_update", event, {200, 400, 401, 413})
+    response = checker.http("post_call_webhook", event, {200, 400, 401, 413})
 
     if how != "signed":
         assert response["statusCode"] in (401, 413), response
@@ -698,7 +698,9 @@ def test_hostile_post_call_processor_records(
         st.sampled_from(["/", "/leads/", "/leads/a/b", "/webhooks", "/webhooks/twilio/sms/x"]),
         st.text(max_size=30).map(lambda t: "/" + quote(t, safe="/")),
     ),
-    function_dir=st.sampled_from(["conversation_initiation", "sms_webhook", "lead_update"]),
+    function_dir=st.sampled_from(
+        ["conversation_initiation", "sms_webhook", "lead_update", "post_call_webhook"]
+    ),
 )
 def test_hostile_unknown_routes_are_json_404(
     checker: Checker, method: str, path: str, function_dir: str

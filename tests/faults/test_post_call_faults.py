@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from devkit.postcall_events import sign_event
 from devkit.proxy import TcpProxy
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.support.db import scalar
 from tests.support.faults import (
     Figures,
@@ -31,7 +31,7 @@ from tests.support.faults import (
     timed,
 )
 
-LEADS = "lead_update"
+WEBHOOK = "post_call_webhook"
 PROCESSOR = "post_call_processor"
 REPORTS = 12
 # Delivered before the outage: the webhook's latency with the database up.
@@ -53,7 +53,7 @@ def _dropped_event(kind: str, size: int, at: int) -> dict[str, Any]:
         "event_timestamp": at,
         "data": {"agent_id": "agent_faults", "conversation_id": kind, "full_audio": "U" * size},
     }
-    event = sample("lead_update/post_call_signed")
+    event = sample("post_call_webhook/post_call_signed")
     event["body"] = json.dumps(body)
     return sign_event(event, "test-elevenlabs-secret", at)
 
@@ -81,18 +81,18 @@ def test_post_call_fault_database_down_reports_are_queued_then_stored_once(
         monkeypatch.setenv("POST_CALL_QUEUE_URL", url)
         reset_container()
         for event, _ in reports[:HEALTHY]:
-            response, ms = timed(invoke, LEADS, event)
+            response, ms = timed(invoke, WEBHOOK, event)
             ok = response["statusCode"] == 200 and _body(response) == {"status": "ok"}
             figures.record("healthy", ms, ok, str(response)[:200])
         pg_proxy.set_mode("cut")
 
         # ElevenLabs delivers each report once (its retries are off by default).
         for event, _ in reports[HEALTHY:]:
-            response, ms = timed(invoke, LEADS, event)
+            response, ms = timed(invoke, WEBHOOK, event)
             ok = response["statusCode"] == 200 and _body(response) == {"status": "ok"}
             figures.record("fault", ms, ok, str(response)[:200])
         for event in dropped:
-            response, ms = timed(invoke, LEADS, event)
+            response, ms = timed(invoke, WEBHOOK, event)
             ok = response["statusCode"] == 200 and _body(response) == {"status": "ignored"}
             figures.record("fault", ms, ok, str(response)[:200])
         queued_before_recovery = queued_count(client, url)

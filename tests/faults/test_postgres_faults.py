@@ -24,8 +24,8 @@ import pytest
 from moto import mock_aws
 
 from devkit.proxy import TcpProxy
-from leadlookup.runtime import get_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.container import get_runtime
 from tests.faults.conftest import INITIATION_DEADLINE_MS
 from tests.support.db import scalar
 from tests.support.faults import (
@@ -60,6 +60,7 @@ INITIATION = "conversation_initiation"
 WEBHOOK = "sms_webhook"
 PROCESSOR = "sms_processor"
 LEADS = "lead_update"
+POST_CALL = "post_call_webhook"
 ADMIN = "cache_admin"
 # Without a deadline (lead updates, SMS) a silent database costs these socket timeouts.
 DB_CONNECT_TIMEOUT_MS = 300
@@ -284,8 +285,14 @@ def test_postgres_fault_lead_updates_are_503_then_apply_once_after_recovery(
     state_before = table_state(database_url)
 
     pg_proxy.set_mode(fault)
-    for event in (patch, get, post_call, delete, patch):
-        response, ms = timed(invoke, LEADS, event)
+    for function, event in (
+        (LEADS, patch),
+        (LEADS, get),
+        (POST_CALL, post_call),
+        (LEADS, delete),
+        (LEADS, patch),
+    ):
+        response, ms = timed(invoke, function, event)
         ok = response["statusCode"] == 503 and rejection_message(response) is not None
         figures.record("fault", ms, ok, f"{response['statusCode']} {response.get('body')}")
     after_outage = lead_row(database_url, lead_id)
@@ -293,7 +300,7 @@ def test_postgres_fault_lead_updates_are_503_then_apply_once_after_recovery(
     pg_proxy.set_mode("pass")
     patched, ms = timed(invoke, LEADS, patch)
     figures.record("recovery", ms, patched["statusCode"] == 200, str(patched))
-    delivered, ms = timed(invoke, LEADS, post_call)
+    delivered, ms = timed(invoke, POST_CALL, post_call)
     figures.record("recovery", ms, delivered["statusCode"] == 200, str(delivered))
     after = lead_row(database_url, lead_id)
     summaries = scalar(
@@ -386,7 +393,7 @@ def _routes(database_url: str) -> list[tuple[str, str, Any]]:
         ("GET /leads?phone", LEADS, get_by_phone),
         ("PATCH /leads/{id}", LEADS, patch),
         ("DELETE /leads/{id}", LEADS, delete),
-        ("post-call", LEADS, post_call),
+        ("post-call", POST_CALL, post_call),
         ("SMS webhook", WEBHOOK, webhook),
         ("SMS processor", PROCESSOR, processor),
         ("post-call processor", "post_call_processor", post_call_processor),

@@ -21,9 +21,10 @@ import pytest
 
 from devkit.postcall_events import signature_timestamp
 from devkit.proxy import TcpProxy
-from leadlookup import observability, postcall
-from leadlookup.phones import mask_phone, normalize_phone
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup import observability
+from leadlookup.api import webhooks
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.domain.phones import mask_phone, normalize_phone
 from tests.conftest import EVENTS, TEST_SECRETS
 from tests.support.db import execute
 from tests.support.faults import (
@@ -53,6 +54,7 @@ PROBE_SENDER = "+12505550163"
 FUNCTIONS = {
     "conversation_initiation": "conversation_initiation",
     "lead_update": "lead_update",
+    "post_call_webhook": "post_call_webhook",
     "sms_webhook": "sms_webhook",
     "sms_processor": "sms_processor",
     "post_call_processor": "post_call_processor",
@@ -193,7 +195,7 @@ def _sample_ids() -> tuple[list[str], list[str]]:
     for record in sample("sms_processor/sqs_batch")["Records"]:
         sids.append(json.loads(record["body"])["MessageSid"])
     conversations = [
-        json.loads(sample(f"lead_update/{name}")["body"])["data"]["conversation_id"]
+        json.loads(sample(f"post_call_webhook/{name}")["body"])["data"]["conversation_id"]
         for name in ("post_call_signed", "post_call_expired", "post_call_live_agent")
     ]
     for record in sample("post_call_processor/sqs_batch")["Records"]:
@@ -248,7 +250,7 @@ def run_every_sample(invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> list[in
             event = json.loads(path.read_text())
             if "elevenlabs-signature" in event.get("headers", {}):
                 at = signature_timestamp(event) + (0 if "expired" not in path.name else 2 * 3600)
-                monkeypatch.setattr(postcall, "wall_clock", lambda at=at: float(at))
+                monkeypatch.setattr(webhooks, "wall_clock", lambda at=at: float(at))
             response = invoke(function_dir, event)
             outcomes.append(response.get("statusCode", len(response.get("batchItemFailures", []))))
     return outcomes
@@ -439,7 +441,7 @@ def _every_logging_path(invoke: Invoke, number: str) -> list[Any]:
         invoke("conversation_initiation", initiation_event(number)),
         invoke("sms_webhook", sms_event(number)),
         invoke("sms_processor", {"Records": [sqs_record(fields)]}),
-        invoke("lead_update", _post_call_from(number)),
+        invoke("post_call_webhook", _post_call_from(number)),
         invoke(
             "cache_admin",
             {"action": "flush_lead", "phone": number, "organization_id": DEFAULT_ORGANIZATION_ID},

@@ -21,7 +21,7 @@ from tests.support.faults import (
 WEBHOOK = "sms_webhook"
 # Twilio abandons a webhook request after 15 s; the 503 must come well before that.
 TWILIO_TIMEOUT_MS = 15_000
-# One try and one retry, as the layer's SQS client states (leadlookup.queue.sqs_client).
+# One try and one retry, as the layer's SQS client states (leadlookup.adapters.queue.sqs_client).
 STATED_ATTEMPTS = 2
 
 

@@ -11,9 +11,9 @@ import json
 import pytest
 import redis
 
-from leadlookup.cache import CacheKeys
-from leadlookup.cache.base import value_seq
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.adapters.cache import CacheKeys
+from leadlookup.adapters.cache.base import value_seq
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.support.db import scalar
 from tests.support.faults import (
     TWIML,
@@ -35,6 +35,7 @@ from tests.support.faults import (
 
 INITIATION = "conversation_initiation"
 LEADS = "lead_update"
+POST_CALL = "post_call_webhook"
 WEBHOOK = "sms_webhook"
 PROCESSOR = "sms_processor"
 FIRST_CONTACTS = 8
@@ -133,7 +134,7 @@ def test_race_post_call_redelivered_at_once_records_one_summary(
     for _ in range(ROUNDS):
         lead_id = insert_lead(database_url, new_phone(), DEFAULT_ORGANIZATION_ID)
         event, conversation_id = post_call_event(lead_id)
-        answers = invoke_concurrently([(LEADS, event), (LEADS, copy.deepcopy(event))])
+        answers = invoke_concurrently([(POST_CALL, event), (POST_CALL, copy.deepcopy(event))])
         for answer, ms in answers:
             ok = answer.get("statusCode") == 200 and json.loads(answer["body"]) == {"status": "ok"}
             figures.record("race", ms, ok, str(answer))

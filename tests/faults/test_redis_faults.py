@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from devkit.proxy import TcpProxy
-from leadlookup.runtime import get_runtime
+from leadlookup.container import get_runtime
 from tests.faults.conftest import REDIS_BREAKER_COOLDOWN_MS, REDIS_TIMEOUT_MS
 from tests.support.faults import (
     Figures,

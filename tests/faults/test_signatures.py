@@ -11,7 +11,7 @@ from typing import Any
 
 from devkit.postcall_events import sign_elevenlabs
 from devkit.sms_events import event_params, set_params, sign_event
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.support.faults import (
     TWIML,
     Figures,
@@ -29,6 +29,7 @@ from tests.support.faults import (
 )
 
 LEADS = "lead_update"
+POST_CALL = "post_call_webhook"
 WEBHOOK = "sms_webhook"
 INITIATION = "conversation_initiation"
 ELEVENLABS_SECRET = "test-elevenlabs-secret"
@@ -128,9 +129,9 @@ def test_signatures_elevenlabs_post_call_every_forgery_is_401_and_writes_nothing
     for name, change in ELEVENLABS_CASES.items():
         event, _ = post_call_event(lead_id)
         change(event, now)
-        attempt(invoke, figures, database_url, LEADS, name, event, 401)
+        attempt(invoke, figures, database_url, POST_CALL, name, event, 401)
     genuine, _ = post_call_event(lead_id)
-    accepted, _ = timed(invoke, LEADS, genuine)
+    accepted, _ = timed(invoke, POST_CALL, genuine)
     figures.notes["genuine_status"] = accepted["statusCode"]
 
     assert figures.failures == 0, figures.failed
@@ -180,7 +181,7 @@ def _truncated_twilio(event: dict[str, Any]) -> None:
 
 def _http_scheme(event: dict[str, Any]) -> None:
     from devkit.sms_events import sign_twilio
-    from leadlookup.auth import twilio_request_url
+    from leadlookup.api.auth import twilio_request_url
 
     url = twilio_request_url(event).replace("https://", "http://", 1)
     event["headers"]["x-twilio-signature"] = sign_twilio(url, event_params(event))

@@ -12,10 +12,10 @@ import redis
 
 from devkit.lambda_env import load_template
 from leadlookup import metrics
-from leadlookup.cache import CacheKeys
-from leadlookup.phones import normalize_phone
-from leadlookup.runtime import set_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.adapters.cache import CacheKeys
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.container import set_runtime
+from leadlookup.domain.phones import normalize_phone
 from tests.conftest import EVENTS
 from tests.infra.test_template import _custom_metrics_graphed, _dashboard
 from tests.support.faults import new_phone

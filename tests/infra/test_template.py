@@ -19,7 +19,7 @@ import pytest
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
 from leadlookup import metrics, observability
-from leadlookup.queue import MAX_MESSAGE_BYTES
+from leadlookup.adapters.queue import MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.infra
 
@@ -455,6 +455,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
         "SmsWebhookFunction": "functions/sms_webhook/",
         "SmsProcessorFunction": "functions/sms_processor/",
         "LeadUpdateFunction": "functions/lead_update/",
+        "PostCallWebhookFunction": "functions/post_call_webhook/",
         "PostCallProcessorFunction": "functions/post_call_processor/",
         "CacheAdminFunction": "functions/cache_admin/",
         "MigrateFunction": "functions/migrate/",
@@ -550,22 +551,17 @@ def test_only_the_post_call_webhook_may_send_to_the_post_call_queue(
         for name, f in _functions(template).items()
         if "PostCallQueue" in json.dumps(f["Properties"].get("Policies", []))
     }
-    lead_update = resources["LeadUpdateFunction"]["Properties"]
+    webhook = resources["PostCallWebhookFunction"]["Properties"]
     send = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["PostCallQueue", "QueueName"]}}}
 
-    assert granted == {"LeadUpdateFunction"}
-    assert send in lead_update["Policies"]
-    assert lead_update["Environment"]["Variables"]["POST_CALL_QUEUE_URL"] == {
-        "Ref": "PostCallQueue"
-    }
-    # LeadUpdateFunction is in the VPC, which has no internet route: SQS needs its endpoint,
-    # and the endpoint's policy must let the report through.
-    endpoint = resources["SqsEndpoint"]["Properties"]
-    assert "VpcConfig" in lead_update
-    assert endpoint["VpcEndpointType"] == "Interface" and endpoint["PrivateDnsEnabled"] is True
-    (statement,) = endpoint["PolicyDocument"]["Statement"]
-    assert statement["Action"] == "sqs:SendMessage"
-    assert {"Fn::GetAtt": ["PostCallQueue", "Arn"]} in statement["Resource"]
+    assert granted == {"PostCallWebhookFunction"}
+    assert send in webhook["Policies"]
+    assert webhook["Environment"]["Variables"]["POST_CALL_QUEUE_URL"] == {"Ref": "PostCallQueue"}
+    # Outside the VPC, like the SMS webhook: it reaches SQS without the VPC's endpoint, whose
+    # policy lets nothing but reply jobs through.
+    assert "VpcConfig" not in webhook
+    (statement,) = resources["SqsEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Resource"] == [{"Fn::GetAtt": ["ReplyQueue", "Arn"]}]
 
 
 @pytest.mark.parametrize(
@@ -606,6 +602,7 @@ def test_only_the_declared_triggers_exist(template: dict[str, Any]) -> None:
         "SmsWebhookFunction": ["HttpApi"],
         "SmsProcessorFunction": ["SQS"],
         "LeadUpdateFunction": ["HttpApi"],
+        "PostCallWebhookFunction": ["HttpApi"],
         "PostCallProcessorFunction": ["SQS"],
         "CacheAdminFunction": ["Schedule"],
         "MigrateFunction": [],

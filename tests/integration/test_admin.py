@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from leadlookup import custom_resource
+from leadlookup.adapters import custom_resource
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import get_runtime, set_runtime
 from leadlookup.errors import Unavailable
-from leadlookup.runtime import get_runtime, set_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
 from tests.support.redis_servers import free_port

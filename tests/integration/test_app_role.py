@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pg8000.native
 import pytest
 
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.support.db import connect, execute, scalar
 
 APP_ROLE = "bici_app"

@@ -13,10 +13,10 @@ import redis
 from redis.cluster import RedisCluster
 
 from devkit.lambda_env import load_template
-from leadlookup.admin import run_action
-from leadlookup.cache.redis_backend import IamCredentialProvider, client_options
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.adapters.cache.redis_backend import IamCredentialProvider, client_options
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
+from leadlookup.usecases.admin import run_action
 from tests.support.faults import new_phone
 from tests.support.redis_servers import redis_cluster
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from leadlookup.cache import CacheKeys, LeaseState
-from leadlookup.cache.base import CacheBackend
-from leadlookup.cache.memory import MemoryBackend
-from leadlookup.cache.readthrough import encode
-from leadlookup.cache.redis_backend import RedisBackend, build_client
-from leadlookup.settings import Settings
+from leadlookup.adapters.cache import CacheKeys, LeaseState
+from leadlookup.adapters.cache.base import CacheBackend
+from leadlookup.adapters.cache.memory import MemoryBackend
+from leadlookup.adapters.cache.readthrough import encode
+from leadlookup.adapters.cache.redis_backend import RedisBackend, build_client
+from leadlookup.config import Settings
 from tests.support.redis_servers import TLS_PASSWORD, TLS_USER, redis_cluster, tls_redis_server
 
 

@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from leadlookup.cache.redis_backend import WRITE_THROUGH, RedisBackend, build_client
+from leadlookup.adapters.cache.redis_backend import WRITE_THROUGH, RedisBackend, build_client
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime, build_runtime
+from leadlookup.domain.models import InboundMessage, Lead
 from leadlookup.errors import Unavailable
-from leadlookup.models import InboundMessage, Lead
 from leadlookup.observability import RecordingMetricSink
-from leadlookup.runtime import Runtime, build_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.db import scalar
 from tests.support.faults import new_phone
 

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 
 from devkit.proxy import TcpProxy
-from leadlookup import initiation
-from leadlookup.models import InboundMessage, PostCall
-from leadlookup.replies.jobs import ReplyOutcome
-from leadlookup.replies.wiring import pipeline_for
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS, FIRST_INTERACTION
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
+from leadlookup.domain.jobs import ReplyOutcome
+from leadlookup.domain.models import InboundMessage, PostCall
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS, FIRST_INTERACTION
+from leadlookup.usecases import initiation
 from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
 from tests.support.faults import new_phone
@@ -144,7 +143,7 @@ def test_context_stored_reply_reaches_the_cached_lead(counted: Runtime, pg_proxy
         status="queued",
     )
 
-    pipeline_for(counted.service).store_outcome(outcome)
+    counted.replies.store_outcome(outcome)
     pg_proxy.reset_counters()
     variables = _call(counted, caller)
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from devkit.proxy import TcpProxy
-from leadlookup.db import Database, ssl_context_for
+from leadlookup.adapters.db import Database, ssl_context_for
+from leadlookup.adapters.migrate import MIGRATIONS_DIR, migrate
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
 from leadlookup.errors import DeadlineExceeded, InvalidInput, MigrationError, Unavailable
-from leadlookup.migrate import MIGRATIONS_DIR, migrate
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.db import execute, scalar
 
 HOSTILE = [

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from devkit.proxy import TcpProxy
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 

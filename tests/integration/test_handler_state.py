@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from leadlookup.observability import logger
-from leadlookup.service import LookupService
+from leadlookup.usecases.lookups import LookupService
 from tests.conftest import FUNCTIONS
 from tests.support.faults import sample, with_lead_id
 

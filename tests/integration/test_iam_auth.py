@@ -18,12 +18,12 @@ import redis
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from leadlookup import iam
-from leadlookup.cache.redis_backend import RedisBackend, build_client
-from leadlookup.db import Database
+from leadlookup.adapters.aws import iam
+from leadlookup.adapters.cache.redis_backend import RedisBackend, build_client
+from leadlookup.adapters.db import Database
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
 from leadlookup.errors import Unavailable
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 from tests.support.faults import new_phone
 from tests.support.pg_servers import PasswordServer, password_postgres
 from tests.support.redis_servers import free_port, start_redis, stop

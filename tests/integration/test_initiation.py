@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from leadlookup import initiation
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.usecases import initiation
 from tests.conftest import EVENTS
 from tests.support.db import execute, scalar
 
@@ -362,7 +362,7 @@ def test_initiation_database_down_serves_cached_callers_and_degrades_the_rest(
     database_url: str,
     store_cleanup: Callable[[str], None],
 ) -> None:
-    from leadlookup.runtime import get_runtime, set_runtime
+    from leadlookup.container import get_runtime, set_runtime
 
     store_cleanup("0c0c0000-0000-4000-8000-000000000002")
     execute(

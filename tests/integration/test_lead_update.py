@@ -14,7 +14,7 @@ import pg8000.native
 import pytest
 import redis
 
-from leadlookup import runtime as runtime_module
+from leadlookup import container as runtime_module
 from tests.support.lead_update import (
     EVENT_DIR,
     FUNCTION,
@@ -66,9 +66,6 @@ def test_lead_update_sample_events_cover_every_file() -> None:
         "patch_valid.json",
         "patch_invalid_field.json",
         "delete.json",
-        "post_call_signed.json",
-        "post_call_expired.json",
-        "post_call_live_agent.json",
         # SMS replies: tested in test_replies_handlers.py.
         "messages_list.json",
         "messages_send.json",

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 import pytest
 
 from devkit.proxy import TcpProxy
-from leadlookup.cache.readthrough import FORMAT_VERSION
+from leadlookup.adapters.cache.readthrough import FORMAT_VERSION
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
+from leadlookup.domain.models import InboundMessage
 from leadlookup.errors import InvalidInput
-from leadlookup.initiation import initiate
-from leadlookup.models import InboundMessage
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.usecases.initiation import initiate
 from tests.support.db import execute, scalar
 from tests.support.faults import new_phone
 

@@ -17,8 +17,8 @@ from moto import mock_aws
 
 from devkit.postcall_events import queued_bodies, sign_elevenlabs, sign_event
 from devkit.proxy import TcpProxy
-from leadlookup import postcall
-from leadlookup import runtime as runtime_module
+from leadlookup import container as runtime_module
+from leadlookup.domain import call_report
 from tests.support.faults import create_standard_queue, drain, queued_count, sqs_event
 from tests.support.lead_update import (
     AGENT_ORG_CALLER,
@@ -31,6 +31,7 @@ from tests.support.lead_update import (
     LEAD_ID,
     LEAD_PHONE,
     ORG_ID,
+    POST_CALL_FUNCTION,
     SAMPLE_CONVERSATIONS,
     SECRET,
     SIGNED,
@@ -96,7 +97,7 @@ def without_lead_variable(body: dict[str, Any]) -> None:
 def test_post_call_signed_event_merges_into_lead(
     lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
 ) -> None:
-    response = invoke(FUNCTION, load("post_call_signed.json"))
+    response = invoke(POST_CALL_FUNCTION, load("post_call_signed.json"))
 
     assert response["statusCode"] == 200
     assert body_of(response) == {"status": "ok"}
@@ -121,7 +122,7 @@ def test_post_call_expired_event_is_rejected(
     lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
 ) -> None:
     # The clock stands where the sample pair was signed: the expired one is 2 hours older.
-    response = invoke(FUNCTION, load("post_call_expired.json"))
+    response = invoke(POST_CALL_FUNCTION, load("post_call_expired.json"))
 
     assert response["statusCode"] == 401
     assert "expired" in body_of(response)["message"]
@@ -177,7 +178,7 @@ def test_post_call_bad_signature_is_401_and_writes_nothing(
     event, conversation_id = post_call()
     spoil(event)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 401
     assert body_of(response)["message"]
@@ -193,7 +194,10 @@ def test_post_call_inside_window_edges_is_accepted(
     old, old_id = post_call(at=SIGNED_AT - 30 * 60)
     early, early_id = post_call(at=SIGNED_AT + 5 * 60)
 
-    statuses = [invoke(FUNCTION, old)["statusCode"], invoke(FUNCTION, early)["statusCode"]]
+    statuses = [
+        invoke(POST_CALL_FUNCTION, old)["statusCode"],
+        invoke(POST_CALL_FUNCTION, early)["statusCode"],
+    ]
 
     assert statuses == [200, 200]
     assert len(summaries(db, old_id)) == len(summaries(db, early_id)) == 1
@@ -209,7 +213,7 @@ def test_post_call_without_secret_fails_closed(
     monkeypatch.delenv("ELEVENLABS_WEBHOOK_SECRET")
     event, conversation_id = post_call()
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 401
     assert summaries(db, conversation_id) == []
@@ -223,7 +227,7 @@ def test_post_call_over_body_limit_is_413(
 
     event, conversation_id = post_call(pad)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 413
     assert summaries(db, conversation_id) == []
@@ -237,7 +241,10 @@ def test_post_call_redelivery_records_once(
 ) -> None:
     event, conversation_id = post_call()
 
-    responses = [invoke(FUNCTION, event), invoke(FUNCTION, copy.deepcopy(event))]
+    responses = [
+        invoke(POST_CALL_FUNCTION, event),
+        invoke(POST_CALL_FUNCTION, copy.deepcopy(event)),
+    ]
 
     assert [r["statusCode"] for r in responses] == [200, 200]
     assert [body_of(r) for r in responses] == [{"status": "ok"}, {"status": "ok"}]
@@ -274,7 +281,7 @@ def test_post_call_status_only_upgrades(
     db.run("UPDATE leads SET status = :s WHERE id = :id", s=before, id=LEAD_ID)
     event, _ = post_call(set_result("call_classification", classification))
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     row = fetch_lead(db)
@@ -294,7 +301,7 @@ def test_post_call_keeps_name_over_placeholders(
     db.run("UPDATE leads SET customer_name = 'Ada' WHERE id = :id", id=LEAD_ID)
     event, _ = post_call(set_result("customer_name", value))
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     row = fetch_lead(db)
@@ -318,7 +325,7 @@ def test_post_call_ignores_agents_own_name(
 
     event, conversation_id = post_call(change)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     row = fetch_lead(db, AGENT_ORG_LEAD_ID)
@@ -333,7 +340,7 @@ def test_post_call_sets_a_real_name(
 ) -> None:
     event, _ = post_call(set_result("customer_name", "  Ada Lovelace "))
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     row = fetch_lead(db)
     assert row is not None
@@ -357,7 +364,7 @@ def test_post_call_empty_values_do_not_clobber(
 
     event, _ = post_call(change)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     row = fetch_lead(db)
@@ -377,7 +384,7 @@ def test_post_call_merges_without_dropping_keys(
     )
     event, _ = post_call(set_result("budget_range", 2500))
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     row = fetch_lead(db)
     assert row is not None
@@ -390,7 +397,7 @@ def test_post_call_lead_variable_wins_over_phone(
 ) -> None:
     event, conversation_id = post_call(_set("data.metadata.phone_call.external_number", STRANGER))
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     [summary] = summaries(db, conversation_id)
@@ -405,7 +412,7 @@ def test_post_call_finds_lead_by_phone_without_variable(
 ) -> None:
     event, conversation_id = post_call(without_lead_variable)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     [summary] = summaries(db, conversation_id)
@@ -424,7 +431,7 @@ def test_post_call_unknown_lead_variable_falls_back_to_phone(
 
     event, conversation_id = post_call(change)
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     [summary] = summaries(db, conversation_id)
     assert summary["lead_id"] == LEAD_ID
@@ -446,7 +453,7 @@ def test_post_call_unresolved_stores_summary_without_lead(
     event, conversation_id = post_call(change)
     leads_before = count(db, "SELECT count(*) FROM leads")
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     [summary] = summaries(db, conversation_id)
@@ -467,7 +474,7 @@ def test_post_call_web_call_without_phone_stores_summary(
 
     event, conversation_id = post_call(change)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     [summary] = summaries(db, conversation_id)
@@ -481,7 +488,7 @@ def test_post_call_refreshes_cached_lookup(
     service.find_or_create_lead(LEAD_PHONE, ORG_ID)
     event, _ = post_call()
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     lead_now = service.find_or_create_lead(LEAD_PHONE, ORG_ID)
     assert (lead_now.customer_name, lead_now.status, lead_now.interaction_count) == (
@@ -504,7 +511,7 @@ def test_post_call_other_types_are_ignored(
 
     event, conversation_id = post_call(change)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     assert body_of(response) == {"status": "ignored"}
@@ -516,7 +523,7 @@ def test_post_call_missing_conversation_id_is_400(
 ) -> None:
     event, _ = post_call(lambda body: body["data"].pop("conversation_id"))
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 400
     assert "data.conversation_id" in body_of(response)["message"]
@@ -571,7 +578,7 @@ def test_post_call_odd_payloads_never_500(
 ) -> None:
     event, _ = post_call(change)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == status
     if named is not None:
@@ -589,7 +596,7 @@ def test_post_call_non_object_bodies_are_400(
     event["body"] = raw
     event["headers"]["elevenlabs-signature"] = sign_elevenlabs(raw, SECRET, SIGNED_AT)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 400
     assert "body" in body_of(response)["message"]
@@ -602,7 +609,7 @@ def test_post_call_strips_nul_from_stored_text(
         _set("data.analysis.transcript_summary", "Wants\u0000 a bike")
     )
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     [summary] = summaries(db, conversation_id)
     assert summary["summary"] == "Wants a bike"
@@ -615,7 +622,7 @@ def test_post_call_base64_body_is_verified_decoded(
     event["body"] = base64.b64encode(event["body"].encode()).decode()
     event["isBase64Encoded"] = True
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     assert len(summaries(db, conversation_id)) == 1
@@ -696,7 +703,7 @@ def _call_lines(lead_id: str = LEAD_ID) -> list[str]:
 def test_post_call_live_agent_report_moves_a_new_lead_to_contacted_and_keeps_every_field(
     lead: str, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
 ) -> None:
-    response = invoke(FUNCTION, LIVE)
+    response = invoke(POST_CALL_FUNCTION, LIVE)
 
     assert response["statusCode"] == 200
     row = fetch_lead(db)
@@ -741,7 +748,7 @@ def test_post_call_live_agent_report_never_lowers_or_reopens_a_lead(
     db.run("UPDATE leads SET status = :s WHERE id = :id", s=before, id=LEAD_ID)
     event, conversation_id = live_call(set_result("call_classification", classification))
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     row = fetch_lead(db)
     assert row is not None
@@ -771,7 +778,7 @@ def test_post_call_call_that_reached_nobody_leaves_a_new_lead_new(
 ) -> None:
     event, _ = live_call(change)
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     row = fetch_lead(db)
     assert row is not None
@@ -799,10 +806,13 @@ def test_post_call_manager_callback_flags_the_lead_once(
     service.find_or_create_lead(LEAD_PHONE, ORG_ID)  # cached before the report
     event, conversation_id = live_call(set_result(field, value))
 
-    responses = [invoke(FUNCTION, event), invoke(FUNCTION, copy.deepcopy(event))]
+    responses = [
+        invoke(POST_CALL_FUNCTION, event),
+        invoke(POST_CALL_FUNCTION, copy.deepcopy(event)),
+    ]
     flagged = _lead_state(db)
     later, later_id = live_call(set_result("follow_up_needed", CALLBACK))
-    invoke(FUNCTION, later)
+    invoke(POST_CALL_FUNCTION, later)
 
     assert [r["statusCode"] for r in responses] == [200, 200]
     assert flagged["callback_requested_at"] is not None
@@ -842,7 +852,7 @@ def test_post_call_complaint_without_a_callback_request_flags_nothing(
 
     event, _ = live_call(change)
 
-    invoke(FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, event)
 
     assert _lead_state(db)["callback_requested_at"] is None
     assert _notes(db) == []
@@ -865,11 +875,14 @@ def test_post_call_text_conversation_is_stored_but_is_not_a_call(
     db: pg8000.native.Connection,
     frozen: Callable[[int], None],
 ) -> None:
-    invoke(FUNCTION, LIVE)  # a real call first
+    invoke(POST_CALL_FUNCTION, LIVE)  # a real call first
     after_call = _lead_state(db)
     event, conversation_id = live_call(_text_conversation(how))
 
-    responses = [invoke(FUNCTION, event), invoke(FUNCTION, copy.deepcopy(event))]
+    responses = [
+        invoke(POST_CALL_FUNCTION, event),
+        invoke(POST_CALL_FUNCTION, copy.deepcopy(event)),
+    ]
 
     assert [r["statusCode"] for r in responses] == [200, 200]
     assert _lead_state(db) == after_call  # no count, summary, status, name, contact or text
@@ -899,8 +912,8 @@ def test_post_call_text_conversation_asking_for_a_manager_flags_only_that(
 
     event, conversation_id = live_call(change)
 
-    invoke(FUNCTION, event)
-    invoke(FUNCTION, copy.deepcopy(event))
+    invoke(POST_CALL_FUNCTION, event)
+    invoke(POST_CALL_FUNCTION, copy.deepcopy(event))
 
     after = _lead_state(db)
     assert after["callback_requested_at"] is not None
@@ -928,7 +941,7 @@ def test_post_call_storing_a_report_is_one_round_trip(
         results(body)["follow_up_needed"]["value"] = CALLBACK
 
     event, conversation_id = live_call(change)
-    call = postcall.parse_post_call(json.loads(event["body"]))
+    call = call_report.parse_post_call(json.loads(event["body"]))
     assert call is not None
     stored_lead = counted.service.get_lead(LEAD_ID)
     pg_proxy.reset_counters()
@@ -971,7 +984,7 @@ def queue(lead: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_post_call_webhook_queues_the_call_and_stores_nothing_itself(
     queue: Queue, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
 ) -> None:
-    response = invoke(FUNCTION, SIGNED)
+    response = invoke(POST_CALL_FUNCTION, SIGNED)
 
     assert response["statusCode"] == 200
     assert body_of(response) == {"status": "ok"}
@@ -984,7 +997,7 @@ def test_post_call_webhook_queues_the_call_and_stores_nothing_itself(
 def test_post_call_processor_stores_the_queued_call_once_under_redelivery(
     queue: Queue, invoke: Invoke, db: pg8000.native.Connection, frozen: Callable[[int], None]
 ) -> None:
-    invoke(FUNCTION, SIGNED)
+    invoke(POST_CALL_FUNCTION, SIGNED)
     [message] = queue.receive()
     event = sqs_event([message], queue.arn)
 
@@ -1043,7 +1056,7 @@ def test_post_call_long_transcript_is_queued_within_the_limit_and_stored(
     event, conversation_id = post_call(long_call)
     assert len(event["body"]) > 3 * 1024 * 1024
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
     batches = drain(queue.client, queue.url, queue.arn, invoke, PROCESSOR)
 
     assert response["statusCode"] == 200
@@ -1076,7 +1089,7 @@ def test_post_call_audio_and_initiation_failures_are_200_and_dropped_at_any_size
     event["body"] = json.dumps(body)
     event = sign_event(event, SECRET, SIGNED_AT)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 200
     assert body_of(response) == {"status": "ignored"}
@@ -1092,7 +1105,7 @@ def test_post_call_big_audio_with_a_forged_signature_is_still_401(
     event["body"] = json.dumps(body)
     event = sign_event(event, "not-the-secret", SIGNED_AT)
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 401
     assert queued_count(queue.client, queue.url) == 0
@@ -1110,7 +1123,7 @@ def test_post_call_queue_unreachable_is_503_and_writes_nothing(
     runtime_module.set_runtime(None)
     event, conversation_id = post_call()
 
-    response = invoke(FUNCTION, event)
+    response = invoke(POST_CALL_FUNCTION, event)
 
     assert response["statusCode"] == 503
     assert body_of(response) == {"message": "queue is unreachable"}

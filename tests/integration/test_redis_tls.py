@@ -10,9 +10,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from leadlookup import secretsmanager
-from leadlookup.runtime import Runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.adapters.aws import secretsmanager
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import Runtime
 from tests.support.faults import new_phone
 from tests.support.moto_server import CREDENTIALS, REGION, moto_server
 from tests.support.redis_servers import TLS_PASSWORD, TLS_USER, tls_redis_server

@@ -28,16 +28,18 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from devkit.standins import AgentStandIn, TwilioStandIn, start_for_local_run
+from leadlookup import container
 from leadlookup import metrics as names
-from leadlookup import postcall, sms
+from leadlookup.adapters.elevenlabs import AgentError, ElevenLabsAgent
+from leadlookup.adapters.queue import InProcessQueue
+from leadlookup.config import Settings
+from leadlookup.domain import call_report
+from leadlookup.domain.jobs import ReplyJob, ReplyOutcome
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from leadlookup.errors import Conflict, InvalidInput, Unavailable
-from leadlookup.queue import InProcessQueue
-from leadlookup.replies import wiring
-from leadlookup.replies.agent import AgentError, ElevenLabsAgent
-from leadlookup.replies.jobs import ReplyJob, ReplyOutcome
-from leadlookup.replies.pipeline import ReplyPipeline
-from leadlookup.settings import Settings
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.usecases import inbound_sms as sms
+from leadlookup.usecases import postcall
+from leadlookup.usecases.replies import ReplyPipeline
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
@@ -62,13 +64,13 @@ def wired(
     runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=3000))
     pipeline = wire(runtime, reply_metrics)
     yield runtime, pipeline
-    wiring.reset()
+    container.set_runtime(None)
 
 
-def text(service: Any, sender: str, body: str, sid: str | None = None) -> str:
+def text(runtime: Any, sender: str, body: str, sid: str | None = None) -> str:
     sid = sid or f"SM{uuid.uuid4().hex}"
     fields = {"MessageSid": sid, "From": sender, "To": STORE, "Body": body, "AccountSid": "AC1"}
-    sms.process_message(service, fields)
+    sms.process_message(runtime.service, runtime.replies, fields)
     return sid
 
 
@@ -96,7 +98,7 @@ def test_reply_agent_answer_is_sent_once_and_stored_as_outbound(
     runtime, _ = wired
     phone = new_phone()
 
-    sid = text(runtime.service, phone, "Do you have gravel bikes?")
+    sid = text(runtime, phone, "Do you have gravel bikes?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["from"] == STORE
@@ -134,9 +136,9 @@ def test_reply_redelivered_inbound_text_is_answered_once(
     runtime, _ = wired
     phone = new_phone()
 
-    sid = text(runtime.service, phone, "hello")
+    sid = text(runtime, phone, "hello")
     for _ in range(3):
-        text(runtime.service, phone, "hello", sid)
+        text(runtime, phone, "hello", sid)
 
     assert len(sent_to(twilio, phone)) == 1
     assert [r["direction"] for r in rows(db, phone)] == ["inbound", "outbound"]
@@ -146,8 +148,8 @@ def test_reply_history_reaches_the_agent(wired: Any, agent: AgentStandIn) -> Non
     runtime, _ = wired
     phone = new_phone()
 
-    text(runtime.service, phone, "first question")
-    text(runtime.service, phone, "second question")
+    text(runtime, phone, "first question")
+    text(runtime, phone, "second question")
 
     history = agent.conversations[1]["init"]["dynamic_variables"]["recent_messages"]
     assert history.splitlines()[0] == "customer: first question"
@@ -173,7 +175,7 @@ def test_reply_agent_timeout_or_error_sends_the_fixed_text(
     phone = new_phone()
 
     started = time.monotonic()
-    text(runtime.service, phone, "are you open?")
+    text(runtime, phone, "are you open?")
     elapsed = time.monotonic() - started
 
     [sent] = sent_to(twilio, phone)
@@ -184,7 +186,7 @@ def test_reply_agent_timeout_or_error_sends_the_fixed_text(
     assert metrics.counts[names.SMS_REPLY_SENT] == 1
     # Bounded by SMS_REPLY_DEADLINE_MS, not by the agent.
     assert elapsed < 3
-    wiring.reset()
+    container.set_runtime(None)
 
 
 # -- Twilio ------------------------------------------------------------------------------------
@@ -197,7 +199,7 @@ def test_reply_twilio_429_and_5xx_are_retried_and_one_sms_goes_out(
     twilio.fail_next = [429, 500]
     phone = new_phone()
 
-    text(runtime.service, phone, "hi")
+    text(runtime, phone, "hi")
 
     assert twilio.requests == 3
     [sent] = sent_to(twilio, phone)
@@ -211,7 +213,7 @@ def test_reply_twilio_failing_throughout_is_stored_as_failed(
     twilio.fail_next = [503, 503, 503]
     phone = new_phone()
 
-    text(runtime.service, phone, "hi")
+    text(runtime, phone, "hi")
 
     assert twilio.requests == 3
     assert sent_to(twilio, phone) == []
@@ -232,14 +234,14 @@ def test_reply_twilio_answer_lost_is_unknown_and_never_resent(
     wire(runtime, RecordingReplyMetrics())
     phone = new_phone()
 
-    text(runtime.service, phone, "hi")
+    text(runtime, phone, "hi")
     time.sleep(0.8)
 
     # The window of doubt: Twilio took the text but its answer never came; one try only.
     assert twilio.requests == 1
     assert len(sent_to(twilio, phone)) == 1
     assert rows(db, phone)[-1]["status"] == "unknown"
-    wiring.reset()
+    container.set_runtime(None)
 
 
 # -- who gets no reply ----------------------------------------------------------------------
@@ -251,22 +253,22 @@ def test_reply_opted_out_sender_and_keywords_get_no_reply(
     runtime, pipeline = wired
     phone = new_phone()
 
-    text(runtime.service, phone, "STOP")
-    text(runtime.service, phone, "are you there?")
-    text(runtime.service, phone, "HELP")
+    text(runtime, phone, "STOP")
+    text(runtime, phone, "are you there?")
+    text(runtime, phone, "HELP")
 
     assert sent_to(twilio, phone) == []
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
     with pytest.raises(Conflict):
         pipeline.send_staff_text(lead.id, "we miss you")
-    text(runtime.service, phone, "START")
+    text(runtime, phone, "START")
     assert sent_to(twilio, phone) == []
 
 
 def test_reply_short_code_sender_gets_no_reply(wired: Any, twilio: TwilioStandIn) -> None:
     runtime, _ = wired
 
-    text(runtime.service, "72345", "promo")
+    text(runtime, "72345", "promo")
 
     assert twilio.sent == []
 
@@ -278,12 +280,12 @@ def test_reply_not_configured_attempts_nothing(
     metrics = RecordingReplyMetrics()
     wire(runtime, metrics)
 
-    text(runtime.service, new_phone(), "hello")
-    text(runtime.service, new_phone(), "hello")
+    text(runtime, new_phone(), "hello")
+    text(runtime, new_phone(), "hello")
 
     assert twilio.requests == 0 and agent.conversations == []
     assert metrics.counts == {names.SMS_REPLY_NOT_CONFIGURED: 2}
-    wiring.reset()
+    container.set_runtime(None)
 
 
 # -- human takeover --------------------------------------------------------------------------
@@ -294,14 +296,14 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
 ) -> None:
     runtime, pipeline = wired
     phone = new_phone()
-    text(runtime.service, phone, "first")
+    text(runtime, phone, "first")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
     taken = pipeline.patch_lead(lead.id, {"human_control": True}, None)
-    text(runtime.service, phone, "can a person help me?")
+    text(runtime, phone, "can a person help me?")
     key = pipeline.send_staff_text(lead.id, "Hi, this is Sam from the store.")
     pipeline.patch_lead(lead.id, {"human_control": False, "notes": "handled by Sam"}, None)
-    text(runtime.service, phone, "thanks")
+    text(runtime, phone, "thanks")
 
     assert taken.human_control is True and taken.version == lead.version + 1
     bodies = [m["body"] for m in sent_to(twilio, phone)]
@@ -362,7 +364,7 @@ def test_reply_staff_text_refuses_empty_or_long_bodies(wired: Any, body: Any) ->
 def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any) -> None:
     runtime, pipeline = wired
     phone = new_phone()
-    text(runtime.service, phone, "hi")
+    text(runtime, phone, "hi")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
     pipeline.set_human_control(lead.id, True, None)
 
@@ -389,12 +391,12 @@ def test_reply_inbound_text_is_stored_when_agent_and_twilio_are_down(
     wire(runtime, RecordingReplyMetrics())
     phone = new_phone()
 
-    text(runtime.service, phone, "anyone there?")
+    text(runtime, phone, "anyone there?")
 
     inbound, outbound = rows(db, phone)
     assert inbound["body"] == "anyone there?"
     assert (outbound["sender_kind"], outbound["status"]) == ("fallback", "failed")
-    wiring.reset()
+    container.set_runtime(None)
 
 
 # -- exactly once under concurrent deliveries (DynamoDB idempotency, moto) ----------------------
@@ -413,7 +415,7 @@ def test_reply_two_concurrent_deliveries_send_one_sms(
             BillingMode="PAY_PER_REQUEST",
         )
         configured = reply_settings(settings, agent, twilio, idempotency_table="idempotency")
-        responder = wiring.build_responder(
+        responder = container.build_responder(
             configured, InProcessQueue(outcomes.append), RecordingReplyMetrics()
         )
         phone = new_phone()
@@ -478,7 +480,7 @@ def _post_call(lead: Any, store: Any, *, texted: bool = False, **asked: Any) -> 
             },
         },
     }
-    return postcall.parse_post_call(body)
+    return call_report.parse_post_call(body)
 
 
 def test_reply_follow_up_after_a_call_once_per_lead_per_30_minutes(
@@ -492,9 +494,11 @@ def test_reply_follow_up_after_a_call_once_per_lead_per_30_minutes(
     lead = service.find_or_create_lead(phone, store.id)
     call = _post_call(lead, store, asked_hours=True, asked_directions="true")
 
-    postcall.store_post_call(call, service)
-    postcall.store_post_call(call, service)  # the same report delivered again
-    postcall.store_post_call(_post_call(lead, store, asked_hours=True), service)  # next call
+    postcall.store_post_call(call, service, runtime.replies)
+    postcall.store_post_call(call, service, runtime.replies)  # the same report delivered again
+    postcall.store_post_call(
+        _post_call(lead, store, asked_hours=True), service, runtime.replies
+    )  # next call
 
     [text] = sent_to(twilio, phone)
     assert text["from"] == store.phone_number
@@ -513,7 +517,7 @@ def test_reply_follow_up_after_a_call_once_per_lead_per_30_minutes(
         "UPDATE leads SET last_automation_at = now() - interval '31 minutes' WHERE id = :id",
         id=lead.id,
     )
-    postcall.store_post_call(_post_call(lead, store, asked_hours=True), service)
+    postcall.store_post_call(_post_call(lead, store, asked_hours=True), service, runtime.replies)
     assert len(sent_to(twilio, phone)) == 2
 
 
@@ -568,7 +572,9 @@ def test_reply_follow_up_from_the_live_agents_phrases_for_enabled_topics_only(
 
     for store, phone in zip(stores, phones, strict=True):
         lead = service.find_or_create_lead(phone, store.id)
-        postcall.store_post_call(_post_call(lead, store, **LIVE_AGENT_ASKS), service)
+        postcall.store_post_call(
+            _post_call(lead, store, **LIVE_AGENT_ASKS), service, runtime.replies
+        )
 
     [both] = sent_to(twilio, phones[0])
     assert "Our hours: Mon-Fri 8:00 AM-6:00 PM" in both["body"]
@@ -589,8 +595,8 @@ def test_reply_text_conversation_report_sends_no_follow_up(
     lead = service.find_or_create_lead(phone, store.id)
     report = _post_call(lead, store, texted=True, asked_hours=True, **LIVE_AGENT_ASKS)
 
-    postcall.store_post_call(report, service)
-    postcall.store_post_call(report, service)  # delivered again
+    postcall.store_post_call(report, service, runtime.replies)
+    postcall.store_post_call(report, service, runtime.replies)  # delivered again
 
     assert sent_to(twilio, phone) == []
     [(count, key)] = db.run(
@@ -610,7 +616,7 @@ def test_reply_agent_answer_is_taken_whether_or_not_the_text_is_echoed(
     agent.echo = echo
     phone = new_phone()
 
-    text(runtime.service, phone, "what about e-bikes?")
+    text(runtime, phone, "what about e-bikes?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Hi there! You said: what about e-bikes?")
@@ -633,10 +639,10 @@ def test_reply_database_down_after_storing_replies_on_redelivery(
 
     monkeypatch.setattr(runtime.service.repo, "reply_context", flaky)
     with pytest.raises(Unavailable):
-        text(runtime.service, phone, "still there?", sid)
+        text(runtime, phone, "still there?", sid)
     stored = rows(db, phone)
 
-    text(runtime.service, phone, "still there?", sid)
+    text(runtime, phone, "still there?", sid)
 
     assert [r["direction"] for r in stored] == ["inbound"]
     assert len(sent_to(twilio, phone)) == 1
@@ -650,8 +656,8 @@ def test_reply_twilio_unsubscribed_error_marks_the_lead_opted_out(
     phone = new_phone()
     twilio.unsubscribed.add(phone)
 
-    text(runtime.service, phone, "hi")
-    text(runtime.service, phone, "hello?")
+    text(runtime, phone, "hi")
+    text(runtime, phone, "hello?")
 
     assert twilio.requests == 1
     assert rows(db, phone)[1]["status"] == "failed"
@@ -676,7 +682,7 @@ def test_reply_holding_phrase_before_a_tool_call_is_not_texted(
     agent.holding, agent.tool, agent.tool_delay_s = HOLDING, tool, 0.5
     phone = new_phone()
 
-    text(runtime.service, phone, "is the Trek FX 3 in stock?")
+    text(runtime, phone, "is the Trek FX 3 in stock?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Hi there! You said: is the Trek FX 3 in stock?")
@@ -698,7 +704,7 @@ def test_reply_store_agents_own_holding_phrase_is_not_texted(
     agent.tool, agent.tool_delay_s = "none", 0.5
     phone = new_phone()
 
-    text(runtime.service, phone, "any Cannondales?")
+    text(runtime, phone, "any Cannondales?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Hi there! You said: any Cannondales?")
@@ -714,13 +720,13 @@ def test_reply_holding_phrase_and_then_silence_sends_the_fixed_text(
     wire(runtime, metrics)
     phone = new_phone()
 
-    sid = text(runtime.service, phone, "is it in stock?")
+    sid = text(runtime, phone, "is it in stock?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Thanks for texting BICI Bike Store!")
     assert _params(db, sid)["fallback_reason"] == "timeout"
     assert metrics.counts[names.SMS_REPLY_FALLBACK] == 1
-    wiring.reset()
+    container.set_runtime(None)
 
 
 @pytest.mark.parametrize("echo", [True, False])
@@ -732,7 +738,7 @@ def test_reply_answer_with_or_without_greeting_and_echo(
     agent.first_message, agent.echo = first_message, echo
     phone = new_phone()
 
-    text(runtime.service, phone, "do you fix brakes?")
+    text(runtime, phone, "do you fix brakes?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Hi there! You said: do you fix brakes?")
@@ -754,7 +760,7 @@ def test_reply_greeting_arriving_after_the_text_is_not_texted(
         agent.greeting_after_text = True
     phone = new_phone()
 
-    text(runtime.service, phone, "hours on Sunday?")
+    text(runtime, phone, "hours on Sunday?")
 
     [sent] = sent_to(twilio, phone)
     [conversation] = agent.conversations
@@ -770,7 +776,7 @@ def test_reply_answer_in_two_parts_is_texted_whole(
     agent.split_answer = True
     phone = new_phone()
 
-    text(runtime.service, phone, "where are you?")
+    text(runtime, phone, "where are you?")
 
     [sent] = sent_to(twilio, phone)
     [conversation] = agent.conversations
@@ -785,7 +791,7 @@ def test_reply_private_agent_is_reached_through_a_signed_url(
     agent.enable_auth = True
     phone = new_phone()
 
-    text(runtime.service, phone, "hello private agent")
+    text(runtime, phone, "hello private agent")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Hi there! You said: hello private agent")
@@ -803,14 +809,14 @@ def test_reply_public_agent_without_a_key_connects_with_the_agent_id(
     wire(runtime, RecordingReplyMetrics())
     phone = new_phone()
 
-    text(runtime.service, phone, "hello public agent")
+    text(runtime, phone, "hello public agent")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Hi there! You said: hello public agent")
     assert agent.signed_url_requests == []
     [conversation] = agent.conversations
     assert (conversation["signed"], conversation["api_key_sent"]) == (False, False)
-    wiring.reset()
+    container.set_runtime(None)
 
 
 @pytest.mark.parametrize(
@@ -834,7 +840,7 @@ def test_reply_refused_key_sends_the_fixed_text_with_the_reason(
     wire(runtime, metrics)
     phone = new_phone()
 
-    sid = text(runtime.service, phone, "hello?")
+    sid = text(runtime, phone, "hello?")
 
     [sent] = sent_to(twilio, phone)
     assert sent["body"].startswith("Thanks for texting BICI Bike Store!")
@@ -842,7 +848,7 @@ def test_reply_refused_key_sends_the_fixed_text_with_the_reason(
     assert rows(db, phone)[-1]["sender_kind"] == "fallback"
     assert _params(db, sid)["fallback_reason"] == reason
     assert metrics.counts[names.SMS_REPLY_FALLBACK] == 1
-    wiring.reset()
+    container.set_runtime(None)
 
 
 def test_reply_photo_without_words_starts_no_conversation(
@@ -862,7 +868,7 @@ def test_reply_photo_without_words_starts_no_conversation(
         "AccountSid": "AC1",
     }
 
-    sms.process_message(runtime.service, photo)
+    sms.process_message(runtime.service, runtime.replies, photo)
 
     assert agent.conversations == []
     [sent] = sent_to(twilio, phone)
@@ -973,7 +979,7 @@ def test_standin_local_run_wiring_reaches_the_agent_through_its_rest_api() -> No
     try:
         local_agent = stand_ins[0]
         assert isinstance(local_agent, AgentStandIn)
-        responder = wiring.build_responder(
+        responder = container.build_responder(
             Settings.from_env(env), InProcessQueue(lambda body: None), RecordingReplyMetrics()
         )
         assert responder.agent is not None

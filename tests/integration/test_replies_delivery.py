@@ -29,19 +29,20 @@ from devkit import lambda_env
 from devkit.runner import LocalApi
 from devkit.sms_events import SAMPLE_STATUS_SID, sign_twilio, status_event
 from devkit.standins import MESSAGING_SERVICE_SID, AgentStandIn, TwilioStandIn
+from leadlookup import container
 from leadlookup import metrics as names
-from leadlookup import sms
-from leadlookup.queue import InProcessQueue
-from leadlookup.replies import followups, wiring
-from leadlookup.replies.delivery import DeliveryUpdate
-from leadlookup.replies.idempotency import persistence_store
-from leadlookup.replies.jobs import ELLIPSIS, MAX_SMS_CHARS, ReplyJob, ReplyOutcome
-from leadlookup.replies.pipeline import ReplyPipeline, fallback_text
-from leadlookup.replies.responder import Responder
-from leadlookup.replies.twilio import TwilioSender
-from leadlookup.runtime import set_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
-from leadlookup.variables import build_variables
+from leadlookup.adapters.idempotency import persistence_store
+from leadlookup.adapters.queue import InProcessQueue
+from leadlookup.adapters.twilio import TwilioSender
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.container import set_runtime
+from leadlookup.domain import followups
+from leadlookup.domain.delivery import DeliveryUpdate
+from leadlookup.domain.jobs import ELLIPSIS, MAX_SMS_CHARS, ReplyJob, ReplyOutcome
+from leadlookup.domain.variables import build_variables
+from leadlookup.usecases import inbound_sms as sms
+from leadlookup.usecases.replies import ReplyPipeline, fallback_text
+from leadlookup.usecases.responder import Responder
 from tests.conftest import EVENTS
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
@@ -61,10 +62,10 @@ def body_of(response: dict[str, Any]) -> Any:
     return json.loads(response["body"])
 
 
-def text(service: Any, sender: str, body: str, to: str = STORE) -> str:
+def text(runtime: Any, sender: str, body: str, to: str = STORE) -> str:
     sid = f"SM{uuid.uuid4().hex}"
     fields = {"MessageSid": sid, "From": sender, "To": to, "Body": body, "AccountSid": "AC1"}
-    sms.process_message(service, fields)
+    sms.process_message(runtime.service, runtime.replies, fields)
     return sid
 
 
@@ -100,7 +101,7 @@ def wired(
     runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=3000))
     pipeline = wire(runtime, reply_metrics)
     yield runtime, pipeline
-    wiring.reset()
+    container.set_runtime(None)
 
 
 # -- what Twilio refuses, and how the sends avoid it ------------------------------------------
@@ -211,7 +212,7 @@ def test_delivery_store_with_a_national_format_number_sends_from_in_e164(
     twilio.owned_numbers.add(number)
     customer = new_phone()
 
-    text(runtime.service, customer, "are you open?", to=number)
+    text(runtime, customer, "are you open?", to=number)
     lead = runtime.service.find_or_create_lead(customer, store.id)
     _, pipeline = wired
     pipeline.send_staff_text(lead.id, "Yes, until 6.")
@@ -234,7 +235,7 @@ def test_delivery_store_with_a_messaging_service_sends_it_and_no_from(
     )
     customer = new_phone()
 
-    text(runtime.service, customer, "hello", to=number)
+    text(runtime, customer, "hello", to=number)
     lead = runtime.service.find_or_create_lead(customer, store.id)
     pipeline.send_staff_text(lead.id, "Hi from the store.")
 
@@ -260,7 +261,7 @@ def test_delivery_malformed_messaging_service_setting_falls_back_to_from(
     twilio.owned_numbers.add(number)
     customer = new_phone()
 
-    text(runtime.service, customer, "hello", to=number)
+    text(runtime, customer, "hello", to=number)
 
     [form] = [f for f in twilio.forms if f["To"] == customer]
     assert form["From"] == number and "MessagingServiceSid" not in form
@@ -283,12 +284,12 @@ def test_delivery_every_send_carries_the_status_callback(
     pipeline = wire(runtime, RecordingReplyMetrics())
     customer = new_phone()
 
-    text(runtime.service, customer, "agent answers this")
+    text(runtime, customer, "agent answers this")
     agent.mode = "silent"
-    text(runtime.service, customer, "the fixed text answers this")
+    text(runtime, customer, "the fixed text answers this")
     lead = runtime.service.find_or_create_lead(customer, DEFAULT_ORGANIZATION_ID)
     pipeline.send_staff_text(lead.id, "staff write this")
-    wiring.reset()
+    container.set_runtime(None)
 
     forms = [f for f in twilio.forms if f["To"] == customer]
     assert len(forms) == 3
@@ -299,7 +300,7 @@ def test_delivery_without_a_callback_url_sends_none(wired: Any, twilio: TwilioSt
     runtime, _ = wired
     customer = new_phone()
 
-    text(runtime.service, customer, "hi")
+    text(runtime, customer, "hi")
 
     [form] = [f for f in twilio.forms if f["To"] == customer]
     assert "StatusCallback" not in form
@@ -349,10 +350,10 @@ def delivery_env(
     """A function environment without queues: the status webhook stores in-process."""
     for name in ("REPLY_QUEUE_URL", "REPLY_OUTCOME_QUEUE_URL", "ELEVENLABS_AGENT_ID"):
         monkeypatch.delenv(name, raising=False)
-    wiring.reset()
+    container.set_runtime(None)
     set_runtime(None)
     yield app_env
-    wiring.reset()
+    container.set_runtime(None)
 
 
 def _store_outbound(db: pg8000.native.Connection, twilio_sid: str, status: str = "queued") -> str:
@@ -678,14 +679,14 @@ def served(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    wiring.reset()
+    container.set_runtime(None)
     set_runtime(None)
     api.start()
     try:
         yield api
     finally:
         api.stop()
-        wiring.reset()
+        container.set_runtime(None)
         set_runtime(None)
 
 
@@ -771,7 +772,7 @@ def test_delivery_send_refusal_code_is_kept_on_the_row(
     customer = new_phone()
     twilio.unsubscribed.add(customer)
 
-    text(runtime.service, customer, "hi")
+    text(runtime, customer, "hi")
 
     rows = db.run(
         "SELECT status, error_code FROM messages WHERE to_number = :p AND direction = 'outbound'",

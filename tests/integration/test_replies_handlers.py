@@ -17,9 +17,9 @@ import pytest
 from moto import mock_aws
 
 from devkit.standins import AgentStandIn, TwilioStandIn
-from leadlookup.replies import wiring
-from leadlookup.runtime import set_runtime
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup import container
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.container import set_runtime
 from tests.conftest import EVENTS, TEST_SECRETS
 from tests.support.replies import TEST_SETTLE_MS
 
@@ -64,10 +64,10 @@ def reply_env(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    wiring.reset()
+    container.set_runtime(None)
     set_runtime(None)
     yield {**app_env, **env}
-    wiring.reset()
+    container.set_runtime(None)
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def test_replies_responder_and_outcome_handlers_send_once_and_store_once(
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
         monkeypatch.setenv("REPLY_OUTCOME_QUEUE_URL", url)
-        wiring.reset()
+        container.set_runtime(None)
 
         first = invoke("sms_responder", job_event)
         redelivered = invoke("sms_responder", job_event)
@@ -251,7 +251,7 @@ def test_replies_responder_fails_a_malformed_job_for_the_dead_letter_queue(
     with mock_aws():
         url = boto3.client("sqs").create_queue(QueueName="outcomes")["QueueUrl"]
         monkeypatch.setenv("REPLY_OUTCOME_QUEUE_URL", url)
-        wiring.reset()
+        container.set_runtime(None)
 
         response = invoke("sms_responder", event)
 

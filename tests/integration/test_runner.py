@@ -31,7 +31,7 @@ from devkit import lambda_env, services
 from devkit.lambda_env import HttpRoute, RouteMatch, Router
 from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
 from devkit.sms_events import sign_twilio
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from tests.support.db import scalar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -327,7 +327,7 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "DELETE /leads/{lead_id}": "LeadUpdateFunction",
         "GET /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
-        "POST /webhooks/elevenlabs/post-call": "LeadUpdateFunction",
+        "POST /webhooks/elevenlabs/post-call": "PostCallWebhookFunction",
     }
 
 

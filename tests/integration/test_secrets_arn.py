@@ -12,8 +12,9 @@ from typing import Any
 import boto3
 import pytest
 
-from leadlookup import postcall, secretsmanager
-from leadlookup.runtime import set_runtime
+from leadlookup.adapters.aws import secretsmanager
+from leadlookup.api import webhooks
+from leadlookup.container import set_runtime
 from tests.conftest import EVENTS, TEST_SECRETS
 from tests.support.moto_server import CREDENTIALS, REGION, moto_server
 
@@ -45,9 +46,9 @@ def secrets_from_arns(app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
 def test_secrets_from_arns_authenticate_every_webhook(
     secrets_from_arns: None, invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    post_call = _event("lead_update", "post_call_signed")
+    post_call = _event("post_call_webhook", "post_call_signed")
     signed_at = int(re.search(r"t=(\d+)", post_call["headers"]["elevenlabs-signature"])[1])
-    monkeypatch.setattr(postcall, "wall_clock", lambda: float(signed_at))
+    monkeypatch.setattr(webhooks, "wall_clock", lambda: float(signed_at))
 
     initiation = invoke(
         "conversation_initiation", _event("conversation_initiation", "known_caller")
@@ -55,7 +56,7 @@ def test_secrets_from_arns_authenticate_every_webhook(
     bad_secret = invoke("conversation_initiation", _event("conversation_initiation", "bad_secret"))
     sms = invoke("sms_webhook", _event("sms_webhook", "signed"))
     forged = invoke("sms_webhook", _event("sms_webhook", "forged"))
-    report = invoke("lead_update", post_call)
+    report = invoke("post_call_webhook", post_call)
 
     assert initiation["statusCode"] == 200
     assert bad_secret["statusCode"] == 401

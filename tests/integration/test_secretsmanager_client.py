@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from leadlookup.adapters.aws.secretsmanager import SecretsClient, deadline_scope
 from leadlookup.errors import DeadlineExceeded, Unavailable
-from leadlookup.secretsmanager import SecretsClient, deadline_scope
 from tests.support.moto_server import CREDENTIALS, REGION, moto_server
 
 

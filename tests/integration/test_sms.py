@@ -20,10 +20,10 @@ import pytest
 from moto import mock_aws
 
 from devkit.sms_events import event_params, resign, set_params, sign_event
-from leadlookup import runtime as runtime_module
-from leadlookup import sms
-from leadlookup.phones import normalize_phone
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup import container as runtime_module
+from leadlookup.api import webhooks
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.domain.phones import normalize_phone
 from tests.conftest import EVENTS
 
 WEBHOOK = "sms_webhook"
@@ -57,7 +57,7 @@ def webhook_sample(name: str) -> dict[str, Any]:
 
 
 def fields_of(event: dict[str, Any]) -> dict[str, Any]:
-    return sms.form_fields(event_params(event))
+    return webhooks.form_fields(event_params(event))
 
 
 def new_sid() -> str:
@@ -123,7 +123,7 @@ def message_record(**overrides: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A well-formed record for a new message, and its fields."""
     fields = fields_of(fresh(**overrides))
     body = json.dumps(fields)
-    group = sms.message_group_id(fields["To"], fields["From"])
+    group = webhooks.message_group_id(fields["To"], fields["From"])
     return sqs_record(body, group, dedup=fields["MessageSid"]), fields
 
 
@@ -343,7 +343,7 @@ def test_sms_webhook_stores_every_field_including_blank_and_new_ones(
 
     assert response["statusCode"] == 200
     [row] = message_rows(db, dict(pairs)["MessageSid"])
-    assert row["params"] == sms.form_fields(pairs)
+    assert row["params"] == webhooks.form_fields(pairs)
     assert row["params"]["Blank"] == ""
 
 

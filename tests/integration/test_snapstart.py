@@ -23,9 +23,10 @@ import pytest
 from snapshot_restore_py import get_after_restore, get_before_snapshot
 
 from devkit.proxy import TcpProxy
-from leadlookup import iam, secretsmanager, snapstart
-from leadlookup import runtime as runtime_module
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup import container as runtime_module
+from leadlookup import snapstart
+from leadlookup.adapters.aws import iam, secretsmanager
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.conftest import load_handler
 from tests.support import credentials
 from tests.support.faults import initiation_event, insert_lead, new_phone

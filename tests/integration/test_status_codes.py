@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from leadlookup import custom_resource
-from leadlookup.db import Database
+from leadlookup.adapters import custom_resource
+from leadlookup.adapters.db import Database
+from leadlookup.adapters.migrate import MIGRATIONS_DIR, migrate
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
 from leadlookup.errors import MigrationError
-from leadlookup.migrate import MIGRATIONS_DIR, migrate
-from leadlookup.service import LookupService
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
+from leadlookup.usecases.lookups import LookupService
 from tests.support.db import execute
 from tests.support.faults import insert_lead, new_phone, patch_event, sample, with_lead_id
 

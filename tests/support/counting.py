@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from devkit.proxy import TcpProxy
-from leadlookup.runtime import Runtime
-from leadlookup.settings import Settings
+from leadlookup.config import Settings
+from leadlookup.container import Runtime
 
 
 @pytest.fixture

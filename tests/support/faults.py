@@ -27,9 +27,9 @@ import pg8000.native
 
 from devkit.postcall_events import sign_event as sign_post_call_event
 from devkit.sms_events import event_params, set_params, sign_event
-from leadlookup import runtime as runtime_module
-from leadlookup.phones import normalize_phone
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup import container as runtime_module
+from leadlookup.domain.phones import normalize_phone
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from tests.conftest import EVENTS, ROOT, lambda_context, load_handler
 from tests.support.db import connect
 
@@ -246,7 +246,7 @@ def post_call_event(
     lead_id: str | None, conversation_id: str | None = None, at: int | None = None
 ) -> tuple[dict[str, Any], str]:
     """The signed post-call sample for ``lead_id``, a fresh conversation, signed at ``at``."""
-    event = sample("lead_update/post_call_signed")
+    event = sample("post_call_webhook/post_call_signed")
     body = json.loads(event["body"])
     conversation_id = conversation_id or f"conv_faults_{uuid.uuid4().hex}"
     body["data"]["conversation_id"] = conversation_id

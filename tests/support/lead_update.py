@@ -11,13 +11,15 @@ import pytest
 import redis
 
 from devkit.postcall_events import signature_timestamp
-from leadlookup import postcall
-from leadlookup import runtime as runtime_module
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID
+from leadlookup import container as runtime_module
+from leadlookup.api import webhooks
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from tests.conftest import EVENTS, TEST_SECRETS
 
 EVENT_DIR = EVENTS / "lead_update"
 FUNCTION = "lead_update"
+POST_CALL_EVENT_DIR = EVENTS / "post_call_webhook"
+POST_CALL_FUNCTION = "post_call_webhook"
 LEAD_ID = "5e1f0000-0000-4000-8000-000000000001"
 LEAD_PHONE = "+12365550199"
 LEAD_DIGITS = "12365550199"
@@ -35,7 +37,9 @@ Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def load(name: str) -> dict[str, Any]:
-    return json.loads((EVENT_DIR / name).read_text())
+    """A sample event of the lead update function, or of the post-call webhook (post_call_*)."""
+    folder = POST_CALL_EVENT_DIR if name.startswith("post_call_") else EVENT_DIR
+    return json.loads((folder / name).read_text())
 
 
 def body_of(response: dict[str, Any]) -> Any:
@@ -103,7 +107,7 @@ def frozen(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     """Freeze the post-call clock at a given unix time."""
 
     def freeze(at: int) -> None:
-        monkeypatch.setattr(postcall, "wall_clock", lambda: float(at))
+        monkeypatch.setattr(webhooks, "wall_clock", lambda: float(at))
 
     freeze(SIGNED_AT)
     return freeze

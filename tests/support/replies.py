@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from devkit.standins import AgentStandIn, TwilioStandIn
-from leadlookup.replies import wiring
-from leadlookup.replies.pipeline import ReplyPipeline
-from leadlookup.runtime import Runtime
-from leadlookup.settings import Settings
+from leadlookup import container
+from leadlookup.config import Settings
+from leadlookup.container import Runtime
+from leadlookup.usecases.replies import ReplyPipeline
 
 
 class RecordingReplyMetrics:
@@ -59,8 +59,8 @@ def reply_settings(
 
 def wire(runtime: Runtime, metrics: RecordingReplyMetrics) -> ReplyPipeline:
     """An in-process pipeline for ``runtime``'s service, installed for the SMS processor."""
-    pipeline = wiring.build_pipeline(runtime.service, metrics_sink=metrics)
-    wiring.install(runtime.service, pipeline)
+    pipeline = container.build_pipeline(runtime.service, metrics_sink=metrics)
+    runtime.replies = pipeline
     return pipeline
 
 
@@ -129,7 +129,7 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
             monkeypatch.setenv(
                 "REPLY_OUTCOME_QUEUE_URL", sqs.create_queue(QueueName="outcomes")["QueueUrl"]
             )
-            wiring.reset()
+            container.set_runtime(None)
 
             def run(key: str, **fields: Any) -> None:
                 event = copy.deepcopy(sample_job)
@@ -146,12 +146,12 @@ def exercise_reply_metrics(invoke: Any, monkeypatch: pytest.MonkeyPatch, sample_
             run("metrics:failed")
             run("metrics:no-text", body="")
             monkeypatch.delenv("ELEVENLABS_AGENT_ID")
-            wiring.reset()
+            container.set_runtime(None)
             run("metrics:not-configured")
     finally:
         agent.stop()
         twilio.stop()
-        wiring.reset()
+        container.set_runtime(None)
 
 
 def exercise_delivery_metrics(
@@ -163,12 +163,12 @@ def exercise_delivery_metrics(
     import json
     import uuid
 
-    from leadlookup.replies.delivery import DeliveryUpdate
-    from leadlookup.runtime import set_runtime
+    from leadlookup.container import set_runtime
+    from leadlookup.domain.delivery import DeliveryUpdate
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     set_runtime(None)
-    wiring.reset()
+    container.set_runtime(None)
     sid = f"SM{uuid.uuid4().hex}"
     outcome_event = copy.deepcopy(sample_outcome)
     outcome = json.loads(outcome_event["Records"][0]["body"])
@@ -180,4 +180,4 @@ def exercise_delivery_metrics(
 
     assert invoke("sms_outcome", outcome_event) == {"batchItemFailures": []}
     assert invoke("sms_outcome", status_event) == {"batchItemFailures": []}
-    wiring.reset()
+    container.set_runtime(None)

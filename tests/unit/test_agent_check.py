@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import pytest
 
 from devkit import agent_check, cli
-from leadlookup.postcall import DATA_COLLECTION_FIELDS
+from leadlookup.domain.call_report import DATA_COLLECTION_FIELDS
 from tests.conftest import EVENTS
 
 # Friday 2026-11-27, 6:30 PM in Vancouver: the seeded store closed at 6.

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from leadlookup.adapters.elevenlabs import AgentError, Turn, is_holding_phrase
+from leadlookup.config import Settings
+from leadlookup.domain.jobs import ReplyJob
 from leadlookup.errors import InvalidInput
-from leadlookup.replies.agent import AgentError, Turn, is_holding_phrase
-from leadlookup.replies.jobs import ReplyJob
-from leadlookup.settings import Settings
 
 SETTLE = 1.5
 GREETING = "Hey Ada! Thanks for calling Bee-chee Bike Store. What's up?"

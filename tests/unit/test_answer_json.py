@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadlookup import initiation
-from leadlookup.http import JsonText, json_response
-from leadlookup.models import Organization, default_organization_snapshot
-from leadlookup.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.api.http import JsonText, json_response
+from leadlookup.domain.models import Organization, default_organization_snapshot
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.usecases import initiation
 
 STORE = Organization.from_json(default_organization_snapshot())
 NOW = datetime(2026, 11, 25, 22, 5, tzinfo=UTC)

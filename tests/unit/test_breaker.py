@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leadlookup.cache import CircuitBreaker
+from leadlookup.adapters.cache import CircuitBreaker
 
 
 class FakeClock:

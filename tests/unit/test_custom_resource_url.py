@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from leadlookup import custom_resource
+from leadlookup.adapters import custom_resource
 
 GOOD = (
     "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws"

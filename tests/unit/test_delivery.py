@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from leadlookup.errors import ConfigError, InvalidInput
-from leadlookup.models import Organization
-from leadlookup.replies.delivery import (
+from leadlookup.adapters.twilio import TwilioSender
+from leadlookup.config import Settings
+from leadlookup.domain.delivery import (
     FAILED_STATUSES,
     STATUS_RANK,
     DeliveryUpdate,
@@ -18,10 +18,10 @@ from leadlookup.replies.delivery import (
     parse_update,
     rank,
 )
-from leadlookup.replies.jobs import ELLIPSIS, MAX_SMS_CHARS, fit_sms
-from leadlookup.replies.pipeline import store_sender
-from leadlookup.replies.twilio import TwilioSender
-from leadlookup.settings import Settings
+from leadlookup.domain.jobs import ELLIPSIS, MAX_SMS_CHARS, fit_sms
+from leadlookup.domain.models import Organization
+from leadlookup.errors import ConfigError, InvalidInput
+from leadlookup.usecases.replies import store_sender
 
 SID = "SM" + "b" * 32
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from leadlookup.replies import followups
+from leadlookup.domain import followups
 
 HOURS, DIRECTIONS, APPOINTMENT = followups.FOLLOW_UP_FLAGS
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadlookup import greeting
+from leadlookup.domain import greeting
 
 VANCOUVER = ZoneInfo("America/Vancouver")
 WEEKDAY = {"open": "08:00", "close": "18:00"}

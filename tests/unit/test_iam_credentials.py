@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from leadlookup import iam
+from leadlookup.adapters.aws import iam
+from leadlookup.config import ConfigError
 from leadlookup.errors import Unavailable
-from leadlookup.settings import ConfigError
 
 NOW = datetime(2026, 12, 1, 20, 0, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadlookup.initiation import answer_reserve_s
+from leadlookup.usecases.initiation import answer_reserve_s
 
 
 @pytest.mark.parametrize(

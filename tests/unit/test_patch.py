@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from leadlookup.domain.models import Lead
+from leadlookup.domain.patch import apply_patch, merge_patch, validate_patch
 from leadlookup.errors import InvalidInput
-from leadlookup.models import Lead
-from leadlookup.patch import apply_patch, merge_patch, validate_patch
 
 LEAD = Lead(
     id="5e1f0000-0000-4000-8000-000000000001",

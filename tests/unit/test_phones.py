@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadlookup.phones import mask_phone, national_digits, normalize_phone
+from leadlookup.domain.phones import mask_phone, national_digits, normalize_phone
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadlookup.models import Lead, Organization, default_organization_snapshot
-from leadlookup.variables import build_variables
+from leadlookup.domain.models import Lead, Organization, default_organization_snapshot
+from leadlookup.domain.variables import build_variables
 
 VANCOUVER = ZoneInfo("America/Vancouver")
 SEEDED = Organization.from_json(default_organization_snapshot())

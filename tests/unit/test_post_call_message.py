@@ -9,18 +9,19 @@ from typing import Any
 
 import pytest
 
-from leadlookup import postcall
-from leadlookup.models import PostCall
-from leadlookup.queue import MAX_MESSAGE_BYTES, encode
+from leadlookup.adapters.queue import MAX_MESSAGE_BYTES, encode
+from leadlookup.api import webhooks
+from leadlookup.domain import call_report
+from leadlookup.domain.models import PostCall
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = json.loads(
-    json.loads((ROOT / "events/lead_update/post_call_signed.json").read_text())["body"]
+    json.loads((ROOT / "events/post_call_webhook/post_call_signed.json").read_text())["body"]
 )
 
 
 def call_of(body: dict[str, Any]) -> PostCall:
-    call = postcall.parse_post_call(postcall.parse_body(json.dumps(body).encode()))
+    call = call_report.parse_post_call(webhooks.parse_body(json.dumps(body).encode()))
     assert call is not None
     return call
 
@@ -46,7 +47,7 @@ def long_call(turns: int, words: str = "we talked about gravel bikes " * 20) -> 
 def test_post_call_message_of_a_short_call_is_the_call_whole() -> None:
     call = call_of(SAMPLE)
 
-    message = postcall.queued_message(call)
+    message = webhooks.queued_message(call)
 
     assert PostCall.from_json(json.loads(encode(message))) == call
 
@@ -56,7 +57,7 @@ def test_post_call_message_of_a_long_call_fits_and_keeps_its_start_and_end() -> 
     call = call_of(body)
     assert len(json.dumps(call.to_json())) > 4 * MAX_MESSAGE_BYTES
 
-    message = json.loads(encode(postcall.queued_message(call)))
+    message = json.loads(encode(webhooks.queued_message(call)))
 
     stored = PostCall.from_json(message)
     assert stored == PostCall(**{**call.__dict__, "payload": stored.payload})
@@ -66,7 +67,7 @@ def test_post_call_message_of_a_long_call_fits_and_keeps_its_start_and_end() -> 
     assert trimmed["kept_first"] + trimmed["kept_last"] == len(turns) > 100
     assert turns[0]["message"].startswith("turn 0:")
     assert turns[-1]["message"].startswith("turn 3999:")
-    assert set(turns[0]) == set(postcall.TURN_KEYS)
+    assert set(turns[0]) == set(webhooks.TURN_KEYS)
     assert stored.payload["data"]["analysis"] == body["data"]["analysis"]
     # As many turns as fit: one more would not.
     assert len(encode(message)) > MAX_MESSAGE_BYTES - 2 * len(json.dumps(turns[0]))
@@ -75,10 +76,10 @@ def test_post_call_message_of_a_long_call_fits_and_keeps_its_start_and_end() -> 
 def test_post_call_message_cuts_a_monologue_turn() -> None:
     call = call_of(long_call(3, words="x" * 100_000))
 
-    message = postcall.queued_message(call)
+    message = webhooks.queued_message(call)
 
     turns = message["payload"]["data"]["transcript"]
-    assert [len(t["message"]) for t in turns] == [postcall.MAX_TURN_CHARS] * 3
+    assert [len(t["message"]) for t in turns] == [webhooks.MAX_TURN_CHARS] * 3
 
 
 def test_post_call_message_with_huge_other_parts_keeps_only_ids_in_the_payload() -> None:
@@ -86,7 +87,7 @@ def test_post_call_message_with_huge_other_parts_keeps_only_ids_in_the_payload()
     body["data"]["metadata"]["notes"] = "n" * (2 * MAX_MESSAGE_BYTES)
     call = call_of(body)
 
-    message = json.loads(encode(postcall.queued_message(call)))
+    message = json.loads(encode(webhooks.queued_message(call)))
 
     data = message["payload"]["data"]
     assert {k: data[k] for k in ("agent_id", "conversation_id", "status")} == {

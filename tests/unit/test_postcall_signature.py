@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from devkit.postcall_events import resign, sign_elevenlabs, signature_timestamp
-from leadlookup import auth, postcall
+from leadlookup.api import auth, webhooks
+from leadlookup.domain import call_report, followups
 from leadlookup.errors import InvalidInput, Unauthorized
-from leadlookup.replies import followups
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-elevenlabs-secret"
@@ -134,12 +134,12 @@ def test_postcall_signature_window_checked_only_after_digest() -> None:
 
 
 def test_postcall_signature_sample_events_verify_at_their_timestamp() -> None:
-    signed = json.loads((ROOT / "events/lead_update/post_call_signed.json").read_text())
-    expired = json.loads((ROOT / "events/lead_update/post_call_expired.json").read_text())
+    signed = json.loads((ROOT / "events/post_call_webhook/post_call_signed.json").read_text())
+    expired = json.loads((ROOT / "events/post_call_webhook/post_call_expired.json").read_text())
     at = signature_timestamp(signed)
 
     assert verify(signed["headers"]["elevenlabs-signature"], signed["body"], now=at) == at
-    live = json.loads((ROOT / "events/lead_update/post_call_live_agent.json").read_text())
+    live = json.loads((ROOT / "events/post_call_webhook/post_call_live_agent.json").read_text())
     assert verify(live["headers"]["elevenlabs-signature"], live["body"], now=at) == at
     with pytest.raises(Unauthorized, match="expired"):
         verify(expired["headers"]["elevenlabs-signature"], expired["body"], now=at)
@@ -147,10 +147,10 @@ def test_postcall_signature_sample_events_verify_at_their_timestamp() -> None:
 
 
 def test_postcall_signature_resign_makes_fresh_samples(tmp_path: Path) -> None:
-    (tmp_path / "lead_update").mkdir()
+    (tmp_path / "post_call_webhook").mkdir()
     for name in ("post_call_signed.json", "post_call_expired.json", "post_call_live_agent.json"):
-        source = ROOT / "events/lead_update" / name
-        (tmp_path / "lead_update" / name).write_text(source.read_text())
+        source = ROOT / "events/post_call_webhook" / name
+        (tmp_path / "post_call_webhook" / name).write_text(source.read_text())
     now = T + 86_400
 
     written = resign(tmp_path, now=now)
@@ -200,7 +200,7 @@ def test_postcall_parse_maps_the_merge_table() -> None:
         call_classification="HOT",
     )
 
-    call = postcall.parse_post_call(body)
+    call = call_report.parse_post_call(body)
 
     assert call is not None
     assert call.customer_name == "Ada"
@@ -212,7 +212,7 @@ def test_postcall_parse_maps_the_merge_table() -> None:
 
 @pytest.mark.parametrize("value", ["", "unknown", "Not mentioned.", "n/a", "?", None, False, ["x"]])
 def test_postcall_parse_drops_placeholder_values(value: Any) -> None:
-    call = postcall.parse_post_call(
+    call = call_report.parse_post_call(
         transcription(customer_name=value, bike_type=value, purchase_timeline=value)
     )
 
@@ -224,7 +224,7 @@ def test_postcall_parse_drops_placeholder_values(value: Any) -> None:
 
 @pytest.mark.parametrize("value", ["closed", "vip", "", 5])
 def test_postcall_parse_passes_only_ladder_statuses(value: Any) -> None:
-    call = postcall.parse_post_call(transcription(call_classification=value))
+    call = call_report.parse_post_call(transcription(call_classification=value))
 
     assert call is not None
     assert call.status is None
@@ -233,7 +233,7 @@ def test_postcall_parse_passes_only_ladder_statuses(value: Any) -> None:
 def _call(**data: Any) -> Any:
     body = transcription(call_classification="general")
     body["data"].update(data)
-    call = postcall.parse_post_call(body)
+    call = call_report.parse_post_call(body)
     assert call is not None
     return call
 
@@ -302,14 +302,14 @@ def test_postcall_parse_reached_call_is_at_least_contacted(
     body = transcription(call_classification=classification)
     body["data"].update(metadata=PHONE_CALL, transcript=USER_SPOKE)
 
-    call = postcall.parse_post_call(body)
+    call = call_report.parse_post_call(body)
 
     assert call is not None
     assert (call.status, call.classification) == (status, classification)
 
 
 def test_postcall_parse_keeps_the_live_agents_fields_for_staff() -> None:
-    call = postcall.parse_post_call(
+    call = call_report.parse_post_call(
         transcription(
             bike_type="unsure",
             budget_range="not_specified",
@@ -332,21 +332,25 @@ def test_postcall_parse_keeps_the_live_agents_fields_for_staff() -> None:
 
 
 def test_postcall_parse_reads_every_field_it_names() -> None:
-    assert len(set(postcall.DATA_COLLECTION_FIELDS)) == len(postcall.DATA_COLLECTION_FIELDS) == 11
-    read = {name for _, name in postcall.QUALIFICATION_FIELDS}
+    assert (
+        len(set(call_report.DATA_COLLECTION_FIELDS))
+        == len(call_report.DATA_COLLECTION_FIELDS)
+        == 11
+    )
+    read = {name for _, name in call_report.QUALIFICATION_FIELDS}
     read |= {"customer_name", "bike_type", "call_classification"}
     read |= {*followups.FOLLOW_UP_FLAGS, *followups.PHRASE_FIELDS}
-    assert read == set(postcall.DATA_COLLECTION_FIELDS)
+    assert read == set(call_report.DATA_COLLECTION_FIELDS)
 
 
 def test_postcall_parse_ignores_other_types() -> None:
-    assert postcall.parse_post_call({"type": "post_call_audio", "data": []}) is None
+    assert call_report.parse_post_call({"type": "post_call_audio", "data": []}) is None
 
 
 def test_postcall_parse_body_cleans_text_for_postgres() -> None:
     raw = b'{"a\\u0000": "x\\u0000y", "b": ["\\ud800z"], "c": 1e999}'
 
-    body = postcall.parse_body(raw)
+    body = webhooks.parse_body(raw)
 
     assert body == {"a": "xy", "b": ["?z"], "c": None}
 
@@ -357,4 +361,4 @@ def test_postcall_parse_body_cleans_text_for_postgres() -> None:
 )
 def test_postcall_parse_body_rejects_non_objects(raw: bytes) -> None:
     with pytest.raises(InvalidInput, match="body"):
-        postcall.parse_body(raw)
+        webhooks.parse_body(raw)

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from leadlookup import queue, sms
+from leadlookup.adapters import queue
+from leadlookup.api import webhooks
 from leadlookup.errors import PayloadTooLarge, Unavailable
 
 FIELDS = {
@@ -37,7 +38,7 @@ def test_sqs_queue_deduplicates_on_message_sid_and_groups_by_conversation() -> N
     client = FakeSqsClient()
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/inbound.fifo"
     fifo = queue.SqsQueue(url, client_factory=lambda: client)
-    group = sms.message_group_id(FIELDS["To"], FIELDS["From"])
+    group = webhooks.message_group_id(FIELDS["To"], FIELDS["From"])
 
     fifo.send(FIELDS, deduplication_id=FIELDS["MessageSid"], group_id=group)
 

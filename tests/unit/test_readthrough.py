@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from leadlookup.cache import CacheRegion, CircuitBreaker, ReadThroughCache
-from leadlookup.cache.memory import MemoryBackend
-from leadlookup.db import render
+from leadlookup.adapters.cache import CacheRegion, CircuitBreaker, ReadThroughCache
+from leadlookup.adapters.cache.memory import MemoryBackend
+from leadlookup.adapters.db import render
+from leadlookup.domain.models import Organization
 from leadlookup.errors import Unavailable
 from leadlookup.metrics import Cache
-from leadlookup.models import Organization
 from leadlookup.observability import RecordingMetricSink
 
 ORG = Organization("b0c1b1c1-0000-0000-0000-000000000001", "BICI", "+1778", "1778", {})

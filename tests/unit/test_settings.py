@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from leadlookup.adapters.secrets import secret
+from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
 from leadlookup.errors import ConfigError
-from leadlookup.settings import DEFAULT_ORGANIZATION_ID, Settings
 
 
 def test_settings_defaults_match_the_design() -> None:
@@ -51,5 +52,5 @@ def test_settings_errors_name_the_variable(env: dict[str, str], named: str) -> N
 def test_settings_plain_secret_wins_and_missing_is_none() -> None:
     settings = Settings.from_env({"TWILIO_AUTH_TOKEN": "plain"})
 
-    assert settings.secret("TWILIO_AUTH_TOKEN") == "plain"
-    assert settings.secret("ELEVENLABS_WEBHOOK_SECRET") is None
+    assert secret(settings, "TWILIO_AUTH_TOKEN") == "plain"
+    assert secret(settings, "ELEVENLABS_WEBHOOK_SECRET") is None

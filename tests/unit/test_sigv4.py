@@ -11,7 +11,7 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
-from leadlookup import sigv4
+from leadlookup.adapters.aws import sigv4
 
 CREDENTIALS = [
     sigv4.Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),

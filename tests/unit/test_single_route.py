@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from leadlookup.api.http import create_resolver, single_route
 from leadlookup.errors import InvalidInput, PayloadTooLarge, Unauthorized, Unavailable
-from leadlookup.http import create_resolver, single_route
 
 ROOT = Path(__file__).resolve().parents[2]
 METHOD, PATH = "POST", "/webhooks/elevenlabs/conversation-initiation"

@@ -15,10 +15,12 @@ from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from devkit.sms_events import event_params, set_params, sign_event, status_fields, webhook_event
 from devkit.standins import TwilioStandIn
-from leadlookup import auth, sms
+from leadlookup.api import auth, webhooks
+from leadlookup.api.http import error_status
+from leadlookup.config import Settings
+from leadlookup.domain import optout
+from leadlookup.domain import sms as sms_domain
 from leadlookup.errors import Forbidden, InvalidInput
-from leadlookup.http import error_status
-from leadlookup.settings import Settings
 
 TOKEN = "test-twilio-auth-token"
 DOMAIN = "abc123xyz.execute-api.us-east-1.amazonaws.com"
@@ -78,7 +80,7 @@ def test_compute_signature_matches_request_validator_for_repeated_keys() -> None
     ours = auth.twilio_signature(API_URL, pairs, TOKEN)
 
     assert ours == twilio_signature(API_URL, pairs)
-    assert ours == auth.twilio_signature(API_URL, sms.form_fields(pairs), TOKEN)
+    assert ours == auth.twilio_signature(API_URL, webhooks.form_fields(pairs), TOKEN)
 
 
 @given(
@@ -118,7 +120,7 @@ def test_verify_accepts_a_base64_body_with_blank_values() -> None:
     assert event["isBase64Encoded"] is True
     assert b"FromZip=&" in raw
 
-    auth.verify_twilio_signature(event, sms.parse_form(raw), settings())
+    auth.verify_twilio_signature(event, webhooks.parse_form(raw), settings())
 
 
 def test_verify_needs_the_blank_values_that_were_signed() -> None:
@@ -265,11 +267,11 @@ def test_verify_is_skipped_when_unsigned_webhooks_are_allowed() -> None:
 def test_parse_form_keeps_blank_values_and_order() -> None:
     raw = urlencode(PAIRS).encode()
 
-    assert sms.parse_form(raw) == PAIRS
+    assert webhooks.parse_form(raw) == PAIRS
 
 
 def test_form_fields_keeps_every_value_of_a_repeated_name() -> None:
-    fields = sms.form_fields([("A", "1"), ("B", ""), ("A", "2"), ("A", "3")])
+    fields = webhooks.form_fields([("A", "1"), ("B", ""), ("A", "2"), ("A", "3")])
 
     assert fields == {"A": ["1", "2", "3"], "B": ""}
 
@@ -304,13 +306,13 @@ def test_set_params_encodes_the_body_as_http_api_does() -> None:
     ],
 )
 def test_opt_change_reads_whole_body_keywords(fields: dict, expected: str | None) -> None:
-    assert sms.opt_change(fields) == expected
+    assert optout.opt_change(fields.get("OptOutType"), fields.get("Body")) == expected
 
 
 def test_message_group_id_is_to_colon_from_made_safe_for_sqs() -> None:
-    assert sms.message_group_id("+17786528784", "+12505550134") == "+17786528784:+12505550134"
-    assert sms.message_group_id("+17786528784", "BICI Shop") == "+17786528784:BICI_Shop"
-    assert len(sms.message_group_id("x" * 100, "y" * 100)) == 128
+    assert webhooks.message_group_id("+17786528784", "+12505550134") == "+17786528784:+12505550134"
+    assert webhooks.message_group_id("+17786528784", "BICI Shop") == "+17786528784:BICI_Shop"
+    assert len(webhooks.message_group_id("x" * 100, "y" * 100)) == 128
 
 
 @pytest.mark.parametrize(
@@ -326,7 +328,7 @@ def test_message_group_id_is_to_colon_from_made_safe_for_sqs() -> None:
 )
 def test_validated_message_names_the_problem(message: Any, problem: str) -> None:
     with pytest.raises(InvalidInput, match=problem):
-        sms.validated_message(message)
+        sms_domain.validated_message(message)
 
 
 # -- status callbacks: the stand-in signs as Twilio does, the samples verify -------------------

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 
-from leadlookup import greeting, initiation
-from leadlookup.models import Lead, Organization, default_organization_snapshot
-from leadlookup.queue import InProcessQueue
-from leadlookup.replies.agent import initiation_message
-from leadlookup.replies.jobs import JobKind, ReplyJob
-from leadlookup.replies.pipeline import ReplyPipeline
-from leadlookup.variables import (
+from leadlookup.adapters.elevenlabs import initiation_message
+from leadlookup.adapters.queue import InProcessQueue
+from leadlookup.domain import greeting
+from leadlookup.domain.jobs import JobKind, ReplyJob
+from leadlookup.domain.models import Lead, Organization, default_organization_snapshot
+from leadlookup.domain.variables import (
     CONTEXT_MAX_CHARS,
     DYNAMIC_VARIABLE_KEYS,
     FIRST_INTERACTION,
@@ -25,6 +24,8 @@ from leadlookup.variables import (
     build_variables,
     conversation_context,
 )
+from leadlookup.usecases import initiation
+from leadlookup.usecases.replies import ReplyPipeline
 
 # Wednesday 2026-11-25, 2:05 PM in Vancouver.
 NOW = datetime(2026, 11, 25, 22, 5, tzinfo=UTC)
@@ -330,7 +331,7 @@ def test_variables_lead_history_survives_the_cache_round_trip() -> None:
 def test_variables_every_statement_returning_a_lead_row_returns_its_history() -> None:
     # A row without the history column, written through to the cache, would replace the cached
     # lead with one whose conversation_context says "first interaction".
-    from leadlookup import repository
+    from leadlookup.adapters import repository
 
     statements = {
         name: value

@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from leadlookup import auth
-from leadlookup import settings as settings_module
+from leadlookup.adapters import secrets as secrets_module
+from leadlookup.api import auth
+from leadlookup.config import Settings
 from leadlookup.errors import Forbidden, Unauthorized, Unavailable
-from leadlookup.settings import Settings
 
 SCHEMES: dict[str, tuple[str, Callable[[Settings], object], type[Exception], str]] = {
     "initiation header": (
@@ -68,7 +68,7 @@ def test_webhook_auth_unreadable_secret_raises_unavailable_unwrapped_and_unlogge
     def fetch(_arn: str) -> str:
         raise outage
 
-    monkeypatch.setattr(settings_module, "fetch_secret", fetch)
+    monkeypatch.setattr(secrets_module, "fetch_secret", fetch)
     from_arn = Settings(env={f"{name}_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x"})
 
     with pytest.raises(Unavailable) as raised:

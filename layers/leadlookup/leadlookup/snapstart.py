@@ -22,7 +22,9 @@ import random
 
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
-from leadlookup import iam, queue, runtime, secretsmanager
+from leadlookup import container as runtime
+from leadlookup.adapters import queue
+from leadlookup.adapters.aws import iam, secretsmanager
 
 # What a first answer may import besides the handler's own import chain: the drivers, and
 # the Secrets Manager reader for secrets given as ARNs. Importing opens no connection and
@@ -32,7 +34,7 @@ SNAPSHOT_IMPORTS = (
     "redis",
     "redis.cluster",
     "phonenumbers",
-    "leadlookup.secretsmanager",
+    "leadlookup.adapters.aws.secretsmanager",
 )
 
 _registered = False

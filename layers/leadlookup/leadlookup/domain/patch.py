@@ -1,0 +1,78 @@
+"""Validation and RFC 7396 merge of lead PATCH bodies (design section 3.3)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from leadlookup.domain import status
+from leadlookup.domain.models import SENTIMENTS, Lead
+from leadlookup.errors import InvalidInput
+
+_TEXT_FIELDS = ("customer_name", "email", "notes")
+_OBJECT_FIELDS = ("bike_interest", "qualification_data")
+_ENUM_FIELDS = {"status": status.STATUSES, "sentiment": SENTIMENTS}
+PATCHABLE_FIELDS = (*_TEXT_FIELDS, *_OBJECT_FIELDS, *_ENUM_FIELDS)
+MAX_TEXT_CHARS = 10_000
+MAX_EMAIL_CHARS = 320
+
+
+def validate_patch(body: Any) -> dict[str, Any]:
+    """The patch if every field is known and well typed; else :class:`InvalidInput` naming it."""
+    if not isinstance(body, dict):
+        raise InvalidInput("body must be a JSON object")
+    if not body:
+        raise InvalidInput("body must name at least one field")
+    for name, value in body.items():
+        if name not in PATCHABLE_FIELDS:
+            raise InvalidInput(f"unknown field '{name}'")
+        _check(name, value)
+    return body
+
+
+def _check(name: str, value: Any) -> None:
+    if name in _ENUM_FIELDS:
+        allowed = _ENUM_FIELDS[name]
+        if value is None and name == "status":
+            raise InvalidInput("field 'status' cannot be null")
+        if value is None:
+            return
+        if value not in allowed:
+            raise InvalidInput(f"field '{name}' must be one of {', '.join(allowed)}")
+    elif name in _OBJECT_FIELDS:
+        if value is not None and not isinstance(value, dict):
+            raise InvalidInput(f"field '{name}' must be a JSON object or null")
+    elif value is not None:
+        if not isinstance(value, str):
+            raise InvalidInput(f"field '{name}' must be a string or null")
+        limit = MAX_EMAIL_CHARS if name == "email" else MAX_TEXT_CHARS
+        if len(value) > limit:
+            raise InvalidInput(f"field '{name}' is longer than {limit} characters")
+        if name == "email" and value and ("@" not in value or any(c.isspace() for c in value)):
+            raise InvalidInput("field 'email' is not an email address")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge recursively, ``null`` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def apply_patch(lead: Lead, patch: dict[str, Any]) -> Lead:
+    """The lead with a validated patch applied (nullable fields cleared by ``null``)."""
+    changes: dict[str, Any] = {}
+    for name, value in patch.items():
+        if name in _OBJECT_FIELDS:
+            changes[name] = {} if value is None else merge_patch(getattr(lead, name), value)
+        elif name == "sentiment" and value is None:
+            changes[name] = "neutral"
+        else:
+            changes[name] = value
+    return dataclasses.replace(lead, **changes)

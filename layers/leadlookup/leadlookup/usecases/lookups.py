@@ -1,0 +1,340 @@
+"""The lookup service: read-through cached organizations and leads, and writes that write through.
+
+Every write commits first; then a lead's cached value is replaced by the committed row
+(ordered by its write_seq, so an older value never wins), an organization's is invalidated,
+and an erased lead's is deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+from leadlookup.adapters.cache import CacheKeys, CacheRegion, ReadThroughCache
+from leadlookup.adapters.repository import Repository
+from leadlookup.config import Settings
+from leadlookup.domain.models import (
+    InboundMessage,
+    Lead,
+    Organization,
+    PostCall,
+    default_organization_snapshot,
+    parse_uuid,
+)
+from leadlookup.domain.patch import apply_patch, validate_patch
+from leadlookup.domain.phones import mask_phone, national_digits, normalize_phone
+from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
+from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
+from leadlookup.observability import logger
+
+# Key suffix for "no usable number dialled": the default organization.
+DEFAULT_ORG_KEY = "default"
+# An optimistic PATCH without If-Match retries this often when another writer wins the race.
+_PATCH_ATTEMPTS = 3
+
+
+class LookupService:
+    """Organization and lead lookups, cached in Redis (and organizations in-process too)."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        cache: ReadThroughCache,
+        settings: Settings,
+    ) -> None:
+        self.repo = repo
+        self.cache = cache
+        self.settings = settings
+        self.keys = CacheKeys(settings.cache_key_prefix)
+        self.orgs: CacheRegion[Organization] = cache.region(
+            Cache.ORG,
+            Organization,
+            settings.org_cache_ttl_seconds,
+            self.keys.org,
+            self.keys.lease,
+            stale=(self.keys.stale, settings.org_stale_ttl_seconds),
+        )
+        self.leads: CacheRegion[Lead] = cache.region(
+            Cache.LEAD,
+            Lead,
+            settings.lead_cache_ttl_seconds,
+            self.keys.lead,
+            self.keys.lease,
+            seq=lambda lead: lead.write_seq,
+            stale=(self.keys.stale, settings.lead_stale_ttl_seconds),
+        )
+        self._org_l1: dict[str, tuple[float, Organization]] = {}
+        self._l1_lock = threading.Lock()
+
+    # -- organizations ------------------------------------------------------------------
+
+    def normalize(self, phone: object) -> str | None:
+        """E.164 digits of ``phone`` in the configured default region, or None."""
+        return normalize_phone(phone, self.settings.default_phone_region)
+
+    def get_organization_by_phone(
+        self, phone: object, deadline: float | None = None
+    ) -> Organization:
+        """The organization reached at ``phone``, else the default one."""
+        normalized = self.normalize(phone)
+        key = self.orgs.key(normalized or DEFAULT_ORG_KEY)
+        cached = self._l1_get(key)
+        if cached is not None:
+            self.orgs.record(Outcome.HIT)
+            return cached
+
+        def load() -> Organization:
+            if normalized is None:
+                org = self.repo.organization(self.settings.default_organization_id, deadline)
+            else:
+                org = self.repo.organization_for_phone(
+                    normalized,
+                    national_digits(normalized),
+                    self.settings.default_organization_id,
+                    deadline,
+                )
+            return org or self.default_organization()
+
+        org = self.orgs.get_or_create(key, load, deadline)
+        assert org is not None
+        self._l1_put(key, org)
+        return org
+
+    def cached_organization(self, phone: object, in_process: bool = False) -> Organization | None:
+        """The organization from the in-process or Redis cache only (degraded answers);
+        ``in_process`` when no time is left for a Redis round trip."""
+        key = self.orgs.key(self.normalize(phone) or DEFAULT_ORG_KEY)
+        return self._l1_get(key) or (None if in_process else self.orgs.peek(key))
+
+    def is_number_of(self, org: Organization, phone: object) -> bool:
+        """Whether ``phone`` is ``org``'s own number (not a fallback to the default store)."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            return False
+        forms = {normalized, national_digits(normalized)}
+        if org.phone_number_normalized in forms:
+            return True
+        # Rows written before normalization may hold the number in another format.
+        return "".join(ch for ch in org.phone_number if ch.isdigit()) in forms
+
+    def default_organization(self) -> Organization:
+        """The layer's snapshot of the seeded default organization."""
+        return Organization.from_json(default_organization_snapshot())
+
+    def upsert_org(self, data: object) -> Organization:
+        """Create or update an organization, then invalidate its keys (old and new number)."""
+        if not isinstance(data, dict):
+            raise InvalidInput("organization must be a JSON object")
+        normalized = self.normalize(data.get("phone_number"))
+        if normalized is None:
+            raise InvalidInput("field 'phone_number' is not a phone number")
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("field 'name' is required")
+        settings = data.get("settings", {})
+        if not isinstance(settings, dict):
+            raise InvalidInput("field 'settings' must be a JSON object")
+        spoken = settings.get("spoken_name")
+        if spoken is not None and (not isinstance(spoken, str) or not spoken.strip()):
+            # The name the agent says aloud (design 3.1); absent means the store's name.
+            raise InvalidInput("field 'settings.spoken_name' must be a non-empty string")
+        org_id = parse_uuid(data.get("id") or str(uuid.uuid4()), "field 'id'")
+        org, previous = self.repo.upsert_organization(
+            Organization(org_id, name.strip(), str(data["phone_number"]), normalized, settings)
+        )
+        if org.id == self.settings.default_organization_id:
+            self._flush_default_organization()
+            return org
+        keys = [self.orgs.key(str(n)) for n in {normalized, previous} - {None}]
+        with self._l1_lock:
+            for key in keys:
+                self._org_l1.pop(key, None)
+        for key in keys:
+            self.orgs.invalidate(key)
+        return org
+
+    def _flush_default_organization(self) -> None:
+        # Every number that is no store's is cached as the default organization under its own
+        # key, so an edit of the default drops every organization entry and lease (other
+        # stores refill with one lookup each): a rare admin action, visible at once.
+        with self._l1_lock:
+            self._org_l1.clear()
+        values, leases = self.keys.org_prefixes()
+        try:
+            # Leases first: a reader that loaded the old row before the commit then fails its
+            # fill; one that leases afterwards loads the new row.
+            self.cache.flush_prefix(leases)
+            self.cache.flush_prefix(values)
+        except Unavailable:
+            raise Unavailable(
+                "organization saved, but its cached copies could not be flushed; retry"
+            ) from None
+
+    def _l1_get(self, key: str) -> Organization | None:
+        if self.settings.org_l1_ttl_seconds <= 0:
+            return None
+        with self._l1_lock:
+            item = self._org_l1.get(key)
+        if item is None or item[0] <= time.monotonic():
+            return None
+        return item[1]
+
+    def _l1_put(self, key: str, org: Organization) -> None:
+        if self.settings.org_l1_ttl_seconds > 0:
+            with self._l1_lock:
+                self._org_l1[key] = (time.monotonic() + self.settings.org_l1_ttl_seconds, org)
+
+    # -- leads --------------------------------------------------------------------------
+
+    def find_or_create_lead(
+        self, phone: object, organization_id: str, deadline: float | None = None
+    ) -> Lead:
+        """The lead for this caller and organization, created on first contact.
+
+        On a miss: SELECT, then INSERT ... ON CONFLICT DO NOTHING RETURNING, then SELECT again
+        if a concurrent first contact won the insert - all in one round trip (a SQL function).
+        """
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("caller is not a phone number")
+        raw = str(phone).strip()
+
+        def load() -> Lead:
+            lead = self.repo.find_or_create_lead(organization_id, raw, normalized, deadline)
+            if lead is None:
+                raise Unavailable("lead could not be created")
+            return lead
+
+        lead = self.leads.get_or_create(self.leads.key(normalized, organization_id), load, deadline)
+        assert lead is not None
+        return lead
+
+    def find_lead_by_phone(self, phone: object, organization_id: object) -> Lead | None:
+        """The lead for this number and organization, if it exists (never creates one)."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("phone is not a phone number")
+        organization_id = parse_uuid(organization_id, "organization_id")
+        return self.leads.get_or_create(
+            self.leads.key(normalized, organization_id),
+            lambda: self.repo.find_lead(organization_id, normalized),
+        )
+
+    def get_lead(self, lead_id: object) -> Lead:
+        """The lead with this id (from the database: staff tools need the current row)."""
+        lead = self.repo.get_lead(parse_uuid(lead_id))
+        if lead is None:
+            raise NotFound("lead not found")
+        return lead
+
+    def update_lead(self, lead_id: object, body: Any, if_match: int | None = None) -> Lead:
+        """Merge-patch a lead (optimistic concurrency), commit, then write it through."""
+        lead_id = parse_uuid(lead_id)
+        patch = validate_patch(body)
+        for _ in range(_PATCH_ATTEMPTS):
+            current = self.get_lead(lead_id)
+            if if_match is not None and current.version != if_match:
+                raise PreconditionFailed(f"lead is at version {current.version}, not {if_match}")
+            saved = self.repo.update_lead(apply_patch(current, patch), current.version)
+            if saved is not None:
+                self.lead_written(saved)
+                return saved
+            if if_match is not None:
+                raise PreconditionFailed("lead was changed by another request")
+        raise Unavailable("lead is being changed by other requests; retry")
+
+    def delete_lead(self, lead_id: object) -> None:
+        """Erase a lead, its messages and call summaries, and its cache entries."""
+        identity = self.repo.delete_lead(parse_uuid(lead_id))
+        if identity is None:
+            raise NotFound("lead not found")
+        organization_id, normalized = identity
+        self.invalidate_lead(normalized, organization_id)
+
+    def lead_written(self, lead: Lead) -> bool:
+        """Give the cache a lead's committed row (every lead write calls this after commit).
+
+        It replaces an older cached value and drops any lease; False (counted) when Redis could
+        not be told, and the old value then lives until its TTL.
+        """
+        ok = self.leads.put(
+            self.leads.key(lead.phone_number_normalized, lead.organization_id), lead
+        )
+        if not ok:
+            logger.warning(
+                "lead stays cached until its TTL",
+                phone=mask_phone("+" + lead.phone_number_normalized),
+            )
+        return ok
+
+    def invalidate_lead(self, phone_normalized: str, organization_id: str) -> bool:
+        """Delete a lead's cache entry and lease (after its write committed)."""
+        ok = self.leads.invalidate(self.leads.key(phone_normalized, organization_id))
+        if not ok:
+            logger.warning(
+                "lead stays cached until its TTL", phone=mask_phone("+" + phone_normalized)
+            )
+        return ok
+
+    def record_inbound_message(
+        self, message: InboundMessage, organization_id: str, lead: Lead | None
+    ) -> bool:
+        """Store an inbound SMS exactly once, touch its lead, write it through; whether new."""
+        inserted, touched = self.repo.insert_inbound_message(
+            message, organization_id, lead.id if lead else None
+        )
+        if touched is not None:
+            self.lead_written(touched)
+        return inserted
+
+    def record_call_summary(
+        self, call: PostCall, organization_id: str | None, lead: Lead | None
+    ) -> bool:
+        """Store a post-call summary once and merge it into its lead; whether it was new."""
+        inserted, merged = self.repo.insert_call_summary(
+            call, organization_id, lead.id if lead else None
+        )
+        if merged is not None:
+            self.lead_written(merged)
+        return inserted
+
+    # -- administration -----------------------------------------------------------------
+
+    def flush_lead(self, phone: object, organization_id: object) -> bool:
+        """Drop one lead's cache entry."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("phone is not a phone number")
+        return self.invalidate_lead(normalized, parse_uuid(organization_id, "organization_id"))
+
+    def flush_org(self, phone: object) -> bool:
+        """Drop the cache entry of the organization reached at ``phone``."""
+        normalized = self.normalize(phone)
+        if normalized is None:
+            raise InvalidInput("phone is not a phone number")
+        key = self.orgs.key(normalized)
+        with self._l1_lock:
+            self._org_l1.pop(key, None)
+        return self.orgs.invalidate(key)
+
+    def flush_all(self) -> int:
+        """Drop every key under the prefix (on every cluster node); the number removed."""
+        with self._l1_lock:
+            self._org_l1.clear()
+        return self.cache.flush_prefix(self.settings.cache_key_prefix)
+
+    def cache_status(self) -> dict[str, Any]:
+        """Whether caching is on, this container's breaker state, and Redis server facts."""
+        status = self.cache.status()
+        status.update(key_prefix=self.settings.cache_key_prefix, org_l1_entries=len(self._org_l1))
+        return status
+
+    def record_degraded(self) -> None:
+        """Count one initiation answered as for an anonymous caller."""
+        self.cache.count(INITIATION_DEGRADED)
+
+    def purge(self) -> dict[str, int]:
+        """The daily retention run: messages and summaries older than ``RETENTION_DAYS``."""
+        return self.repo.purge(self.settings.retention_days)
