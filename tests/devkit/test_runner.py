@@ -1,5 +1,5 @@
-"""The local runner (`make run`) over real HTTP, `make invoke` as a subprocess, and the
-translation between HTTP and API Gateway HTTP API payload 2.0 events."""
+"""The local runner (`make run`) over real HTTP, `devkit.cli invoke` and `cache` as
+subprocesses, and the translation between HTTP and API Gateway HTTP API payload 2.0 events."""
 
 from __future__ import annotations
 
