@@ -76,7 +76,6 @@ SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 AGENTS_PATH = "/v1/convai/agents/"
 # The store's agent's first message (its exported configuration).
 STORE_FIRST_MESSAGE = "{{dynamic_greeting}}"
-HOLDING_PHRASE = "One moment, let me check that for you."
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 # What reset() restores: every knob a test may turn.
 _AGENT_KNOBS = (

@@ -11,6 +11,6 @@
   user and the default user off, a TLS-only PostgreSQL with a local CA.
 - ``session.Rehearsal``: all of it, with each function's template environment resolved.
 
-``python -m devkit.rehearsal FN EVENT`` (``make invoke``) prints one cold start; the
-cold-start benchmark (``python -m devkit.bench.rehearsed``) repeats them.
+``python -m devkit.rehearsal FN EVENT`` (``make invoke``) prints one cold start;
+tests/infra/test_rehearsal.py runs a few.
 """

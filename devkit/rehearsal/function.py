@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,15 +153,6 @@ def lambda_variables(spec: FunctionSpec, task: Path, api: RuntimeApi) -> dict[st
         "LANG": "en_US.UTF-8",
         "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
-
-
-@dataclass
-class ColdStart:
-    """What one execution environment spent, in milliseconds (Lambda's REPORT, split)."""
-
-    init_ms: float
-    invocations: list[Invocation] = field(default_factory=list)
-    waits_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class FunctionProcess:

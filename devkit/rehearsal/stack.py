@@ -158,21 +158,6 @@ class Stack:
             "?sslmode=verify-full"
         )
 
-    def redis_admin(self) -> Any:
-        """A redis-py client as the cache user (tests and seeding)."""
-        import redis
-
-        return redis.Redis(
-            host=HOST,
-            port=self.redis_port,
-            ssl=True,
-            ssl_ca_certs=str(self.tls.ca),
-            username=CACHE_USER,
-            password=self.cache_password,
-            decode_responses=True,
-            socket_timeout=5,
-        )
-
     def close(self) -> None:
         """Stop every service started here."""
         self._stop.close()

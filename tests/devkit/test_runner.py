@@ -1,5 +1,5 @@
-"""The local runner (`make run`) over real HTTP, `make invoke` as a subprocess, and the
-translation between HTTP and API Gateway HTTP API payload 2.0 events."""
+"""The local runner (`make run`) over real HTTP, `devkit.cli invoke` and `cache` as
+subprocesses, and the translation between HTTP and API Gateway HTTP API payload 2.0 events."""
 
 from __future__ import annotations
 
@@ -463,7 +463,7 @@ def _gone(pid: int) -> bool:
 
 def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None:
     # Not pytest's tmp_path: as root, PostgreSQL runs as an unprivileged user (see
-    # test_devkit_services). One data folder for both cases: initdb runs once.
+    # test_services). One data folder for both cases: initdb runs once.
     data_dir = Path(tempfile.mkdtemp(prefix="devkit-run-"))
     data_dir.chmod(0o755)
     try:
