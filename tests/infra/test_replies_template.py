@@ -64,11 +64,8 @@ def test_replies_no_nat_gateway_and_sqs_reached_through_a_send_only_endpoint(
     assert endpoint["VpcEndpointType"] == "Interface"
     [statement] = endpoint["PolicyDocument"]["Statement"]
     assert statement["Action"] == "sqs:SendMessage"
-    # The reply queue and the post-call queue: nothing else can be sent to through it.
-    assert statement["Resource"] == [
-        {"Fn::GetAtt": ["ReplyQueue", "Arn"]},
-        {"Fn::GetAtt": ["PostCallQueue", "Arn"]},
-    ]
+    # The reply queue only (the webhooks are outside the VPC): nothing else can be sent to.
+    assert statement["Resource"] == [{"Fn::GetAtt": ["ReplyQueue", "Arn"]}]
     for name in ("SmsProcessorFunction", "LeadUpdateFunction"):
         env = resources[name]["Properties"]["Environment"]["Variables"]
         assert env["REPLY_QUEUE_URL"] == {"Ref": "ReplyQueue"}, name
