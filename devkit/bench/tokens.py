@@ -23,15 +23,14 @@ import re
 import statistics
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from devkit import toolchain
 from devkit.check import find_python313
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYER = ROOT / "layers" / "leadlookup"
-BOTO3_DIR = ROOT / ".local" / "boto3-py313"
 OUTPUT = ROOT / "docs" / "bench" / "tokens.json"
 
 CREDENTIALS = (
@@ -106,24 +105,6 @@ def child_source(imports: str, sign: str, prelude: str = "") -> str:
     )
 
 
-def _boto3_pin() -> str:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    pins = [r for r in pyproject["dependency-groups"]["dev"] if r.startswith("boto3==")]
-    return pins[0] if pins else "boto3"
-
-
-def ensure_boto3(python313: str) -> Path:
-    """boto3 for python3.13 in a folder of its own (what the Lambda runtime provides)."""
-    if not (BOTO3_DIR / ".complete").exists():
-        subprocess.run(
-            [python313, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--target", str(BOTO3_DIR), _boto3_pin()],
-            check=True, timeout=600,
-        )  # fmt: skip
-        (BOTO3_DIR / ".complete").write_text(_boto3_pin() + "\n", encoding="utf-8")
-    return BOTO3_DIR
-
-
 def sample(python313: str, source: str, path: str) -> dict[str, float]:
     """One fresh process: its import/sign times, and what -X importtime counted."""
     env = {**os.environ, "PYTHONPATH": path, "PYTHONNOUSERSITE": "1"}
@@ -146,7 +127,7 @@ def run(runs: int) -> dict[str, Any]:
     python313 = find_python313()
     if python313 is None:
         raise SystemExit("python3.13 is needed (pyenv install 3.13)")
-    path = os.pathsep.join([str(LAYER), str(ensure_boto3(python313))])
+    path = os.pathsep.join([str(LAYER), str(toolchain.runtime_boto3(python313))])
     report: dict[str, Any] = {"python": python313, "runs": runs, "variants": {}}
     for name, (imports, sign, _) in VARIANTS.items():
         for mode, prelude in (("alone", ""), ("after stdlib prelude", PRELUDE)):
