@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = ROOT / "requirements"
 # Locks resolve from PyPI whatever index this machine's pip or uv is configured with, so they
 # hold only public files' hashes. Installs use the configured index: the hashes decide.
 PYPI = "https://pypi.org/simple"
@@ -63,10 +62,6 @@ class Lock:
     def path(self) -> Path:
         """The lock file."""
         return ROOT / self.output
-
-    def source_files(self) -> list[Path]:
-        """The files the lock is resolved from (a `--group` names pyproject.toml)."""
-        return [ROOT / s.split(":", 1)[0] for s in self.sources if not s.startswith("--")]
 
 
 def _group(name: str) -> tuple[str, str]:
@@ -278,10 +273,13 @@ def _real_python(candidate: str, version: str) -> str | None:
     return executable if result.returncode == 0 and found == version and executable else None
 
 
-def _full_version(python: str) -> str:
+def _full_version(python: str) -> str | None:
+    """`python`'s full version ("3.13.0"), None when it does not run (its base Python gone)."""
     probe = "import sys; print(sys.version.split()[0])"
-    result = _run([python, "-c", probe], f"{python} --version", capture=True)
-    return result.strip()
+    try:
+        return _run([python, "-c", probe], f"{python} --version", capture=True).strip()
+    except ToolchainError:
+        return None
 
 
 # -- uv ------------------------------------------------------------------------------------
@@ -331,11 +329,7 @@ def ensure_venv(name: str) -> Path:
             stamp = {}
         base = LOCKS[venv.lock].path
         python_bin = str(venv.bin / "python")
-        if (
-            not Path(python_bin).exists()
-            or stamp.get(venv.lock) != digest(base)
-            or stamp.get("python") != _full_version(python_bin)
-        ):
+        if stamp.get(venv.lock) != digest(base) or stamp.get("python") != _full_version(python_bin):
             stamp = {}
         if not stamp:
             python = require_python(venv.python)
