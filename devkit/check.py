@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from devkit import toolchain
 from devkit.services import ServiceError, ensure_services
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
 JUNIT = LOCAL / "junit.xml"
-SAM_BIN = ROOT / ".venv-sam" / "bin"
-CHECKOV_VENV = ROOT / ".venv-checkov"
-CHECKOV = CHECKOV_VENV / "bin" / "checkov"
-# In a virtualenv of its own: checkov pins versions that clash with the development venv's.
-CHECKOV_VERSION = "3.3.30"
+SAM_BIN = toolchain.VENVS["sam"].bin
+# In a virtualenv of its own (requirements/checkov.txt): its pins clash with the development one's.
+CHECKOV = toolchain.VENVS["checkov"].bin / "checkov"
 PYTEST_NO_TESTS = 5
 
 
@@ -35,8 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     if pytest_args == ["--checkov-only"]:
         return 1 if checkov() else 0
-    if pytest_args == ["--install-checkov"]:
-        return install_checkov()
     _step("services (PostgreSQL, Redis)")
     try:
         urls = ensure_services(LOCAL)
@@ -92,9 +88,12 @@ def checkov(template: Path = ROOT / "template.yaml") -> list[str]:
     checkov answers 0 when it could not parse a file (it scanned nothing), so the verdict comes
     from its JSON summary, not from its exit status alone.
     """
-    if not CHECKOV.exists() and install_checkov() != 0:
+    try:
+        toolchain.ensure_venv("checkov")
+    except toolchain.ToolchainError as exc:
+        print(f"FAILED: {exc}", flush=True)
         return ["checkov (could not be installed)"]
-    _step("checkov (CloudFormation)")
+    _step(f"checkov {toolchain.pinned('checkov', 'checkov')} (CloudFormation)")
     started = time.monotonic()
     # --skip-download: no platform account here, and nothing to fetch from the network.
     command = [str(CHECKOV), "--framework", "cloudformation", "-f", str(template)]
@@ -108,24 +107,6 @@ def checkov(template: Path = ROOT / "template.yaml") -> list[str]:
     if failures and not result.stdout.strip():
         print(result.stderr[-2000:], flush=True)
     return ["checkov"] if failures else []
-
-
-def install_checkov() -> int:
-    """Create .venv-checkov with the pinned checkov (what `make test` does on a fresh clone)."""
-    _step(f"install checkov {CHECKOV_VERSION} into {CHECKOV_VENV.name}")
-    base = getattr(sys, "_base_executable", sys.executable)
-    python = str(CHECKOV_VENV / "bin" / "python")
-    for command in (
-        [base, "-m", "venv", str(CHECKOV_VENV)],
-        [python, "-m", "pip", "install", "-q", "--upgrade", "pip"],
-        [python, "-m", "pip", "install", "-q", f"checkov=={CHECKOV_VERSION}"],
-    ):
-        status = subprocess.run(command, check=False, timeout=900).returncode
-        if status != 0:
-            print(f"FAILED: {' '.join(command)} (exit status {status})", flush=True)
-            return status
-    (CHECKOV_VENV / ".stamp").touch()
-    return 0
 
 
 def checkov_verdict(report: str) -> list[str]:
@@ -188,44 +169,7 @@ def _test_path() -> str:
 
 def find_python313() -> str | None:
     """A working python3.13 executable: $PY313_DIR, PATH, `pyenv prefix 3.13`, ~/.pyenv."""
-    candidates = []
-    if os.environ.get("PY313_DIR"):
-        candidates.append(str(Path(os.environ["PY313_DIR"]) / "python3.13"))
-    on_path = shutil.which("python3.13")
-    if on_path:
-        candidates.append(on_path)  # may be a pyenv shim that refuses to run: tried below
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        prefix = subprocess.run(
-            [pyenv, "prefix", "3.13"], capture_output=True, text=True, timeout=20, check=False
-        )
-        prefixes = prefix.stdout.replace(":", "\n").split()
-        candidates += [f"{p}/bin/python3.13" for p in prefixes]
-    versions = Path.home() / ".pyenv" / "versions"
-    candidates += [
-        str(p / "bin" / "python3.13") for p in sorted(versions.glob("3.13*"), reverse=True)
-    ]
-    for candidate in candidates:
-        resolved = _real_python(candidate)
-        if resolved is not None:
-            return resolved
-    return None
-
-
-def _real_python(candidate: str) -> str | None:
-    """The interpreter behind `candidate` if it runs and is 3.13, else None."""
-    try:
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13), sys.executable)"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    is_313, _, executable = probe.stdout.strip().partition(" ")
-    return executable if probe.returncode == 0 and is_313 == "True" and executable else None
+    return toolchain.find_python("3.13")
 
 
 def _run_step(name: str, command: list[str], env: dict[str, str] | None = None) -> int:

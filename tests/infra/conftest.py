@@ -6,20 +6,18 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devkit import toolchain
 from devkit.lambda_env import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
 LOCAL = REPO / ".local"
 SAM_STATE = LOCAL / "sam-infra"
-BOTO3_PY313 = LOCAL / "boto3-py313"
 BUILD_TIMEOUT_S = 900
 
 
@@ -37,8 +35,8 @@ def sam_cli() -> str:
     )
     if not found:
         pytest.fail(
-            "SAM CLI not found on PATH or at .venv-sam/bin/sam; install it with "
-            "`python3 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli==1.170.0`",
+            "SAM CLI not found on PATH or at .venv-sam/bin/sam; install it with `make sam-cli` "
+            f"(aws-sam-cli {toolchain.pinned('aws-sam-cli', 'sam')} from requirements/sam.txt)",
             pytrace=False,
         )
     return found
@@ -76,36 +74,10 @@ def python313() -> Path:
     )
 
 
-def _boto3_pin() -> str:
-    """The boto3 requirement pinned in pyproject.toml, so the import check matches dev."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    for requirement in pyproject["dependency-groups"]["dev"]:
-        if requirement.replace(" ", "").startswith("boto3=="):
-            return requirement
-    return "boto3"
-
-
 @pytest.fixture(scope="session")
 def boto3_py313(python313: Path) -> Path:
     """A folder holding only boto3 and its dependencies, as the Lambda runtime provides."""
-    marker = BOTO3_PY313 / ".complete"
-    if not marker.exists():
-        staging = BOTO3_PY313.with_name(BOTO3_PY313.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
-            [
-                str(python313),
-                *("-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-                *("--root-user-action=ignore", "--no-compile", "--target", str(staging)),
-                _boto3_pin(),
-            ],
-            check=True,
-            timeout=600,
-        )
-        shutil.rmtree(BOTO3_PY313, ignore_errors=True)
-        staging.rename(BOTO3_PY313)
-        marker.write_text(_boto3_pin() + "\n", encoding="utf-8")
-    return BOTO3_PY313
+    return toolchain.runtime_boto3(str(python313))
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +124,9 @@ def sam_build(
 
 
 @pytest.fixture(scope="session")
-def venv_bin() -> Path:
-    """The bin folder of the interpreter running the tests (cfn-lint is installed there)."""
-    return Path(sys.executable).parent
+def cfn_lint() -> Path:
+    """The SAM CLI's cfn-lint (.venv-sam): the project's only one, as `make validate` runs."""
+    found = toolchain.VENVS["sam"].bin / "cfn-lint"
+    if not found.exists():
+        pytest.fail(f"{found} not found; install it with `make sam-cli`", pytrace=False)
+    return found

