@@ -366,7 +366,7 @@ def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any)
     phone = new_phone()
     text(runtime, phone, "hi")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
-    pipeline.set_human_control(lead.id, True, None)
+    pipeline.patch_lead(lead.id, {"human_control": True}, None)
 
     runtime.service.delete_lead(lead.id)
 
@@ -992,3 +992,28 @@ def test_standin_local_run_wiring_reaches_the_agent_through_its_rest_api() -> No
     finally:
         for stand_in in stand_ins:
             stand_in.stop()
+
+
+def test_reply_patch_with_human_control_and_fields_commits_once(
+    counted: Any, pg_proxy: Any, db: Any
+) -> None:
+    service = counted.service
+    lead = service.find_or_create_lead(new_phone(), service.default_organization().id)
+    before = pg_proxy.round_trips
+
+    saved = service.update_lead(
+        lead.id, {"human_control": True, "notes": "taking this one"}, lead.version
+    )
+
+    notes = db.run(
+        "SELECT body FROM messages WHERE lead_id = :id AND direction = 'system'", id=lead.id
+    )
+    # The read the merge starts from, then one statement (one transaction) for the fields, the
+    # flag and its note: before, the flag was a second statement and a second commit.
+    assert pg_proxy.round_trips - before == 2
+    assert (saved.human_control, saved.notes, saved.version) == (
+        True,
+        "taking this one",
+        lead.version + 1,
+    )
+    assert notes == [["Staff took over the conversation"]]

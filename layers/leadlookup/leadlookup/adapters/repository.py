@@ -107,13 +107,28 @@ RETURNING {ORG_COLUMNS}, (SELECT phone_number_normalized FROM organizations WHER
     AS previous_phone_normalized"""
 
 # Optimistic concurrency: the row is written only if nobody changed it since it was read.
+# One statement, so one transaction: the fields, the version (it is the ETag) and, only when
+# human_control changed, a system row in the history saying so (the note).
 UPDATE_LEAD = f"""
-UPDATE leads SET
-    customer_name = :customer_name, email = :email, status = :status, sentiment = :sentiment,
-    bike_interest = :bike_interest::jsonb, qualification_data = :qualification_data::jsonb,
-    notes = :notes, version = version + 1, updated_at = now()
-WHERE id = :id AND version = :version
-RETURNING {LEAD_ROW}"""
+WITH cur AS (
+    SELECT id, human_control FROM leads WHERE id = :id AND version = :version
+), upd AS (
+    UPDATE leads SET
+        customer_name = :customer_name, email = :email, status = :status,
+        sentiment = :sentiment, bike_interest = :bike_interest::jsonb,
+        qualification_data = :qualification_data::jsonb, notes = :notes,
+        human_control = :human_control, version = version + 1, updated_at = now()
+    WHERE id = (SELECT id FROM cur) AND version = :version
+    RETURNING {LEAD_COLUMNS}
+), note AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
+                          params)
+    SELECT upd.organization_id, upd.id, :note_key, 'system', 'system', :note, :params::jsonb
+    FROM upd JOIN cur ON cur.id = upd.id
+    WHERE cur.human_control IS DISTINCT FROM upd.human_control
+    RETURNING 1
+)
+SELECT upd.*, {lead_history("upd.id")} FROM upd"""
 
 # Messages and call summaries go with the lead (ON DELETE CASCADE).
 DELETE_LEAD = """
@@ -239,28 +254,6 @@ WITH ins AS (
 SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
     {lead_history("upd.id", new_messages="SELECT direction, created_at, body FROM ins")}
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
-
-# The flag, the version (it is the ETag) and, only when the flag changed, a system message in
-# the history - one statement, so one transaction.
-SET_HUMAN_CONTROL = f"""
-WITH cur AS (
-    SELECT id, human_control FROM leads
-    WHERE id = :id AND (CAST(:version AS integer) IS NULL OR version = :version)
-), upd AS (
-    UPDATE leads SET human_control = :on, version = version + 1, updated_at = now()
-    WHERE id = (SELECT id FROM cur) AND human_control IS DISTINCT FROM :on
-    RETURNING {LEAD_COLUMNS}
-), note AS (
-    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
-                          params)
-    SELECT organization_id, id, :note_key, 'system', 'system', :note, :params::jsonb FROM upd
-    RETURNING 1
-)
-SELECT upd.*, {lead_history("upd.id")}, (SELECT count(*) FROM note) AS noted FROM upd
-UNION ALL
-SELECT l.*, {lead_history("l.id")}, 0
-FROM (SELECT {LEAD_COLUMNS} FROM leads WHERE id = (SELECT id FROM cur)) AS l
-WHERE NOT EXISTS (SELECT 1 FROM upd)"""
 
 # Twilio refused a text because the recipient opted out (error 21610): mirror it on the lead.
 MARK_OPTED_OUT = f"""
@@ -408,11 +401,18 @@ class Repository:
         row = rows[0]
         return Organization.from_json(row), row["previous_phone_normalized"]
 
-    def update_lead(self, lead: Lead, expected_version: int) -> Lead | None:
-        """Write ``lead``'s editable fields if its version is still ``expected_version``."""
+    def update_lead(
+        self, lead: Lead, expected_version: int, note_key: str, note: str
+    ) -> Lead | None:
+        """Write ``lead``'s editable fields if its version is still ``expected_version``;
+        ``note`` goes into its history (keyed ``note_key``) if ``human_control`` changed."""
         rows = self.db.query(
             UPDATE_LEAD,
             {
+                "note_key": note_key,
+                "note": note,
+                "params": {"human_control": lead.human_control},
+                "human_control": lead.human_control,
                 "id": lead.id,
                 "version": expected_version,
                 "customer_name": lead.customer_name,
@@ -537,26 +537,6 @@ class Repository:
             return None
         lead_id = row["lead_id"]
         return bool(row["updated"]), str(lead_id) if lead_id is not None else None
-
-    def set_human_control(
-        self, lead_id: str, on: bool, version: int | None, note_key: str, note: str
-    ) -> tuple[Lead, bool] | None:
-        """Set the flag (at ``version``, if given); the lead and whether it changed."""
-        rows = self.db.query(
-            SET_HUMAN_CONTROL,
-            {
-                "id": lead_id,
-                "on": on,
-                "version": version,
-                "note_key": note_key,
-                "note": note,
-                "params": {"human_control": on},
-            },
-            retry=False,
-        )
-        if not rows:
-            return None
-        return Lead.from_json(rows[0]), bool(rows[0]["noted"])
 
     def mark_opted_out(self, lead_id: str) -> Lead | None:
         """Set the lead's opt-out (if not set yet); the lead when it changed."""

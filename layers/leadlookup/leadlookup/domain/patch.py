@@ -1,4 +1,8 @@
-"""Validation and RFC 7396 merge of lead PATCH bodies (design section 3.3)."""
+"""Validation and RFC 7396 merge of lead PATCH bodies, ``human_control`` included (its home).
+
+Staff take a lead over (``human_control: true``: the agent stops answering its texts) and
+hand it back in the same PATCH as any other edit, so a PATCH commits once.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from leadlookup.errors import InvalidInput
 _TEXT_FIELDS = ("customer_name", "email", "notes")
 _OBJECT_FIELDS = ("bike_interest", "qualification_data")
 _ENUM_FIELDS = {"status": status.STATUSES, "sentiment": SENTIMENTS}
-PATCHABLE_FIELDS = (*_TEXT_FIELDS, *_OBJECT_FIELDS, *_ENUM_FIELDS)
+_FLAG_FIELDS = ("human_control",)
+PATCHABLE_FIELDS = (*_TEXT_FIELDS, *_OBJECT_FIELDS, *_ENUM_FIELDS, *_FLAG_FIELDS)
 MAX_TEXT_CHARS = 10_000
 MAX_EMAIL_CHARS = 320
 
@@ -30,8 +35,16 @@ def validate_patch(body: Any) -> dict[str, Any]:
     return body
 
 
+def control_note(on: bool) -> str:
+    """The history's system note when ``human_control`` changes."""
+    return "Staff took over the conversation" if on else "Conversation handed back to the agent"
+
+
 def _check(name: str, value: Any) -> None:
-    if name in _ENUM_FIELDS:
+    if name in _FLAG_FIELDS:
+        if not isinstance(value, bool):
+            raise InvalidInput(f"field '{name}' must be true or false")
+    elif name in _ENUM_FIELDS:
         allowed = _ENUM_FIELDS[name]
         if value is None and name == "status":
             raise InvalidInput("field 'status' cannot be null")

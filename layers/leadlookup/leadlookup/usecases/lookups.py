@@ -23,7 +23,7 @@ from leadlookup.domain.models import (
     default_organization_snapshot,
     parse_uuid,
 )
-from leadlookup.domain.patch import apply_patch, validate_patch
+from leadlookup.domain.patch import apply_patch, control_note, validate_patch
 from leadlookup.domain.phones import mask_phone, national_digits, normalize_phone
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
 from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
@@ -230,14 +230,21 @@ class LookupService:
         return lead
 
     def update_lead(self, lead_id: object, body: Any, if_match: int | None = None) -> Lead:
-        """Merge-patch a lead (optimistic concurrency), commit, then write it through."""
+        """Merge-patch a lead (optimistic concurrency), commit once, then write it through.
+
+        ``human_control`` alone, already as asked, changes nothing (no new version, no note).
+        """
         lead_id = parse_uuid(lead_id)
         patch = validate_patch(body)
         for _ in range(_PATCH_ATTEMPTS):
             current = self.get_lead(lead_id)
             if if_match is not None and current.version != if_match:
                 raise PreconditionFailed(f"lead is at version {current.version}, not {if_match}")
-            saved = self.repo.update_lead(apply_patch(current, patch), current.version)
+            patched = apply_patch(current, patch)
+            if set(patch) == {"human_control"} and patched == current:
+                return current
+            note = control_note(patched.human_control)
+            saved = self.repo.update_lead(patched, current.version, f"system:{uuid.uuid4()}", note)
             if saved is not None:
                 self.lead_written(saved)
                 return saved

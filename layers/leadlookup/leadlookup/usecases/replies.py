@@ -38,11 +38,11 @@ from leadlookup.domain.jobs import (
     history_text,
     reply_key,
 )
-from leadlookup.domain.models import Lead, Organization, parse_uuid
+from leadlookup.domain.models import Lead, Organization
 from leadlookup.domain.optout import TWILIO_UNSUBSCRIBED
 from leadlookup.domain.phones import mask_phone
 from leadlookup.domain.variables import build_variables
-from leadlookup.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from leadlookup.errors import Conflict, InvalidInput, NotFound
 from leadlookup.metrics import SMS_DELIVERY_FAILED
 from leadlookup.observability import emf, logger
 from leadlookup.usecases.lookups import LookupService
@@ -403,35 +403,9 @@ class ReplyPipeline:
         self._emit(job)
         return job.key
 
-    def set_human_control(self, lead_id: object, on: object, if_match: int | None) -> Lead:
-        """Take a lead over (True) or hand it back (False); a system message notes a change."""
-        if not isinstance(on, bool):
-            raise InvalidInput("field 'human_control' must be true or false")
-        lead_id = parse_uuid(lead_id)
-        note = "Staff took over the conversation" if on else "Conversation handed back to the agent"
-        result = self.service.repo.set_human_control(
-            lead_id, on, if_match, f"system:{uuid.uuid4()}", note
-        )
-        if result is None:
-            if if_match is not None and self.service.repo.get_lead(lead_id) is not None:
-                raise PreconditionFailed(f"lead is not at version {if_match}")
-            raise NotFound("lead not found")
-        lead, changed = result
-        if changed:
-            self.service.lead_written(lead)
-        return lead
-
     def patch_lead(self, lead_id: object, body: Any, if_match: int | None) -> Lead:
-        """PATCH /leads/{id}: ``human_control`` here, every other field by the service."""
-        if not isinstance(body, dict) or "human_control" not in body:
-            return self.service.update_lead(lead_id, body, if_match)
-        rest = {name: value for name, value in body.items() if name != "human_control"}
-        if not isinstance(body["human_control"], bool):
-            raise InvalidInput("field 'human_control' must be true or false")
-        if rest:
-            saved = self.service.update_lead(lead_id, rest, if_match)
-            if_match = saved.version
-        return self.set_human_control(lead_id, body["human_control"], if_match)
+        """PATCH /leads/{id}: every field, ``human_control`` included, in one commit."""
+        return self.service.update_lead(lead_id, body, if_match)
 
     def messages(
         self, lead_id: object, limit: object = None, before: str | None = None
