@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadlookup.domain import greeting
+from leadlookup.domain import greeting, hours
 
 VANCOUVER = ZoneInfo("America/Vancouver")
 WEEKDAY = {"open": "08:00", "close": "18:00"}
@@ -16,7 +16,7 @@ WEEKEND = {"open": "09:00", "close": "16:30"}
 # The seeded store: Monday to Friday 8:00-18:00, Saturday and Sunday 9:00-16:30.
 SEEDED: dict[str, Any] = {
     "business_hours": {
-        day: (WEEKEND if day in ("saturday", "sunday") else WEEKDAY) for day in greeting.WEEKDAYS
+        day: (WEEKEND if day in ("saturday", "sunday") else WEEKDAY) for day in hours.WEEKDAYS
     }
 }
 # A store closed on Sundays (no entry) and on Mondays (an unusable entry).
@@ -107,11 +107,11 @@ def test_greeting_store_status_open_closed_and_before_opening(
     local = _at(day, hour, minute)
     status = status.replace("Closed", "We're closed", 1)
 
-    week = greeting.week_hours(settings)
+    week = hours.week_hours(settings)
 
-    assert greeting.is_open(week, local) is is_open
-    assert greeting.store_status(week, local) == status
-    assert greeting.hours_info(week[local.weekday()]) == hours_info
+    assert hours.is_open(week, local) is is_open
+    assert hours.store_status(week, local) == status
+    assert hours.hours_info(week[local.weekday()]) == hours_info
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,7 @@ def test_greeting_store_status_open_closed_and_before_opening(
 def test_greeting_week_hours_group_equal_consecutive_days(
     settings: dict[str, Any], expected: str
 ) -> None:
-    assert greeting.week_hours_text(greeting.week_hours(settings)) == expected
+    assert hours.week_hours_text(hours.week_hours(settings)) == expected
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
         customer_name=name,
         spoken_name="Bee-chee",
         local=_at(day, hour),
-        week=greeting.week_hours(SEEDED),
+        week=hours.week_hours(SEEDED),
         call_id=call_id,
     )
 
@@ -204,7 +204,7 @@ def test_greeting_follow_up_call_says_who_calls_and_asks_about_the_bike() -> Non
     common: dict[str, Any] = {
         "spoken_name": "Bee-chee",
         "local": _at(2, 14),
-        "week": greeting.week_hours(SEEDED),
+        "week": hours.week_hours(SEEDED),
         "call_id": call_id,
         "outbound": True,
     }

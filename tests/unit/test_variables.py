@@ -13,7 +13,7 @@ import pytest
 
 from leadlookup.adapters.elevenlabs import initiation_message
 from leadlookup.adapters.queue import InProcessQueue
-from leadlookup.domain import greeting
+from leadlookup.domain import hours
 from leadlookup.domain.jobs import JobKind, ReplyJob
 from leadlookup.domain.models import Lead, Organization, default_organization_snapshot
 from leadlookup.domain.variables import (
@@ -358,10 +358,10 @@ def test_variables_customer_history_of_a_texter_who_never_called() -> None:
 def test_variables_follow_a_store_whose_settings_changed() -> None:
     # Store facts are kept per Organization object: a reloaded store (a new object, e.g.
     # after upsert_org) must show its new hours and address, never the old object's.
-    hours = {day: {"open": "09:00", "close": "17:00"} for day in greeting.WEEKDAYS}
+    week = {day: {"open": "09:00", "close": "17:00"} for day in hours.WEEKDAYS}
     before = Organization("o-1", "BICI", "+17785550100", "17785550100",
-                          {"business_hours": hours, "address": "1 Main St"})  # fmt: skip
-    later_hours = {**hours, "monday": {"open": "10:00", "close": "16:00"}}
+                          {"business_hours": week, "address": "1 Main St"})  # fmt: skip
+    later_hours = {**week, "monday": {"open": "10:00", "close": "16:00"}}
     after = Organization("o-1", "BICI", "+17785550100", "17785550100",
                          {"business_hours": later_hours, "address": "2 Oak St"})  # fmt: skip
     monday_noon = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)  # Monday, noon in Vancouver

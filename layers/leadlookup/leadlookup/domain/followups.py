@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote_plus
 
+from leadlookup.domain import hours
 from leadlookup.domain.models import Organization
 
 FOLLOW_UP_FLAGS = ("asked_hours", "asked_directions", "appointment_request")
@@ -37,7 +38,6 @@ TOPIC_WORDS = {
 # "arrange manager callback for escalation"; "has a complaint" alone asks for no callback.
 CALLBACK_WORDS = ("manager", "callback", "call back", "call-back")
 WINDOW_SECONDS = 30 * 60
-_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _TRUE = {"true", "yes", "1"}
 _PHRASE_SEPARATORS = re.compile(r"[,;\n]")
 # "no follow-up needed", "none", "not needed": a phrase that says no asks for nothing.
@@ -105,35 +105,9 @@ def enabled(org: Organization) -> set[str]:
     return {flag for flag in FOLLOW_UP_FLAGS if settings.get(flag) is True}
 
 
-def _clock(text: str) -> str:
-    hours, _, minutes = text.partition(":")
-    try:
-        hour, minute = int(hours), int(minutes or 0)
-    except ValueError:
-        return text
-    suffix = "AM" if hour < 12 else "PM"
-    return f"{(hour % 12) or 12}:{minute:02d} {suffix}"
-
-
 def hours_text(org: Organization) -> str:
-    """The week's hours, consecutive days with the same hours joined: Mon-Fri 8:00 AM-6:00 PM."""
-    table = org.settings.get("business_hours") or {}
-    spans: list[tuple[str, str, str]] = []
-    for day in _DAYS:
-        hours = table.get(day) if isinstance(table, dict) else None
-        if isinstance(hours, dict) and hours.get("open") and hours.get("close"):
-            text = f"{_clock(str(hours['open']))}-{_clock(str(hours['close']))}"
-        else:
-            text = "closed"
-        if spans and spans[-1][2] == text:
-            spans[-1] = (spans[-1][0], day, text)
-        else:
-            spans.append((day, day, text))
-    parts = []
-    for first, last, text in spans:
-        days = first[:3].title() if first == last else f"{first[:3].title()}-{last[:3].title()}"
-        parts.append(f"{days} {text}")
-    return ", ".join(parts)
+    """The week's hours for a text: ``Mon-Fri 8:00 AM-6:00 PM, Sat-Sun 9:00 AM-4:30 PM``."""
+    return hours.week_hours_brief(hours.week_hours(org.settings))
 
 
 def follow_up_text(org: Organization, topics: list[str]) -> str:

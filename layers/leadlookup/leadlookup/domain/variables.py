@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leadlookup.domain import greeting
+from leadlookup.domain import greeting, hours
 from leadlookup.domain.models import Lead, Organization
 from leadlookup.domain.status import QUALIFIED_STATUSES
 
@@ -88,7 +88,7 @@ class _StoreFacts:
     """What an answer says of a store whatever the moment or the caller."""
 
     zone: ZoneInfo
-    week: greeting.Week
+    week: hours.Week
     business_hours: str
     address: str
     address_line: str
@@ -111,17 +111,17 @@ def _store_facts(org: Organization) -> _StoreFacts:
     entry = _FACTS.get(id(org))
     if entry is not None and entry[0] is org:
         return entry[1]
-    week = greeting.week_hours(org.settings)
+    week = hours.week_hours(org.settings)
     address = _setting_text(org, "address")
     facts = _StoreFacts(
         zone=store_zone(org),
         week=week,
-        business_hours=greeting.week_hours_text(week),
+        business_hours=hours.week_hours_text(week),
         address=address,
         address_line=one_line(_setting_text(org, "address_formatted") or address),
         spoken_name=" ".join(org.spoken_name.split()),
-        day_hours=tuple(greeting.hours_text(hours) for hours in week),
-        day_hours_info=tuple(greeting.hours_info(hours) for hours in week),
+        day_hours=tuple(hours.hours_text(day) for day in week),
+        day_hours_info=tuple(hours.hours_info(day) for day in week),
     )
     if len(_FACTS) >= _FACTS_MAX:
         _FACTS.clear()
@@ -290,10 +290,10 @@ def build_variables(
     name = (lead.customer_name or "").strip() if lead else ""
     bike = str((lead.bike_interest or {}).get("type") or "").strip() if lead else ""
     call_type = "outbound_followup" if outbound else ("sms" if channel == "sms" else "inbound")
-    clock = greeting.clock_text(local)
-    day, month = greeting.day_name(local), greeting.month_name(local)
+    clock = hours.clock_text(local)
+    day, month = hours.day_name(local), greeting.month_name(local)
     spoken_name = store.spoken_name
-    status = greeting.store_status(week, local)
+    status = hours.store_status(week, local)
     minute = local.isoformat(timespec="minutes")  # YYYY-MM-DDTHH:MM, then the UTC offset
     return {
         "customer_name": name,
@@ -318,7 +318,7 @@ def build_variables(
         "location_address_formatted": store.address_line,
         "business_hours": store.business_hours,
         "business_hours_today": store.day_hours[weekday],
-        "store_is_open": "true" if greeting.is_open(week, local) else "false",
+        "store_is_open": "true" if hours.is_open(week, local) else "false",
         "store_status": status,
         # The store's live agent still reads this older name for the same sentence.
         "store_greeting": status,
