@@ -43,13 +43,13 @@ def patch_lead(lead_id: str) -> Response:
     if_match = if_match_version(event)
     runtime = get_runtime()
     body = json_object(event, runtime.settings.max_body_bytes)
-    return _lead(runtime.replies.patch_lead(lead_id, body, if_match))
+    return _lead(runtime.staff.patch_lead(lead_id, body, if_match))
 
 
 @app.get("/leads/<lead_id>/messages")
 def list_messages(lead_id: str) -> dict:
     params = app.current_event.query_string_parameters or {}
-    return get_runtime().replies.messages(lead_id, params.get("limit"), params.get("before"))
+    return get_runtime().staff.messages(lead_id, params.get("limit"), params.get("before"))
 
 
 @app.post("/leads/<lead_id>/messages")
@@ -58,9 +58,7 @@ def send_message(lead_id: str) -> Response:
     require_media_type(event, ("application/json",))
     runtime = get_runtime()
     body = json_object(event, runtime.settings.max_body_bytes)
-    key = runtime.replies.send_staff_text(
-        lead_id, body.get("body"), header(event, "idempotency-key")
-    )
+    key = runtime.staff.send_staff_text(lead_id, body.get("body"), header(event, "idempotency-key"))
     return json_response(202, {"key": key, "status": "queued"})
 
 

@@ -17,7 +17,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def record_handler(record: SQSRecord) -> bool:
     # The receive count lets a status callback that overtook its send's outcome wait for it.
     receives = int(record.attributes.approximate_receive_count or 1)
-    return get_runtime().replies.store_record(record.body, receives)
+    return get_runtime().outcomes.store_record(record.body, receives)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -143,7 +143,7 @@ def test_context_stored_reply_reaches_the_cached_lead(counted: Runtime, pg_proxy
         status="queued",
     )
 
-    counted.replies.store_outcome(outcome)
+    counted.outcomes.store_outcome(outcome)
     pg_proxy.reset_counters()
     variables = _call(counted, caller)
 

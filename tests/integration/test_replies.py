@@ -250,7 +250,7 @@ def test_reply_twilio_answer_lost_is_unknown_and_never_resent(
 def test_reply_opted_out_sender_and_keywords_get_no_reply(
     wired: Any, twilio: TwilioStandIn, db: Any
 ) -> None:
-    runtime, pipeline = wired
+    runtime, _ = wired
     phone = new_phone()
 
     text(runtime, phone, "STOP")
@@ -260,7 +260,7 @@ def test_reply_opted_out_sender_and_keywords_get_no_reply(
     assert sent_to(twilio, phone) == []
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
     with pytest.raises(Conflict):
-        pipeline.send_staff_text(lead.id, "we miss you")
+        runtime.staff.send_staff_text(lead.id, "we miss you")
     text(runtime, phone, "START")
     assert sent_to(twilio, phone) == []
 
@@ -294,15 +294,15 @@ def test_reply_not_configured_attempts_nothing(
 def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
     wired: Any, agent: AgentStandIn, twilio: TwilioStandIn, db: Any
 ) -> None:
-    runtime, pipeline = wired
+    runtime, _ = wired
     phone = new_phone()
     text(runtime, phone, "first")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
-    taken = pipeline.patch_lead(lead.id, {"human_control": True}, None)
+    taken = runtime.staff.patch_lead(lead.id, {"human_control": True}, None)
     text(runtime, phone, "can a person help me?")
-    key = pipeline.send_staff_text(lead.id, "Hi, this is Sam from the store.")
-    pipeline.patch_lead(lead.id, {"human_control": False, "notes": "handled by Sam"}, None)
+    key = runtime.staff.send_staff_text(lead.id, "Hi, this is Sam from the store.")
+    runtime.staff.patch_lead(lead.id, {"human_control": False, "notes": "handled by Sam"}, None)
     text(runtime, phone, "thanks")
 
     assert taken.human_control is True and taken.version == lead.version + 1
@@ -322,9 +322,9 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
         ("outbound", "agent"),
     ]
     assert rows(db, phone)[4]["external_id"] == key
-    page = pipeline.messages(lead.id, limit=3)
+    page = runtime.staff.messages(lead.id, limit=3)
     assert [m["sender_kind"] for m in page["messages"]] == ["agent", "customer", "system"]
-    second = pipeline.messages(lead.id, limit=10, before=page["next"])
+    second = runtime.staff.messages(lead.id, limit=10, before=page["next"])
     assert [m["sender_kind"] for m in second["messages"]] == [
         "staff",
         "customer",
@@ -339,12 +339,12 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
 def test_reply_staff_text_with_the_same_idempotency_key_is_sent_once(
     wired: Any, twilio: TwilioStandIn
 ) -> None:
-    runtime, pipeline = wired
+    runtime, _ = wired
     phone = new_phone()
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
-    first = pipeline.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
-    again = pipeline.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
+    first = runtime.staff.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
+    again = runtime.staff.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
 
     assert first == again
     assert len(sent_to(twilio, phone)) == 1
@@ -352,21 +352,21 @@ def test_reply_staff_text_with_the_same_idempotency_key_is_sent_once(
 
 @pytest.mark.parametrize("body", ["", "   ", None, 5, "x" * 1601])
 def test_reply_staff_text_refuses_empty_or_long_bodies(wired: Any, body: Any) -> None:
-    runtime, pipeline = wired
+    runtime, _ = wired
     lead = runtime.service.find_or_create_lead(
         new_phone(), runtime.service.default_organization().id
     )
 
     with pytest.raises(InvalidInput, match="field 'body'"):
-        pipeline.send_staff_text(lead.id, body)
+        runtime.staff.send_staff_text(lead.id, body)
 
 
 def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any) -> None:
-    runtime, pipeline = wired
+    runtime, _ = wired
     phone = new_phone()
     text(runtime, phone, "hi")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
-    pipeline.patch_lead(lead.id, {"human_control": True}, None)
+    runtime.staff.patch_lead(lead.id, {"human_control": True}, None)
 
     runtime.service.delete_lead(lead.id)
 

@@ -214,8 +214,7 @@ def test_delivery_store_with_a_national_format_number_sends_from_in_e164(
 
     text(runtime, customer, "are you open?", to=number)
     lead = runtime.service.find_or_create_lead(customer, store.id)
-    _, pipeline = wired
-    pipeline.send_staff_text(lead.id, "Yes, until 6.")
+    runtime.staff.send_staff_text(lead.id, "Yes, until 6.")
 
     assert store.phone_number == national
     assert [m["from"] for m in sent_to(twilio, customer)] == [number, number]
@@ -224,7 +223,7 @@ def test_delivery_store_with_a_national_format_number_sends_from_in_e164(
 def test_delivery_store_with_a_messaging_service_sends_it_and_no_from(
     wired: Any, twilio: TwilioStandIn, db: pg8000.native.Connection
 ) -> None:
-    runtime, pipeline = wired
+    runtime, _ = wired
     number = new_phone()  # not one the stand-in account owns: From would be refused (21606)
     store = runtime.service.upsert_org(
         {
@@ -237,7 +236,7 @@ def test_delivery_store_with_a_messaging_service_sends_it_and_no_from(
 
     text(runtime, customer, "hello", to=number)
     lead = runtime.service.find_or_create_lead(customer, store.id)
-    pipeline.send_staff_text(lead.id, "Hi from the store.")
+    runtime.staff.send_staff_text(lead.id, "Hi from the store.")
 
     forms = [f for f in twilio.forms if f["To"] == customer]
     assert len(forms) == 2
@@ -281,14 +280,14 @@ def test_delivery_every_send_carries_the_status_callback(
         twilio_status_callback_url=f"http://127.0.0.1:{free_port()}{STATUS_ROUTE}",
     )
     runtime = make_runtime(configured)
-    pipeline = wire(runtime, RecordingReplyMetrics())
+    wire(runtime, RecordingReplyMetrics())
     customer = new_phone()
 
     text(runtime, customer, "agent answers this")
     agent.mode = "silent"
     text(runtime, customer, "the fixed text answers this")
     lead = runtime.service.find_or_create_lead(customer, DEFAULT_ORGANIZATION_ID)
-    pipeline.send_staff_text(lead.id, "staff write this")
+    runtime.staff.send_staff_text(lead.id, "staff write this")
     container.set_runtime(None)
 
     forms = [f for f in twilio.forms if f["To"] == customer]
@@ -628,7 +627,7 @@ def test_delivery_opted_out_failure_stops_further_replies(
 def test_delivery_failures_are_counted_once_per_text(
     wired: Any, db: pg8000.native.Connection, reply_metrics: RecordingReplyMetrics
 ) -> None:
-    _, pipeline = wired
+    runtime, _ = wired
     sid = f"SM{uuid.uuid4().hex}"
     _store_outbound(db, sid)
     updates = [
@@ -639,7 +638,7 @@ def test_delivery_failures_are_counted_once_per_text(
         DeliveryUpdate(sid, "delivered"),
     ]
 
-    changed = [pipeline.store_delivery(update) for update in updates]
+    changed = [runtime.outcomes.store_delivery(update) for update in updates]
 
     assert changed == [True, True, False, False, False]
     assert reply_metrics.counts.get(names.SMS_DELIVERY_FAILED) == 1
@@ -745,7 +744,7 @@ def test_delivery_stand_in_callbacks_reach_the_runner_and_update_the_history(
 
 
 def test_delivery_outcome_queue_messages_are_told_apart_by_kind(wired: Any) -> None:
-    _, pipeline = wired
+    runtime, _ = wired
     outcome = ReplyOutcome(
         key=f"reply:SM{uuid.uuid4().hex}",
         sender_kind="agent",
@@ -759,8 +758,10 @@ def test_delivery_outcome_queue_messages_are_told_apart_by_kind(wired: Any) -> N
         error_code=21617,
     )
 
-    stored = pipeline.store_queued(copy.deepcopy(outcome.to_json()))
-    unknown = pipeline.store_queued(DeliveryUpdate(f"SM{uuid.uuid4().hex}", "sent").to_json())
+    stored = runtime.outcomes.store_queued(copy.deepcopy(outcome.to_json()))
+    unknown = runtime.outcomes.store_queued(
+        DeliveryUpdate(f"SM{uuid.uuid4().hex}", "sent").to_json()
+    )
 
     assert (stored, unknown) == (True, False)
 

@@ -59,9 +59,9 @@ def reply_settings(
 
 def wire(runtime: Runtime, metrics: RecordingReplyMetrics) -> ReplyPipeline:
     """An in-process pipeline for ``runtime``'s service, installed for the SMS processor."""
-    pipeline = container.build_pipeline(runtime.service, metrics_sink=metrics)
-    runtime.replies = pipeline
-    return pipeline
+    replies = container.build_replies(runtime.service, metrics_sink=metrics)
+    runtime.use_replies(replies)
+    return replies.pipeline
 
 
 @pytest.fixture(scope="session")

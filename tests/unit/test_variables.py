@@ -66,8 +66,8 @@ def test_variables_every_path_has_exactly_the_key_set_all_strings(
     assert all(isinstance(value, str) for value in variables.values())
 
 
-class _Repo:
-    """The one repository call the reply decision makes: a lead that may be answered."""
+class _Service:
+    """The one lookup the reply decision makes: a lead that may be answered."""
 
     def reply_context(self, lead_id: str, external_id: str, key: str, count: int) -> dict:
         history = [  # newest first, as the statement returns them
@@ -75,10 +75,6 @@ class _Repo:
             {"direction": "inbound", "body": "Do you have the Topstone in a 56?"},
         ]
         return {"opted_out": False, "human_control": False, "replied": False, "history": history}
-
-
-class _Service:
-    repo = _Repo()
 
 
 def _sms_job(lead: Lead) -> ReplyJob:

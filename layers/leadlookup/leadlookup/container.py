@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from leadlookup.adapters.cache.readthrough import MetricSink
     from leadlookup.adapters.db import Database
     from leadlookup.usecases.lookups import LookupService
+    from leadlookup.usecases.outcomes import Outcomes
     from leadlookup.usecases.replies import ReplyPipeline
     from leadlookup.usecases.responder import Responder
+    from leadlookup.usecases.staff import Staff
 
 API_KEY_NAME = "ELEVENLABS_API_KEY"
 AUTH_TOKEN_NAME = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of the secret, not its value
@@ -44,19 +46,32 @@ class Runtime:
     db: Database
     cache: ReadThroughCache
     service: LookupService
-    # The reply pipeline over this service, built on first use (tests may set their own).
-    _replies: ReplyPipeline | None = field(default=None, repr=False)
+    # The replies' use cases over this service, built on first use (tests may set their own).
+    _replies: Replies | None = field(default=None, repr=False)
+
+    def _built(self) -> Replies:
+        if self._replies is None:
+            self._replies = build_replies(self.service)
+        return self._replies
 
     @property
     def replies(self) -> ReplyPipeline:
-        """Reply decisions, outcomes and staff texts over this runtime's service."""
-        if self._replies is None:
-            self._replies = build_pipeline(self.service)
-        return self._replies
+        """Reply decisions for inbound texts and calls."""
+        return self._built().pipeline
 
-    @replies.setter
-    def replies(self, pipeline: ReplyPipeline) -> None:
-        self._replies = pipeline
+    @property
+    def outcomes(self) -> Outcomes:
+        """Sent texts and delivery statuses, stored."""
+        return self._built().outcomes
+
+    @property
+    def staff(self) -> Staff:
+        """What staff do to a lead: PATCH, history, texts."""
+        return self._built().staff
+
+    def use_replies(self, replies: Replies) -> None:
+        """Use these (tests wire replies with their own metrics sink)."""
+        self._replies = replies
 
     def close(self) -> None:
         """Close the PostgreSQL connection and the Redis client (their next use reconnects)."""
@@ -149,31 +164,39 @@ def build_responder(settings: Settings, outcomes: Queue, metrics_sink: Any = Non
     )
 
 
-def build_pipeline(service: LookupService, metrics_sink: Any = None) -> ReplyPipeline:
-    """The pipeline over ``service``: SQS queues where configured, in-process elsewhere."""
+@dataclass(frozen=True)
+class Replies:
+    """The three use cases of SMS replies, sharing one job queue."""
+
+    pipeline: ReplyPipeline
+    outcomes: Outcomes
+    staff: Staff
+
+
+def build_replies(service: LookupService, metrics_sink: Any = None) -> Replies:
+    """Replies over ``service``: SQS queues where configured, in-process hand-offs elsewhere."""
     from leadlookup.domain.jobs import ReplyJob
+    from leadlookup.usecases.outcomes import Outcomes
     from leadlookup.usecases.replies import ReplyPipeline
+    from leadlookup.usecases.staff import Staff
 
     settings = service.settings
+    outcomes = Outcomes(service, metrics=metrics_sink)
     jobs: Queue
     if settings.reply_queue_url:
         jobs = queue_for(settings.reply_queue_url, lambda body: None)
-        return ReplyPipeline(service, jobs, metrics=metrics_sink)
-    # Without a reply queue the responder runs here, and so (without an outcome queue) does
-    # the outcome's storage, on the pipeline being built: same interfaces, same JSON bodies.
-    pipeline: ReplyPipeline | None = None
-
-    def store_outcome(body: dict[str, Any]) -> None:
-        assert pipeline is not None
-        pipeline.store_queued(body)
-
-    outcomes = queue_for(settings.reply_outcome_queue_url, tolerant(store_outcome, "outcomes"))
-    responder = build_responder(settings, outcomes, metrics_sink)
-    jobs = queue_for(
-        None, tolerant(lambda body: responder.handle(ReplyJob.from_json(body)), "replies")
-    )
-    pipeline = ReplyPipeline(service, jobs, metrics=metrics_sink)
-    return pipeline
+    else:
+        # Without a reply queue the responder runs here, and so (without an outcome queue)
+        # does the outcome's storage: the same interfaces as the queues, the same JSON bodies.
+        sent = queue_for(
+            settings.reply_outcome_queue_url, tolerant(outcomes.store_queued, "outcomes")
+        )
+        responder = build_responder(settings, sent, metrics_sink)
+        jobs = queue_for(
+            None, tolerant(lambda body: responder.handle(ReplyJob.from_json(body)), "replies")
+        )
+    pipeline = ReplyPipeline(service, jobs)
+    return Replies(pipeline, outcomes, Staff(service, pipeline))
 
 
 # -- this container ------------------------------------------------------------------------
@@ -253,4 +276,4 @@ def process_post_call_here(body: dict[str, Any]) -> object:
 
 def store_outcome_here(body: dict[str, Any]) -> object:
     """The outcome processor (a delivery status), in this process."""
-    return get_runtime().replies.store_queued(body)
+    return get_runtime().outcomes.store_queued(body)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from leadlookup.adapters.cache import CacheKeys, CacheRegion, ReadThroughCache
@@ -306,6 +307,53 @@ class LookupService:
         if merged is not None:
             self.lead_written(merged)
         return inserted
+
+    # -- replies, outcomes and staff: every write is written through here ---------------
+
+    def organization(self, organization_id: str) -> Organization | None:
+        """The organization with this id, if any (from the database)."""
+        return self.repo.organization(organization_id)
+
+    def reply_context(
+        self, lead_id: str, message_sid: str, reply_key: str, history: int
+    ) -> dict[str, Any] | None:
+        """The lead's opt-out and control flags, whether the text was answered, the texts
+        before it (one round trip); None when the lead is gone."""
+        return self.repo.reply_context(lead_id, message_sid, reply_key, history)
+
+    def claim_automation(self, lead_id: str, key: str, window_seconds: int) -> Lead | None:
+        """Claim the lead's follow-up window for ``key``; the lead when it may go out now."""
+        claimed = self.repo.claim_automation(lead_id, key, window_seconds)
+        if claimed is not None:
+            self.lead_written(claimed)
+        return claimed
+
+    def record_outbound_message(self, **fields: Any) -> bool:
+        """Store an outbound text once (keyed by its job key); whether it was new. The lead's
+        cached conversation_context then shows it."""
+        inserted, lead = self.repo.insert_outbound_message(**fields)
+        if lead is not None:
+            self.lead_written(lead)
+        return inserted
+
+    def mark_opted_out(self, lead_id: str) -> bool:
+        """Mark the lead opted out (Twilio refused a text with 21610); whether it changed."""
+        marked = self.repo.mark_opted_out(lead_id)
+        if marked is not None:
+            self.lead_written(marked)
+        return marked is not None
+
+    def update_delivery_status(
+        self, twilio_sid: str, status: str, error_code: int | None, ranks: Mapping[str, int]
+    ) -> tuple[bool, str | None] | None:
+        """Raise an outbound text's delivery status (the lead's cached state holds none)."""
+        return self.repo.update_delivery_status(twilio_sid, status, error_code, ranks)
+
+    def messages_page(
+        self, lead_id: str, limit: int, before: tuple[str, str] | None
+    ) -> list[dict[str, Any]]:
+        """One page of a lead's history, newest first."""
+        return self.repo.messages_page(lead_id, limit, before)
 
     # -- administration -----------------------------------------------------------------
 
