@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import random
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from leadlookup.api import webhooks
 from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from leadlookup.domain.phones import normalize_phone
 from tests.conftest import EVENTS
+from tests.support.faults import new_phone
 
 WEBHOOK = "sms_webhook"
 PROCESSOR = "sms_processor"
@@ -62,14 +62,6 @@ def fields_of(event: dict[str, Any]) -> dict[str, Any]:
 
 def new_sid() -> str:
     return "SM" + uuid.uuid4().hex
-
-
-def new_phone() -> str:
-    """A valid Canadian number no other test uses."""
-    while True:
-        phone = f"+1250555{random.randint(0, 9999):04d}"
-        if normalize_phone(phone):
-            return phone
 
 
 def variant(name: str, signed: bool = True, **overrides: str | None) -> dict[str, Any]:

@@ -264,14 +264,21 @@ def new_sid() -> str:
     return "SM" + uuid.uuid4().hex
 
 
+# Numbers already handed out in this process (the test database lives as long as it does):
+# about a thousand tests draw from ~50,000 numbers, so without this two of them would share
+# a number in most runs (the birthday paradox) and one would find the other's lead.
+_ISSUED: set[str] = set()
+
+
 def new_phone() -> str:
-    """A valid, fictional (555) British Columbia number that no other test uses, very likely."""
+    """A valid, fictional (555) British Columbia number no other test of this run uses."""
     while True:
         draw = uuid.uuid4().int
         line = draw // 7 % 10_000
         # 555-0100..0199 are the sample events' numbers, which other tests assert about.
         phone = f"+1{_AREAS[draw % len(_AREAS)]}555{line:04d}"
-        if not 100 <= line < 200 and normalize_phone(phone):
+        if not 100 <= line < 200 and phone not in _ISSUED and normalize_phone(phone):
+            _ISSUED.add(phone)
             return phone
 
 
