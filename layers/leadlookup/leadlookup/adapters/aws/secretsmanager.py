@@ -74,7 +74,9 @@ def current_deadline() -> float | None:
 
 
 def _urlopen(request: urllib.request.Request, timeout: float) -> Response:
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - an https/http URL
+    # typeshed types urlopen's result as Any (it depends on the URL's scheme).
+    response: Response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - https/http
+    return response
 
 
 def endpoint(env: Mapping[str, str]) -> str:
