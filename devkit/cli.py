@@ -66,7 +66,7 @@ def prepare_environment(
 
         try:
             # Local demo data lives in the git-ignored .local/ folder, never in a database of
-            # the machine's own servers (design section 8).
+            # the machine's own servers (README.md, "Two commands").
             services = start_services(embedded_dir, embedded=True)
         except ServiceError as exc:
             raise CliError(str(exc)) from None

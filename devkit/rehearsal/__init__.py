@@ -1,4 +1,4 @@
-"""The rehearsal: the `sam build` output run the way Lambda runs it (design section 9).
+"""The rehearsal: the `sam build` output run the way Lambda runs it (`make invoke`, benchmarks).
 
 - ``runtime_api.RuntimeApi``: a local Lambda Runtime API for one execution environment
   (``next``, ``response``, ``error``, ``init/error``, and SnapStart's ``restore/next`` and

@@ -1,7 +1,12 @@
 """Lead updates: staff read, merge-patch, text and erase leads."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadlookup.api.http import (
     create_resolver,
@@ -22,7 +27,7 @@ app = create_resolver()
 
 
 @app.get("/leads")
-def find_lead() -> Response:
+def find_lead() -> Response[str]:
     params = app.current_event.query_string_parameters or {}
     phone, organization_id = _required(params, "phone"), _required(params, "organization_id")
     lead = get_runtime().service.find_lead_by_phone(phone, organization_id)
@@ -32,12 +37,12 @@ def find_lead() -> Response:
 
 
 @app.get("/leads/<lead_id>")
-def get_lead(lead_id: str) -> Response:
+def get_lead(lead_id: str) -> Response[str]:
     return _lead(get_runtime().service.get_lead(lead_id))
 
 
 @app.patch("/leads/<lead_id>")
-def patch_lead(lead_id: str) -> Response:
+def patch_lead(lead_id: str) -> Response[str]:
     event = app.current_event.raw_event
     require_media_type(event, PATCH_MEDIA_TYPES)
     if_match = if_match_version(event)
@@ -47,13 +52,13 @@ def patch_lead(lead_id: str) -> Response:
 
 
 @app.get("/leads/<lead_id>/messages")
-def list_messages(lead_id: str) -> dict:
+def list_messages(lead_id: str) -> dict[str, Any]:
     params = app.current_event.query_string_parameters or {}
     return get_runtime().staff.messages(lead_id, params.get("limit"), params.get("before"))
 
 
 @app.post("/leads/<lead_id>/messages")
-def send_message(lead_id: str) -> Response:
+def send_message(lead_id: str) -> Response[str]:
     event = app.current_event.raw_event
     require_media_type(event, ("application/json",))
     runtime = get_runtime()
@@ -63,12 +68,12 @@ def send_message(lead_id: str) -> Response:
 
 
 @app.delete("/leads/<lead_id>")
-def delete_lead(lead_id: str) -> Response:
+def delete_lead(lead_id: str) -> Response[str]:
     get_runtime().service.delete_lead(lead_id)
     return Response(status_code=204, body="")
 
 
-def _lead(lead: Lead) -> Response:
+def _lead(lead: Lead) -> Response[str]:
     return json_response(200, lead.to_json(), {"ETag": f'"{lead.version}"'})
 
 
@@ -84,5 +89,5 @@ def _required(params: dict[str, str], name: str) -> str:
 )
 @tracer.capture_lambda_handler(capture_response=False)
 @emf.log_metrics
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

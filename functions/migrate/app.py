@@ -1,5 +1,9 @@
 """Runs the layer's migrations as a CloudFormation custom resource on deploy."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadlookup.adapters import custom_resource
@@ -9,7 +13,7 @@ from leadlookup.observability import logger
 
 
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return custom_resource.handle(
         event,
         context.get_remaining_time_in_millis,

@@ -4,7 +4,12 @@ Outside the VPC like the Twilio webhooks: nothing here reaches the database or t
 post-call processor stores each queued report once.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadlookup.api import webhooks
 from leadlookup.api.http import create_resolver
@@ -15,7 +20,7 @@ app = create_resolver()
 
 
 @app.post("/webhooks/elevenlabs/post-call")
-def post_call() -> dict:
+def post_call() -> dict[str, str]:
     event = app.current_event.raw_event
     return {"status": webhooks.receive_post_call(event, settings(), process_post_call_here)}
 
@@ -25,5 +30,5 @@ def post_call() -> dict:
 )
 @tracer.capture_lambda_handler(capture_response=False)
 @emf.log_metrics
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -4,8 +4,13 @@ Inbound SMS go to the inbound FIFO queue; delivery statuses of our sends (the St
 of every send) go to the reply outcome queue. Nothing here reaches the database or the cache.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from leadlookup.api import webhooks
 from leadlookup.api.http import create_resolver
@@ -15,20 +20,20 @@ from leadlookup.observability import emf, logger, tracer
 app = create_resolver()
 
 
-def _twiml() -> Response:
+def _twiml() -> Response[str]:
     return Response(
         status_code=200, content_type=webhooks.TWIML_CONTENT_TYPE, body=webhooks.EMPTY_TWIML
     )
 
 
 @app.post("/webhooks/twilio/sms")
-def inbound_sms() -> Response:
+def inbound_sms() -> Response[str]:
     webhooks.receive_sms(app.current_event.raw_event, settings(), process_inbound_sms_here)
     return _twiml()
 
 
 @app.post("/webhooks/twilio/status")
-def delivery_status() -> Response:
+def delivery_status() -> Response[str]:
     webhooks.receive_status(app.current_event.raw_event, settings(), store_outcome_here)
     return _twiml()
 
@@ -38,5 +43,5 @@ def delivery_status() -> Response:
 )
 @tracer.capture_lambda_handler(capture_response=False)
 @emf.log_metrics
-def lambda_handler(event: dict, context: object) -> dict:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -89,8 +89,9 @@ def warm_up(stream: InitiationStream) -> None:
     """A warm container: new callers (leads created and cached), then two healthy rounds of
     cache hits. The container's first call, which builds the runtime and opens both
     connections inside the suite's tight deadline (and may rightly degrade on a loaded
-    machine, design section 9), is made first and not judged: these cases are about a warm
-    container meeting a Redis fault; the cold call has its own tests (the rehearsal)."""
+    machine: the deadline covers that cold work too), is made first and not judged: these
+    cases are about a warm container meeting a Redis fault; the cold call has its own tests
+    (the rehearsal)."""
     stream.invoke(FN, initiation_event(None))
     for _ in range(CALLERS):
         stream.call("create", new_phone())

@@ -1,6 +1,6 @@
-"""Status codes (design 3.5): a unique violation is 409, any other failure 500 "internal error"
-logged once with its type, 503 only for a dependency that is down; a failing migration fails
-the deploy at once with its cause."""
+"""Status codes (as README.md's "Layout" states them): a unique violation is 409, any other
+failure 500 "internal error" logged once with its type, 503 only for a dependency that is
+down; a failing migration fails the deploy at once with its cause."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Configuration: read once from the environment into a frozen dataclass (design section 7)."""
+"""Configuration: read once from the environment into a frozen dataclass.
+
+Every variable, its default and its meaning: README.md, "Configuration".
+"""
 
 from __future__ import annotations
 
@@ -105,7 +108,7 @@ class Settings:
     retention_days: int = 365
     allow_unsigned_webhooks: bool = False
 
-    # SMS replies (design section 3.2a): no agent id or account SID means no reply is tried.
+    # SMS replies: no agent id or account SID means no reply is tried.
     elevenlabs_agent_id: str | None = None
     elevenlabs_ws_url: str = ELEVENLABS_WS_URL
     # REST calls (the signed conversation URL of a private agent) go here.

@@ -35,7 +35,7 @@ def cache_metric(cache: Cache, outcome: Outcome) -> str:
 CACHE_METRICS: tuple[str, ...] = tuple(cache_metric(c, o) for c in Cache for o in Outcome)
 CACHE_INVALIDATION_FAILED = "CacheInvalidationFailed"
 INITIATION_DEGRADED = "InitiationDegraded"
-# SMS replies (design section 3.2a): texts Twilio accepted, agent failures answered with the
+# SMS replies: texts Twilio accepted, agent failures answered with the
 # fixed text, sends that failed, jobs skipped for want of configuration, and the latency from
 # the inbound text reaching the processor to Twilio accepting the reply (milliseconds).
 SMS_REPLY_SENT = "SmsReplySent"

@@ -23,6 +23,10 @@ from leadlookup.metrics import NAMESPACE, SERVICE_NAME
 if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
+    # The module's __getattr__ builds it on first access (see get_tracer); typed here so
+    # that handlers decorated with it stay typed.
+    tracer: Tracer
+
 logger = Logger(service=SERVICE_NAME)
 _tracer: Tracer | None = None
 

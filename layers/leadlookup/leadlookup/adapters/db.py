@@ -49,7 +49,7 @@ _UNIQUE_VIOLATION = "23505"
 
 def _pg8000() -> Any:
     # Imported on first use: a container whose answers come from Redis never loads the driver
-    # (design section 9).
+    # (its import is part of a cold start: BENCHMARKS.md, cold starts).
     import pg8000.native
 
     return pg8000.native

@@ -1,4 +1,4 @@
-"""Webhook authentication, every scheme in one place (design sections 3.1-3.3, 7).
+"""Webhook authentication, every scheme in one place (docs/DEPLOY.md, "Filling the secrets").
 
 - the initiation webhook's header secret (constant-time equality; 401),
 - Twilio's ``X-Twilio-Signature``: base64(HMAC-SHA1(auth token, URL + sorted fields)), the URL

@@ -93,7 +93,7 @@ class JsonText(str):
     __slots__ = ()
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
     """A JSON response (``body`` encoded, unless it is :class:`JsonText`)."""
     return Response(
         status_code=status,
@@ -108,17 +108,17 @@ def json_text(value: Any) -> JsonText:
     return JsonText(_JSON.encode(value))
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str) -> Response[str]:
     """A rejection: JSON ``{"message": ...}`` naming the problem."""
     return json_response(status, {"message": message})
 
 
-def not_found_response() -> Response:
+def not_found_response() -> Response[str]:
     """The JSON 404 of a method and path that no route of the function serves."""
     return error_response(404, "route not found")
 
 
-def service_error_response(exc: LookupServiceError) -> Response:
+def service_error_response(exc: LookupServiceError) -> Response[str]:
     """The JSON rejection of ``exc``; a 500 is logged (without its text), a 503 named."""
     status = error_status(exc)
     if status == 500:
@@ -128,7 +128,7 @@ def service_error_response(exc: LookupServiceError) -> Response:
     return error_response(status, error_message(exc))
 
 
-def unexpected_error_response(exc: Exception) -> Response:
+def unexpected_error_response(exc: Exception) -> Response[str]:
     """A bug, answered like any other 500 instead of API Gateway's non-JSON error."""
     log_internal_error(exc)
     return error_response(500, INTERNAL_ERROR_MESSAGE)
@@ -137,19 +137,22 @@ def unexpected_error_response(exc: Exception) -> Response:
 def create_resolver() -> APIGatewayHttpResolver:
     """An HTTP API (payload 2.0) resolver whose errors all map to JSON messages here."""
     app = APIGatewayHttpResolver()
+    # Registered by call, not as decorators: Powertools' exception_handler is unannotated, and
+    # a decorator without types would leave the handler untyped.
     app.exception_handler(LookupServiceError)(service_error_response)
-
-    @app.exception_handler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        if isinstance(exc, ServiceError):
-            raise exc  # Powertools' own HTTP errors: it answers them itself
-        return unexpected_error_response(exc)
-
-    @app.not_found
-    def _not_found(_exc: Exception) -> Response:
-        return not_found_response()
-
+    app.exception_handler(Exception)(_unexpected)
+    app.not_found(_not_found)
     return app
+
+
+def _unexpected(exc: Exception) -> Response[str]:
+    if isinstance(exc, ServiceError):
+        raise exc  # Powertools' own HTTP errors: it answers them itself
+    return unexpected_error_response(exc)
+
+
+def _not_found(_exc: Exception) -> Response[str]:
+    return not_found_response()
 
 
 def single_route(
@@ -180,7 +183,7 @@ def single_route(
     return _proxy_result(response)
 
 
-def _proxy_result(response: Response) -> dict[str, Any]:
+def _proxy_result(response: Response[str]) -> dict[str, Any]:
     # Payload 2.0's result, shaped as the resolver shapes it (no cookies are ever set here).
     return {
         "statusCode": response.status_code,

@@ -95,7 +95,8 @@ class Lead:
     version: int = 1
     # Orders cached copies (migration 0005): larger after every write; not the ETag.
     write_seq: int = 0
-    # Staff took the conversation over: the agent does not answer texts (design 3.2a).
+    # Staff took the conversation over: the agent does not answer texts (README.md, "How the
+    # lookups behave", every text is answered).
     human_control: bool = False
     # When the customer first asked for a manager to call back (set by a post-call report).
     # Nothing clears it yet: that is for the staff tools.

@@ -1,4 +1,4 @@
-"""Phone number parsing, normalization and masking (design section 5)."""
+"""Phone number parsing, normalization and masking (README.md, "How the lookups behave")."""
 
 from __future__ import annotations
 

@@ -166,8 +166,9 @@ def respond(event: dict[str, Any], service_for: Callable[[], LookupService]) -> 
 
     The deadline runs from here, before the container's service exists: building it,
     reading the webhook secret and the data stores' credentials, signing tokens and TLS
-    connects all spend it (design section 9). A webhook secret that Secrets Manager does not
-    deliver in time gets the degraded answer, which holds no caller data.
+    connects all spend it, so a cold container answers in time too. A webhook secret that
+    Secrets Manager does not deliver in time gets the degraded answer, which holds no caller
+    data.
     """
     deadline_ms = _deadline_ms()
     deadline = time.monotonic() + deadline_ms / 1000

@@ -17,8 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from leadlookup.adapters.aws import sigv4
-from leadlookup.config import ConfigError
-from leadlookup.errors import Unavailable
+from leadlookup.errors import ConfigError, Unavailable
 
 # Tokens are valid for 15 minutes; one is reused for at most 10, so a connection opened with
 # it never presents a token in its last minutes (clock skew, slow handshakes).

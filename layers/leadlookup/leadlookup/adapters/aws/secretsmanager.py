@@ -6,8 +6,9 @@ single signed JSON POST (``leadlookup.adapters.aws.sigv4.sign_headers``), so thi
 sends it with urllib. Values are cached per container like Powertools parameters do (``max_age``).
 
 A read made inside :func:`deadline_scope` gets at most the time left until that deadline as its
-socket timeout (design section 9: secret reads count against ``INITIATION_DEADLINE_MS``), and
-raises :class:`DeadlineExceeded` when Secrets Manager does not answer in time.
+socket timeout (secret reads count against ``INITIATION_DEADLINE_MS``, so that a cold
+initiation still answers in time), and raises :class:`DeadlineExceeded` when Secrets Manager
+does not answer in time.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def current_deadline() -> float | None:
 
 
 def _urlopen(request: urllib.request.Request, timeout: float) -> Response:
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - an https/http URL
+    # typeshed types urlopen's result as Any (it depends on the URL's scheme).
+    response: Response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - https/http
+    return response
 
 
 def endpoint(env: Mapping[str, str]) -> str:

@@ -1,5 +1,8 @@
-"""Cache key formats (design section 6). The braces are a Redis Cluster hash tag, so a key
-and its lease always live in the same slot and one script may touch both."""
+"""Cache key formats (README.md, "How the lookups behave").
+
+The braces are a Redis Cluster hash tag, so a key and its lease always live in the same slot
+and one script may touch both.
+"""
 
 from __future__ import annotations
 
