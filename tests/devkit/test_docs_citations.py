@@ -21,13 +21,6 @@ FROZEN = {
     "layers/leadlookup/leadlookup/adapters/migrations/0005_lead_write_seq.sql",
     "layers/leadlookup/leadlookup/adapters/migrations/0006_replies.sql",
 }
-# Rewritten on another branch of issue 21; delete each entry once that branch is merged.
-PENDING = {
-    "README.md",
-    "layers/leadlookup/leadlookup/adapters/repository.py",
-    "layers/leadlookup/leadlookup/domain/patch.py",
-    "layers/leadlookup/leadlookup/usecases/lookups.py",
-}
 
 
 def _sources() -> list[Path]:
@@ -61,6 +54,6 @@ def test_sources_cite_no_design_sections() -> None:
     citing = _citing()
 
     assert len(_sources()) > 100
-    assert sorted(citing - FROZEN - PENDING) == []
+    assert sorted(citing - FROZEN) == []
     # An entry whose file no longer cites is stale: remove it.
-    assert sorted((FROZEN | PENDING) - citing) == []
+    assert sorted(FROZEN - citing) == []

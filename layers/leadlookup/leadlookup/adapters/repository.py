@@ -214,7 +214,7 @@ SELECT (SELECT count(*) FROM old_messages) AS messages,
        (SELECT count(*) FROM old_summaries) AS call_summaries"""
 
 
-# -- SMS replies (design section 3.2a) ------------------------------------------------------
+# -- SMS replies ------------------------------------------------------------------------------
 
 MESSAGE_COLUMNS = (
     "id, lead_id, external_id, direction, sender_kind, from_number, to_number, body, "

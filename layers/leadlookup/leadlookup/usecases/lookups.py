@@ -139,7 +139,7 @@ class LookupService:
             raise InvalidInput("field 'settings' must be a JSON object")
         spoken = settings.get("spoken_name")
         if spoken is not None and (not isinstance(spoken, str) or not spoken.strip()):
-            # The name the agent says aloud (design 3.1); absent means the store's name.
+            # The name the agent says aloud; absent means the store's name.
             raise InvalidInput("field 'settings.spoken_name' must be a non-empty string")
         org_id = parse_uuid(data.get("id") or str(uuid.uuid4()), "field 'id'")
         org, previous = self.repo.upsert_organization(
