@@ -3,7 +3,14 @@ stand-ins."""
 
 from tests.support.counting import counted, pg_proxy, redis_proxy
 from tests.support.lead_update import cache, frozen, lead
-from tests.support.replies import agent, agent_server, twilio, twilio_server
+from tests.support.replies import (
+    agent,
+    agent_server,
+    reply_metrics,
+    twilio,
+    twilio_server,
+    wired,
+)
 
 __all__ = [
     "agent",
@@ -14,6 +21,8 @@ __all__ = [
     "lead",
     "pg_proxy",
     "redis_proxy",
+    "reply_metrics",
     "twilio",
     "twilio_server",
+    "wired",
 ]

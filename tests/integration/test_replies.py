@@ -14,7 +14,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -39,32 +38,12 @@ from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from leadlookup.errors import Conflict, InvalidInput, Unavailable
 from leadlookup.usecases import inbound_sms as sms
 from leadlookup.usecases import postcall
-from leadlookup.usecases.replies import ReplyPipeline
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
 
 STORE = "+17786528784"
 HOLDING = "One moment, let me check that for you."
-
-
-@pytest.fixture
-def reply_metrics() -> RecordingReplyMetrics:
-    return RecordingReplyMetrics()
-
-
-@pytest.fixture
-def wired(
-    settings: Settings,
-    agent: AgentStandIn,
-    twilio: TwilioStandIn,
-    make_runtime: Any,
-    reply_metrics: RecordingReplyMetrics,
-) -> Iterator[tuple[Any, ReplyPipeline]]:
-    runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=3000))
-    pipeline = wire(runtime, reply_metrics)
-    yield runtime, pipeline
-    container.set_runtime(None)
 
 
 def text(runtime: Any, sender: str, body: str, sid: str | None = None) -> str:

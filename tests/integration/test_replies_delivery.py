@@ -41,7 +41,7 @@ from leadlookup.domain.delivery import DeliveryUpdate
 from leadlookup.domain.jobs import ELLIPSIS, MAX_SMS_CHARS, ReplyJob, ReplyOutcome
 from leadlookup.domain.variables import build_variables
 from leadlookup.usecases import inbound_sms as sms
-from leadlookup.usecases.replies import ReplyPipeline, fallback_text
+from leadlookup.usecases.replies import fallback_text
 from leadlookup.usecases.responder import Responder
 from tests.conftest import EVENTS
 from tests.support.faults import new_phone
@@ -83,25 +83,6 @@ def outbound(db: pg8000.native.Connection, twilio_sid: str) -> dict[str, Any] | 
         return None
     [(status, error_code, updated_at, lead_id)] = rows
     return {"status": status, "error_code": error_code, "at": updated_at, "lead_id": lead_id}
-
-
-@pytest.fixture
-def reply_metrics() -> RecordingReplyMetrics:
-    return RecordingReplyMetrics()
-
-
-@pytest.fixture
-def wired(
-    settings: Settings,
-    agent: AgentStandIn,
-    twilio: TwilioStandIn,
-    make_runtime: Any,
-    reply_metrics: RecordingReplyMetrics,
-) -> Iterator[tuple[Any, ReplyPipeline]]:
-    runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=3000))
-    pipeline = wire(runtime, reply_metrics)
-    yield runtime, pipeline
-    container.set_runtime(None)
 
 
 # -- what Twilio refuses, and how the sends avoid it ------------------------------------------

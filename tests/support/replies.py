@@ -181,3 +181,24 @@ def exercise_delivery_metrics(
     assert invoke("sms_outcome", outcome_event) == {"batchItemFailures": []}
     assert invoke("sms_outcome", status_event) == {"batchItemFailures": []}
     container.set_runtime(None)
+
+
+@pytest.fixture
+def reply_metrics() -> RecordingReplyMetrics:
+    """Counts and latencies the replies emit, recorded for assertions."""
+    return RecordingReplyMetrics()
+
+
+@pytest.fixture
+def wired(
+    settings: Settings,
+    agent: AgentStandIn,
+    twilio: TwilioStandIn,
+    make_runtime: Any,
+    reply_metrics: RecordingReplyMetrics,
+) -> Iterator[tuple[Runtime, ReplyPipeline]]:
+    """A runtime whose replies reach the stand-ins in-process; (runtime, its pipeline)."""
+    runtime = make_runtime(reply_settings(settings, agent, twilio, sms_reply_deadline_ms=3000))
+    pipeline = wire(runtime, reply_metrics)
+    yield runtime, pipeline
+    container.set_runtime(None)
