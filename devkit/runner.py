@@ -255,9 +255,10 @@ def json_error(status: int, message: str) -> HttpResponse:
 class CountingSink:
     """Wraps the runtime's metric sink (``ReadThroughCache.metrics``): counts, passes on.
 
-    Why here and not from the EMF line Powertools prints: Powertools Metrics is one
-    process-wide object flushed to stdout, so parsing it means capturing a shared stream and
-    relies on the EMF format, and it says nothing when metrics are disabled. The sink is the
+    Why here and not from the EMF line the handler prints: the EMF writer
+    (``observability.emf``) is one process-wide object flushed to stdout, so parsing it means
+    capturing a shared stream and relies on the EMF format, and it says nothing when metrics
+    are disabled. The sink is the
     layer's own seam (``ReadThroughCache.record`` and every in-process hit go through it), so
     the counts are exact whatever Powertools does with them.
     """
