@@ -423,7 +423,7 @@ def test_globals_set_json_logs_and_their_levels_for_every_function(
         assert {k: v for k, v in logging_config.items() if k != "LogGroup"} == {
             "LogFormat": "JSON",
             "ApplicationLogLevel": "INFO",
-            "SystemLogLevel": "WARN",
+            "SystemLogLevel": "INFO",
         }, name
         assert "LogGroup" in logging_config, name
         variables = properties["Environment"]["Variables"]
