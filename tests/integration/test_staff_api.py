@@ -147,6 +147,8 @@ def add_lead(
         digits=phone[1:],
         name=name,
     )
+    if "created_at" in columns:  # an older lead: its creation is its last activity so far
+        columns.setdefault("last_activity_at", columns["created_at"])
     for column, value in columns.items():
         db.run(f"UPDATE leads SET {column} = {value} WHERE id = :id", id=lead_id)
     return lead_id
@@ -175,7 +177,18 @@ def add_text(
         ago=minutes_ago,
         lead=lead_id,
     )
+    if direction != "system":  # as the statements that store texts keep it
+        touch(db, lead_id, row_id, "messages")
     return row_id
+
+
+def touch(db: pg8000.native.Connection, lead_id: str, row_id: str, table: str) -> None:
+    db.run(
+        "UPDATE leads SET last_activity_at = GREATEST(last_activity_at, "
+        f"(SELECT created_at FROM {table} WHERE id = :row)) WHERE id = :id",
+        row=row_id,
+        id=lead_id,
+    )
 
 
 def add_call(db: pg8000.native.Connection, lead_id: str, minutes_ago: int, **payload: Any) -> str:
@@ -198,6 +211,7 @@ def add_call(db: pg8000.native.Connection, lead_id: str, minutes_ago: int, **pay
         ago=minutes_ago,
         lead=lead_id,
     )
+    touch(db, lead_id, row_id, "call_summaries")
     return row_id
 
 
@@ -512,6 +526,52 @@ def test_the_list_finds_a_lead_by_digits_and_by_phone(
 
     assert ids(by_digits) == [lead]
     assert ids(by_phone) == [lead]
+
+
+def test_activity_is_what_the_texts_and_calls_statements_keep_and_notes_are_none(
+    stores: tuple[Store, Store], invoke: Invoke, db: Any
+) -> None:
+    from leadlookup.domain.models import InboundMessage, PostCall
+
+    store, _ = stores
+    service = runtime_module.get_runtime().service
+    old = [
+        add_lead(db, store, f"Lead {n}", created_at=f"now() - interval '{n + 1} days'")
+        for n in range(4)
+    ]
+    texted, answered, called, noted = (service.get_lead(lead_id) for lead_id in old)
+
+    def order() -> list[str]:
+        return ids(invoke(FUNCTION, request("list", store.claims)))
+
+    service.update_lead(noted.id, {"notes": "a note is not activity"})
+    assert order() == old
+    service.record_inbound_message(
+        InboundMessage(f"SM{uuid.uuid4().hex}", texted.phone_number, store.phone, "hi", {}),
+        store.id,
+        texted,
+    )
+    assert order()[0] == texted.id
+    service.record_outbound_message(
+        organization_id=store.id,
+        lead_id=answered.id,
+        external_id=f"follow_up:{uuid.uuid4().hex}",
+        sender_kind="follow_up",
+        from_number=store.phone,
+        to_number=answered.phone_number,
+        body="Thanks for calling!",
+        params={},
+        twilio_sid=None,
+        status="queued",
+        error_code=None,
+    )
+    assert order()[0] == answered.id
+    service.record_call_summary(
+        PostCall(conversation_id=f"conv_{uuid.uuid4().hex}", payload={}, summary="a call"),
+        store.id,
+        called,
+    )
+    assert order() == [called.id, answered.id, texted.id, noted.id]
 
 
 def test_the_list_pages_with_its_cursor(

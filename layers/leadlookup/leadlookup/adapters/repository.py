@@ -168,6 +168,7 @@ WITH ins AS (
 ), upd AS (
     UPDATE leads SET
         last_contact_at = now(),
+        last_activity_at = GREATEST(last_activity_at, now()),
         opted_out_at = CASE :opt_change
             WHEN 'out' THEN COALESCE(opted_out_at, now())
             WHEN 'in' THEN NULL
@@ -205,6 +206,8 @@ WITH ins AS (
         callback_requested_at = CASE WHEN :callback
             THEN COALESCE(callback_requested_at, now()) ELSE callback_requested_at END,
         last_contact_at = CASE WHEN :calls > 0 THEN now() ELSE last_contact_at END,
+        last_activity_at = CASE WHEN :calls > 0 THEN GREATEST(last_activity_at, now())
+                                ELSE last_activity_at END,
         version = version + 1,
         updated_at = now()
     WHERE id = (SELECT lead_id FROM ins) AND (:calls > 0 OR :callback)
@@ -258,8 +261,8 @@ SELECT l.opted_out_at IS NOT NULL AS opted_out, l.human_control,
 FROM leads l WHERE l.id = :lead_id"""
 
 # external_id is the job key, so an outcome delivered twice is stored once. A stored text
-# rewrites its lead (a no-op UPDATE: the trigger gives it a new write_seq) and returns it with
-# that text in its history, so the cached lead's conversation_context shows it.
+# rewrites its lead (its last activity; the trigger gives it a new write_seq) and returns it
+# with that text in its history, so the cached lead's conversation_context shows it.
 INSERT_OUTBOUND_MESSAGE = f"""
 WITH ins AS (
     INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
@@ -271,7 +274,8 @@ WITH ins AS (
     ON CONFLICT (external_id) DO NOTHING
     RETURNING lead_id, direction, created_at, body
 ), upd AS (
-    UPDATE leads SET write_seq = write_seq WHERE id = (SELECT lead_id FROM ins)
+    UPDATE leads SET last_activity_at = GREATEST(last_activity_at, now())
+    WHERE id = (SELECT lead_id FROM ins)
     RETURNING {LEAD_COLUMNS}
 )
 SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
@@ -314,23 +318,43 @@ _ATTENTION = f"""
               THEN last_out.created_at
     END AS since"""
 
-# One page of the inbox in one round trip. Each lead's newest text, newest outbound text,
-# first unanswered inbound text (only under human control) and newest call come from the
-# history indexes, one short index scan each; its last activity is the newest of those, its
-# last contact and its creation (a note is not activity). Leads needing attention first, then
-# newest activity, then id: the cursor is that key of the page's last row. What the filters
-# leave of the caller's stores is ranked whole, so a page costs in proportion to the leads
-# of those stores (BENCHMARKS.md, "The staff inbox"). Text conversations' reports (channel
-# 'sms') are the texts themselves, not calls.
-LIST_LEADS = f"""
-WITH page AS (
-    SELECT l.id AS page_id, activity.at AS last_activity_at, attention.reason, attention.since
-    FROM leads l
-    LEFT JOIN LATERAL (
-        SELECT m.created_at FROM messages m
-        WHERE m.lead_id = l.id AND m.direction <> 'system'
-        ORDER BY m.created_at DESC, m.id DESC LIMIT 1
-    ) AS last_text ON true
+_TROUBLE = f"m.direction = 'outbound' AND (m.sender_kind = 'fallback' OR m.status IN ({_FAILED}))"
+
+
+def list_leads_sql(scope: str) -> str:
+    """One page of the inbox in one round trip; ``scope`` is the SQL condition on ``l`` of
+    the stores it covers (:func:`Repository.list_leads`).
+
+    Leads needing attention first, then newest activity (``leads.last_activity_at``, kept by
+    the statements that store texts and calls), then id: the cursor is that key of the
+    page's last row. Only the few leads that can need attention are looked at closely: those
+    under human control or asking for a callback, and those with a fallback or a failed
+    delivery among their texts (leads_attention_idx, messages_outbound_trouble_idx); the rest
+    of the page is an index scan in activity order (leads_inbox_idx), so a page costs about
+    the same in a store of a thousand leads as in one of a hundred thousand (BENCHMARKS.md,
+    "The staff inbox").
+    """
+    filters = """
+      AND (CAST(:statuses AS json) IS NULL
+           OR l.status IN (SELECT json_array_elements_text(CAST(:statuses AS json))))
+      AND (CAST(:phone AS text) IS NULL OR l.phone_number_normalized = :phone)
+      AND (CAST(:name_like AS text) IS NULL
+           OR l.customer_name ILIKE :name_like
+           OR (CAST(:digits_like AS text) IS NOT NULL
+               AND l.phone_number_normalized LIKE :digits_like))"""
+    return f"""
+WITH needing AS (
+    SELECT l.id, l.last_activity_at, attention.reason, attention.since
+    FROM (
+        SELECT l.id FROM leads l
+        WHERE {scope} AND (l.human_control OR l.callback_requested_at IS NOT NULL)
+        UNION
+        SELECT m.lead_id FROM messages m
+        WHERE {scope.replace("l.", "m.")} AND {_TROUBLE}
+    ) AS candidate
+    -- One index lookup per candidate: OFFSET 0 keeps the planner from turning the lookups
+    -- into a hash join over every lead of the table.
+    CROSS JOIN LATERAL (SELECT * FROM leads WHERE leads.id = candidate.id OFFSET 0) AS l
     LEFT JOIN LATERAL (
         SELECT m.created_at, m.sender_kind, m.status, m.status_updated_at FROM messages m
         WHERE m.lead_id = l.id AND m.direction = 'outbound'
@@ -342,39 +366,33 @@ WITH page AS (
           AND m.created_at > COALESCE(last_out.created_at, '-infinity')
         ORDER BY m.created_at, m.id LIMIT 1
     ) AS unanswered ON true
-    LEFT JOIN LATERAL (
-        SELECT c.created_at FROM call_summaries c
-        WHERE c.lead_id = l.id AND c.channel <> '{SMS}'
-        ORDER BY c.created_at DESC, c.id DESC LIMIT 1
-    ) AS last_call ON true
-    CROSS JOIN LATERAL (
-        SELECT GREATEST(l.created_at, l.last_contact_at, last_text.created_at,
-                        last_call.created_at) AS at
-    ) AS activity
     CROSS JOIN LATERAL (SELECT {_ATTENTION}) AS attention
-    WHERE (CAST(:all_stores AS boolean)
-           OR l.organization_id IN (
-               SELECT CAST(json_array_elements_text(CAST(:stores AS json)) AS uuid)))
-      AND (CAST(:statuses AS json) IS NULL
-           OR l.status IN (SELECT json_array_elements_text(CAST(:statuses AS json))))
-      AND (CAST(:phone AS text) IS NULL OR l.phone_number_normalized = :phone)
-      AND (CAST(:name_like AS text) IS NULL
-           OR l.customer_name ILIKE :name_like
-           OR (CAST(:digits_like AS text) IS NOT NULL
-               AND l.phone_number_normalized LIKE :digits_like))
-      AND (CAST(:attention AS boolean) IS NULL
-           OR (attention.reason IS NOT NULL) = CAST(:attention AS boolean))
-      AND (CAST(:after_at AS timestamptz) IS NULL
-           OR (CAST(attention.reason IS NOT NULL AS integer), activity.at, l.id)
-              < (CAST(:after_flag AS integer), CAST(:after_at AS timestamptz),
-                 CAST(:after_id AS uuid)))
-    ORDER BY attention.reason IS NOT NULL DESC, activity.at DESC, l.id DESC
-    LIMIT :limit
+    WHERE attention.reason IS NOT NULL {filters}
+), page AS (
+    (SELECT id AS page_id, last_activity_at, reason, since FROM needing
+     WHERE CAST(:attention AS boolean) IS DISTINCT FROM false
+       AND (CAST(:after_flag AS integer) IS NULL
+            OR (CAST(:after_flag AS integer) = 1
+                AND (last_activity_at, id)
+                    < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))))
+     ORDER BY last_activity_at DESC, id DESC LIMIT :limit)
+    UNION ALL
+    (SELECT l.id, l.last_activity_at, NULL, NULL FROM leads l
+     WHERE CAST(:attention AS boolean) IS DISTINCT FROM true AND {scope} {filters}
+       AND l.id NOT IN (SELECT id FROM needing)
+       AND (CAST(:after_flag AS integer) IS DISTINCT FROM 0
+            OR (l.last_activity_at, l.id)
+               < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))
+     ORDER BY l.last_activity_at DESC, l.id DESC LIMIT :limit)
 )
-SELECT {LEAD_ROW}, page.last_activity_at, page.reason AS attention_reason,
+SELECT lead.*, page.last_activity_at, page.reason AS attention_reason,
        page.since AS attention_since
-FROM page JOIN leads ON leads.id = page.page_id
-ORDER BY page.reason IS NOT NULL DESC, page.last_activity_at DESC, leads.id DESC"""
+FROM page CROSS JOIN LATERAL (
+    SELECT {LEAD_ROW} FROM leads WHERE leads.id = page.page_id OFFSET 0
+) AS lead
+ORDER BY page.reason IS NOT NULL DESC, page.last_activity_at DESC, lead.id DESC
+LIMIT :limit"""
+
 
 _BEFORE = """(CAST(:before_at AS timestamptz) IS NULL
            OR ({at}, {id}) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))"""
@@ -748,12 +766,20 @@ class Repository:
     ) -> list[dict[str, Any]]:
         """One page of the inbox of ``stores`` (None: every store): lead rows with
         ``last_activity_at``, ``attention_reason`` and ``attention_since``."""
+        # One store is an equality the index's order serves; several, a list.
+        if stores is None:
+            scope = "true"
+        elif len(stores) == 1:
+            scope = "l.organization_id = CAST(:store AS uuid)"
+        else:
+            scope = "l.organization_id = ANY(CAST(:store_list AS uuid[]))"
         flag, at, row_id = after if after is not None else (None, None, None)
+        ordered = sorted(stores or ())
         return self.db.query(
-            LIST_LEADS,
+            list_leads_sql(scope),
             {
-                "all_stores": stores is None,
-                "stores": sorted(stores or ()),
+                "store": ordered[0] if ordered else None,
+                "store_list": "{" + ",".join(ordered) + "}",
                 "statuses": list(where.statuses) if where.statuses is not None else None,
                 "phone": where.phone,
                 "name_like": where.name_like,
