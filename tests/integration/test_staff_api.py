@@ -721,8 +721,10 @@ def test_every_write_path_of_a_store_bumps_its_counter(
         error_code=None,
     )
     steps.append(("outbound", value()))
+    service.update_delivery_status(sid, "sent", None, STATUS_RANK)
+    assert value() == steps[-1][1]  # a delivery that goes well changes nothing in the inbox
     service.update_delivery_status(sid, "undelivered", 30007, STATUS_RANK)
-    steps.append(("delivery", value()))
+    steps.append(("delivery failed", value()))
     service.record_call_summary(
         PostCall(conversation_id=f"conv_{uuid.uuid4().hex}", payload={}, channel="sms"),
         store.id,

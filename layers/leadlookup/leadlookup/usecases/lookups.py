@@ -18,6 +18,7 @@ from typing import Any
 from leadlookup.adapters.cache import CacheKeys, CacheRegion, ReadThroughCache
 from leadlookup.adapters.repository import Repository
 from leadlookup.config import Settings
+from leadlookup.domain.delivery import FAILED_STATUSES
 from leadlookup.domain.inbox import LeadFilter
 from leadlookup.domain.models import (
     InboundMessage,
@@ -89,6 +90,7 @@ class LookupService:
             stale=(self.keys.stale, settings.lead_stale_ttl_seconds),
         )
         self._org_l1: dict[str, tuple[float, Organization]] = {}
+        self._change_keys: dict[str, tuple[str, str]] = {}
         self._l1_lock = threading.Lock()
 
     # -- organizations ------------------------------------------------------------------
@@ -347,7 +349,10 @@ class LookupService:
         """Bump the change counters of a store and of all stores (after a commit that wrote
         to its leads); False (counted) when Redis could not be told (see CHANGES_TTL_S).
         ``urgent``: a caller waits, so a Redis that just failed is not tried again."""
-        keys = (self.keys.changes(organization_id), self.keys.changes(None))
+        keys = self._change_keys.get(organization_id)
+        if keys is None:  # a few stores per container: their keys are made once
+            keys = (self.keys.changes(organization_id), self.keys.changes(None))
+            self._change_keys[organization_id] = keys
         return self.cache.bump_counters(keys, CHANGES_TTL_S, even_if_open=not urgent)
 
     def change_counters(self, stores: frozenset[str] | None) -> list[str] | None:
@@ -435,13 +440,14 @@ class LookupService:
     def update_delivery_status(
         self, twilio_sid: str, status: str, error_code: int | None, ranks: Mapping[str, int]
     ) -> tuple[bool, str | None] | None:
-        """Raise an outbound text's delivery status (the lead's cached state holds none, but
-        its store's inbox shows a failed delivery); (changed, lead id), None: no such text."""
+        """Raise an outbound text's delivery status (the lead's cached state holds none); the
+        store's inbox changes only when the text failed (its attention reason); (changed,
+        lead id), None when no text has that SID."""
         result = self.repo.update_delivery_status(twilio_sid, status, error_code, ranks)
         if result is None:
             return None
         changed, lead_id, organization_id = result
-        if changed and organization_id is not None:
+        if changed and organization_id is not None and status in FAILED_STATUSES:
             self.store_changed(organization_id)
         return changed, lead_id
 
