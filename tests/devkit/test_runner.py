@@ -488,6 +488,9 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
         out = _stop_run(child, signal.SIGINT, lines)
 
         assert answered == 404
+        # The second sample store and the local sign-in, for the sample staff.
+        assert any("store B: BICI Kitsilano +16045550188" in line for line in lines), out
+        assert any(f"local sign-in: {url}/local-auth" in line for line in lines), out
         assert all(_gone(pid) for pid in started), out
         assert services.embedded_running(data_dir) == frozenset()
 
