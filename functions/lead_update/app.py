@@ -1,4 +1,4 @@
-"""Lead updates: staff read, merge-patch, text and erase leads."""
+"""Lead updates: staff read, merge-patch, text, call and erase leads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from leadlookup.api.claims import staff_member
 from leadlookup.api.http import (
     create_resolver,
     header,
@@ -65,6 +66,14 @@ def send_message(lead_id: str) -> Response[str]:
     body = json_object(event, runtime.settings.max_body_bytes)
     key = runtime.staff.send_staff_text(lead_id, body.get("body"), header(event, "idempotency-key"))
     return json_response(202, {"key": key, "status": "queued"})
+
+
+@app.post("/leads/<lead_id>/calls")
+def place_call(lead_id: str) -> Response[str]:
+    event = app.current_event.raw_event
+    member = staff_member(event)
+    call_id, status = get_runtime().calls.request(member, lead_id, header(event, "idempotency-key"))
+    return json_response(202, {"call_id": call_id, "status": status})
 
 
 @app.delete("/leads/<lead_id>")

@@ -355,6 +355,28 @@ class LookupService:
         """One page of a lead's history, newest first."""
         return self.repo.messages_page(lead_id, limit, before)
 
+    # -- outbound calls -------------------------------------------------------------------
+
+    def request_outbound_call(
+        self, call_id: str, lead_id: str, key: str, **fields: Any
+    ) -> dict[str, Any]:
+        """Ask for a call in one round trip (repository); ``{"outcome", "id", "status"}``.
+
+        A call and its note touch no cached value (the lead's cached history holds texts and
+        call summaries only).
+        """
+        return self.repo.request_outbound_call(call_id, lead_id, key, **fields)
+
+    def cancel_outbound_call(self, call_id: str, note_key: str) -> bool:
+        """Remove a queued call whose job could not be queued, and its note."""
+        return self.repo.cancel_outbound_call(call_id, note_key)
+
+    def update_call_outcome(
+        self, call_id: str, status: str, ranks: Mapping[str, int], **fields: Any
+    ) -> tuple[bool, str | None] | None:
+        """Store what placing a call did (monotonic); None for an unknown call."""
+        return self.repo.update_call_outcome(call_id, status, ranks, **fields)
+
     # -- administration -----------------------------------------------------------------
 
     def flush_lead(self, phone: object, organization_id: object) -> bool:

@@ -1,0 +1,641 @@
+"""Outbound calls: POST /leads/{lead_id}/calls through the real handler, the caller against the
+ElevenLabs stand-in, the outcome stored, the post-call report ending the call.
+
+PostgreSQL and Redis are real; the agent is the loopback stand-in. Without queue URLs the job
+goes to the caller in-process and its outcome straight to storage, as under ``make run``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pg8000.native
+import pytest
+
+from devkit.standins import STANDIN_PHONE_NUMBER_ID, AgentStandIn
+from leadlookup import container
+from leadlookup.container import get_runtime
+from leadlookup.domain import calls
+from leadlookup.domain.access import StaffMember
+from leadlookup.domain.calls import CallOutcome
+from leadlookup.domain.models import PHONE, PostCall
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.errors import Conflict
+from leadlookup.usecases import postcall
+from tests.support.faults import new_phone
+from tests.support.redis_servers import free_port
+from tests.support.staff import staff_event, store_group
+
+Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
+FUNCTION = "lead_update"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Two stores (A and B), each with one lead; A's lead has a name and a call behind it."""
+
+    a: str
+    b: str
+    a_lead: str
+    a_phone: str
+    b_lead: str
+
+
+@pytest.fixture
+def call_env(
+    app_env: dict[str, str], agent: AgentStandIn, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    env = {
+        "ELEVENLABS_AGENT_ID": agent.agent_id,
+        "ELEVENLABS_API_URL": agent.api_url,
+        "ELEVENLABS_API_KEY": agent.api_key or "",
+        "OUTBOUND_CALL_TIMEOUT_MS": "2000",
+    }
+    for name in (
+        "OUTBOUND_CALL_QUEUE_URL",
+        "REPLY_QUEUE_URL",
+        "REPLY_OUTCOME_QUEUE_URL",
+        "IDEMPOTENCY_TABLE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    container.set_runtime(None)
+    yield {**app_env, **env}
+    container.set_runtime(None)
+
+
+def _store(db: pg8000.native.Connection, **settings: Any) -> str:
+    org = str(uuid.uuid4())
+    phone = new_phone()
+    db.run(
+        "INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings) "
+        "VALUES (:id, :name, :phone, :digits, CAST(:settings AS jsonb))",
+        id=org,
+        name=f"Store {org[:4]}",
+        phone=phone,
+        digits=phone[1:],
+        settings=json.dumps({"timezone": "America/Vancouver", **settings}),
+    )
+    return org
+
+
+def _lead(db: pg8000.native.Connection, org: str, phone: str | None = None, **fields: Any) -> str:
+    phone = phone or new_phone()
+    lead = str(uuid.uuid4())
+    db.run(
+        "INSERT INTO leads (id, organization_id, phone_number, phone_number_normalized, "
+        "customer_name, last_summary, interaction_count) "
+        "VALUES (:id, :org, :phone, :digits, :name, :summary, :count)",
+        id=lead,
+        org=org,
+        phone=phone,
+        digits=phone.lstrip("+"),
+        name=fields.get("customer_name"),
+        summary=fields.get("last_summary"),
+        count=fields.get("interaction_count", 0),
+    )
+    return lead
+
+
+@pytest.fixture
+def stores(db: pg8000.native.Connection, call_env: dict[str, str]) -> Stores:
+    a = _store(db, agent_phone_number_id=STANDIN_PHONE_NUMBER_ID)
+    b = _store(db, agent_phone_number_id=STANDIN_PHONE_NUMBER_ID)
+    a_phone = new_phone()
+    a_lead = _lead(
+        db,
+        a,
+        a_phone,
+        customer_name="Ada",
+        last_summary="Asked about gravel bikes under $2,000.",
+        interaction_count=1,
+    )
+    return Stores(a, b, a_lead, a_phone, _lead(db, b))
+
+
+def _call(
+    invoke: Invoke,
+    lead_id: str,
+    groups: list[str],
+    key: str | None = None,
+    **who: Any,
+) -> dict[str, Any]:
+    path = f"/leads/{lead_id}/calls"
+    event = staff_event(
+        "POST",
+        path,
+        groups=groups,
+        headers={"idempotency-key": key} if key is not None else None,
+        path_parameters={"lead_id": lead_id},
+        route="POST /leads/{lead_id}/calls",
+        **who,
+    )
+    return invoke(FUNCTION, event)
+
+
+def _body(response: dict[str, Any]) -> Any:
+    return json.loads(response["body"])
+
+
+def _calls(db: pg8000.native.Connection, lead_id: str) -> list[dict[str, Any]]:
+    rows = db.run(
+        "SELECT id::text, status, idempotency_key, staff_sub, staff_email, conversation_id, "
+        "call_sid, error FROM outbound_calls WHERE lead_id = :lead ORDER BY created_at",
+        lead=lead_id,
+    )
+    names = [c["name"] for c in db.columns]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _notes(db: pg8000.native.Connection, lead_id: str) -> list[tuple[str, str, Any]]:
+    return [
+        (row[0], row[1], row[2])
+        for row in db.run(
+            "SELECT body, sender_kind, params FROM messages WHERE lead_id = :lead "
+            "AND direction = 'system' ORDER BY created_at, external_id",
+            lead=lead_id,
+        )
+    ]
+
+
+def _member(org: str, sub: str = "staff-ana-0001") -> StaffMember:
+    return StaffMember.from_groups(sub, [store_group(org)], email="ana@example.com")
+
+
+# -- the call -------------------------------------------------------------------------------
+
+
+def test_call_is_queued_then_placed_with_every_dynamic_variable(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    response = _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1")
+
+    assert response["statusCode"] == 202, response
+    body = _body(response)
+    assert body == {"call_id": body["call_id"], "status": "queued"}
+    (request,) = agent.outbound_calls
+    assert request["status"] == 200
+    assert request["api_key"] == agent.api_key
+    sent = request["body"]
+    assert (sent["agent_id"], sent["agent_phone_number_id"], sent["to_number"]) == (
+        agent.agent_id,
+        STANDIN_PHONE_NUMBER_ID,
+        stores.a_phone,
+    )
+    variables = sent["conversation_initiation_client_data"]["dynamic_variables"]
+    assert tuple(variables) == DYNAMIC_VARIABLE_KEYS
+    assert all(isinstance(value, str) for value in variables.values())
+    assert variables["is_outbound"] == "true"
+    assert variables["call_type"] == "outbound_followup"
+    assert variables["channel"] == "voice"
+    assert (variables["lead_id"], variables["organization_id"]) == (stores.a_lead, stores.a)
+    assert (variables["customer_name"], variables["customer_phone"]) == ("Ada", stores.a_phone)
+    assert "gravel bikes" in variables["previous_summary"]
+    (call,) = _calls(db, stores.a_lead)
+    assert call["id"] == body["call_id"]
+    # The outcome came back in-process: dialing, with ElevenLabs' and Twilio's ids.
+    assert call["status"] == "dialing"
+    assert call["conversation_id"] == request["answer"]["conversation_id"]
+    assert call["call_sid"] == request["answer"]["callSid"]
+    assert (call["idempotency_key"], call["staff_sub"], call["staff_email"]) == (
+        "press-1",
+        "staff-ana-0001",
+        "ana@example.com",
+    )
+    (note,) = _notes(db, stores.a_lead)
+    assert note[:2] == ("Call requested by ana@example.com", "system")
+    assert note[2]["call_id"] == call["id"]
+    assert note[2]["staff"] == {"sub": "staff-ana-0001", "email": "ana@example.com"}
+
+
+def test_call_to_another_stores_lead_is_404_and_writes_and_sends_nothing(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    response = _call(invoke, stores.a_lead, [store_group(stores.b)], key="press-1")
+
+    assert (response["statusCode"], _body(response)) == (404, {"message": "lead not found"})
+    assert _calls(db, stores.a_lead) == []
+    assert _notes(db, stores.a_lead) == []
+    assert agent.outbound_calls == []
+
+
+def test_owner_may_call_any_stores_lead(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    for lead in (stores.a_lead, stores.b_lead):
+        response = _call(invoke, lead, ["owners"], sub="owner-olga", email="olga@example.com")
+
+        assert response["statusCode"] == 202, response
+        assert [c["staff_email"] for c in _calls(db, lead)] == ["olga@example.com"]
+    assert len(agent.outbound_calls) == 2
+
+
+def test_call_without_claims_is_401_and_without_a_store_403(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    anonymous = staff_event(
+        "POST",
+        f"/leads/{stores.a_lead}/calls",
+        groups=[],
+        path_parameters={"lead_id": stores.a_lead},
+        route="POST /leads/{lead_id}/calls",
+    )
+    anonymous["requestContext"].pop("authorizer")
+
+    assert invoke(FUNCTION, anonymous)["statusCode"] == 401
+    storeless = _call(invoke, stores.a_lead, ["some-other-group"])
+    assert storeless["statusCode"] == 403
+    assert "message" in _body(storeless)
+    assert _calls(db, stores.a_lead) == []
+    assert agent.outbound_calls == []
+
+
+@pytest.mark.parametrize(
+    ("lead_id", "key", "status", "message"),
+    [
+        ("not-a-uuid", None, 400, "lead id must be a UUID"),
+        (str(uuid.uuid4()), None, 404, "lead not found"),
+        (None, "", 400, "header 'Idempotency-Key' must be 1 to 100 characters"),
+        (None, "k" * 101, 400, "header 'Idempotency-Key' must be 1 to 100 characters"),
+    ],
+)
+def test_call_bad_inputs_name_the_problem(
+    lead_id: str | None,
+    key: str | None,
+    status: int,
+    message: str,
+    stores: Stores,
+    invoke: Invoke,
+    agent: AgentStandIn,
+) -> None:
+    response = _call(invoke, lead_id or stores.a_lead, [store_group(stores.a)], key=key)
+
+    assert (response["statusCode"], _body(response)) == (status, {"message": message})
+    assert agent.outbound_calls == []
+
+
+def test_call_to_an_opted_out_lead_is_409(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    db.run("UPDATE leads SET opted_out_at = now() WHERE id = :id", id=stores.a_lead)
+
+    response = _call(invoke, stores.a_lead, [store_group(stores.a)])
+
+    assert response["statusCode"] == 409
+    assert _body(response) == {"message": "lead opted out: no calls or texts are sent to it"}
+    assert _calls(db, stores.a_lead) == [] and _notes(db, stores.a_lead) == []
+    assert agent.outbound_calls == []
+
+
+def test_call_to_a_number_that_is_no_mobile_or_landline_is_409(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    # A toll-free number: valid, but no customer's phone.
+    lead = _lead(db, stores.a, f"+1800555{uuid.uuid4().int % 10_000:04d}")
+
+    response = _call(invoke, lead, [store_group(stores.a)])
+
+    assert response["statusCode"] == 409
+    assert "no callable phone number" in _body(response)["message"]
+    assert _calls(db, lead) == []
+    assert agent.outbound_calls == []
+
+
+def test_call_for_a_store_without_an_agent_number_is_409(
+    invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection, call_env: dict[str, str]
+) -> None:
+    org = _store(db)
+    lead = _lead(db, org)
+
+    response = _call(invoke, lead, [store_group(org)])
+
+    assert response["statusCode"] == 409
+    assert "'agent_phone_number_id'" in _body(response)["message"]
+    assert _calls(db, lead) == []
+    assert agent.outbound_calls == []
+
+
+def test_a_second_call_while_one_is_in_progress_is_409(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    first = _body(_call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1"))
+
+    second = _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-2")
+
+    assert second["statusCode"] == 409
+    assert _body(second) == {
+        "message": f"a call to this lead is already in progress (call {first['call_id']})"
+    }
+    assert [c["id"] for c in _calls(db, stores.a_lead)] == [first["call_id"]]
+    assert len(agent.outbound_calls) == 1
+
+
+def test_the_same_idempotency_key_answers_the_same_call_and_calls_once(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    first = _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1")
+    again = _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1")
+
+    assert (first["statusCode"], again["statusCode"]) == (202, 202)
+    assert _body(again)["call_id"] == _body(first)["call_id"]
+    # The repeat tells where the call is now.
+    assert _body(again)["status"] == "dialing"
+    assert len(_calls(db, stores.a_lead)) == 1
+    assert len(_notes(db, stores.a_lead)) == 1
+    assert len(agent.outbound_calls) == 1
+
+
+def test_two_requests_at_once_place_one_call(
+    stores: Stores,
+    settings: Any,
+    make_runtime: Callable[..., Any],
+    agent: AgentStandIn,
+    db: pg8000.native.Connection,
+) -> None:
+    # Two containers (two connections), racing: the unique index lets one insert.
+    runtimes = [make_runtime(get_runtime().settings) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    results: list[Any] = []
+
+    def press(runtime: Any, key: str) -> None:
+        barrier.wait()
+        try:
+            results.append(runtime.calls.request(_member(stores.a), stores.a_lead, key))
+        except Conflict as exc:
+            results.append(exc)
+
+    threads = [
+        threading.Thread(target=press, args=(runtime, f"press-{n}"))
+        for n, runtime in enumerate(runtimes)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    placed = [r for r in results if isinstance(r, tuple)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert (len(placed), len(refused)) == (1, 1)
+    assert "already in progress" in str(refused[0])
+    assert len(_calls(db, stores.a_lead)) == 1
+    assert len(agent.outbound_calls) == 1
+
+
+def test_a_stale_call_no_longer_blocks_the_next(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    old = _body(_call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1"))
+    db.run(
+        "UPDATE outbound_calls SET created_at = now() - make_interval(secs => :age) WHERE id = :id",
+        id=old["call_id"],
+        age=calls.STALE_AFTER_SECONDS + 60,
+    )
+
+    new = _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-2")
+
+    assert new["statusCode"] == 202, new
+    assert [(c["id"], c["status"]) for c in _calls(db, stores.a_lead)] == [
+        (old["call_id"], "expired"),
+        (_body(new)["call_id"], "dialing"),
+    ]
+
+
+def test_a_call_younger_than_the_stale_age_still_blocks(
+    stores: Stores, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    old = _body(_call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1"))
+    db.run(
+        "UPDATE outbound_calls SET created_at = now() - make_interval(secs => :age) WHERE id = :id",
+        id=old["call_id"],
+        age=calls.STALE_AFTER_SECONDS - 60,
+    )
+
+    assert _call(invoke, stores.a_lead, [store_group(stores.a)])["statusCode"] == 409
+
+
+# -- what ElevenLabs answered ---------------------------------------------------------------
+
+
+def test_elevenlabs_not_answering_in_time_is_a_failed_call_with_its_note(
+    stores: Stores,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    db: pg8000.native.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OUTBOUND_CALL_TIMEOUT_MS", "200")
+    container.set_runtime(None)
+    agent.call_delay_s = 1.0
+
+    response = _call(invoke, stores.a_lead, [store_group(stores.a)])
+
+    assert response["statusCode"] == 202
+    (call,) = _calls(db, stores.a_lead)
+    assert call["status"] == "failed"
+    assert call["error"] == "ElevenLabs did not answer in time; the call may have been placed"
+    assert [note[0] for note in _notes(db, stores.a_lead)] == [
+        "Call requested by ana@example.com",
+        f"Call could not be placed: {call['error']}",
+    ]
+    # A failed call is over: staff may call again.
+    agent.call_delay_s = 0.0
+    assert _call(invoke, stores.a_lead, [store_group(stores.a)])["statusCode"] == 202
+
+
+@pytest.mark.parametrize(
+    ("arrange", "error"),
+    [
+        (
+            lambda agent: agent.phone_numbers.clear(),
+            "ElevenLabs answered HTTP 404: phone number not found",
+        ),
+        (
+            lambda agent: setattr(agent, "call_mode", "unplaced"),
+            "ElevenLabs could not place the call: Failed to initiate call: "
+            "Twilio could not reach the number",
+        ),
+        (
+            lambda agent: setattr(agent, "api_key", "another-key"),
+            "ElevenLabs refused the API key (HTTP 401)",
+        ),
+        (
+            lambda agent: setattr(agent, "required_variables", ("loyalty_tier",)),
+            "ElevenLabs refused the call: body.conversation_initiation_client_data."
+            "dynamic_variables: Missing required dynamic variables: loyalty_tier",
+        ),
+    ],
+)
+def test_elevenlabs_refusals_are_failed_calls_naming_why(
+    arrange: Callable[[AgentStandIn], None],
+    error: str,
+    stores: Stores,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    db: pg8000.native.Connection,
+) -> None:
+    arrange(agent)
+
+    assert _call(invoke, stores.a_lead, [store_group(stores.a)])["statusCode"] == 202
+
+    (call,) = _calls(db, stores.a_lead)
+    assert (call["status"], call["error"]) == ("failed", error)
+
+
+def test_a_call_that_cannot_be_queued_is_503_and_leaves_nothing(
+    stores: Stores,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    db: pg8000.native.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env: None,
+) -> None:
+    monkeypatch.setenv(
+        "OUTBOUND_CALL_QUEUE_URL", f"http://127.0.0.1:{free_port()}/123456789012/calls"
+    )
+    container.set_runtime(None)
+
+    response = _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1")
+
+    assert (response["statusCode"], _body(response)) == (503, {"message": "queue is unreachable"})
+    assert _calls(db, stores.a_lead) == [] and _notes(db, stores.a_lead) == []
+    # The retry, with the same key, starts afresh.
+    monkeypatch.delenv("OUTBOUND_CALL_QUEUE_URL")
+    container.set_runtime(None)
+    assert _call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1")["statusCode"] == 202
+    assert len(agent.outbound_calls) == 1
+
+
+# -- outcomes and reports -------------------------------------------------------------------
+
+
+def _requested(stores: Stores, db: pg8000.native.Connection) -> str:
+    """A call stored as queued (its job not run), the way the route stores it."""
+    runtime = get_runtime()
+    result = runtime.service.request_outbound_call(
+        str(uuid.uuid4()),
+        stores.a_lead,
+        f"key-{uuid.uuid4()}",
+        actor={"sub": "staff-ana-0001", "email": "ana@example.com"},
+        refusal=None,
+        stale_seconds=calls.STALE_AFTER_SECONDS,
+        note_key=f"note-{uuid.uuid4()}",
+        note="Call requested by ana@example.com",
+        note_params={},
+    )
+    assert result["outcome"] == "created"
+    return str(result["id"])
+
+
+def _status(db: pg8000.native.Connection, call_id: str) -> tuple[str, str | None]:
+    row = db.run("SELECT status, conversation_id FROM outbound_calls WHERE id = :id", id=call_id)[0]
+    return row[0], row[1]
+
+
+def _report(conversation_id: str, lead_id: str) -> None:
+    runtime = get_runtime()
+    call = PostCall(
+        conversation_id=conversation_id,
+        payload={},
+        lead_id=lead_id,
+        summary="Talked about the gravel bike.",
+        channel=PHONE,
+        reached=True,
+    )
+    postcall.store_post_call(call, runtime.service, runtime.replies)
+
+
+def test_an_outcome_delivered_twice_is_stored_once(
+    stores: Stores, db: pg8000.native.Connection
+) -> None:
+    call_id = _requested(stores, db)
+    outcomes = get_runtime().outcomes
+    failed = CallOutcome(call_id, calls.FAILED, error="ElevenLabs answered HTTP 500").to_json()
+
+    assert outcomes.store_queued(failed) is True
+    assert outcomes.store_queued(failed) is False
+
+    assert _status(db, call_id) == ("failed", None)
+    assert [n[0] for n in _notes(db, stores.a_lead)].count(
+        "Call could not be placed: ElevenLabs answered HTTP 500"
+    ) == 1
+
+
+def test_outcomes_only_move_a_call_forward(stores: Stores, db: pg8000.native.Connection) -> None:
+    call_id = _requested(stores, db)
+    outcomes = get_runtime().outcomes
+    dialing = CallOutcome(call_id, calls.DIALING, "conv_forward", "CA1").to_json()
+
+    assert outcomes.store_queued(dialing) is True
+    _report("conv_forward", stores.a_lead)
+    assert _status(db, call_id) == ("completed", "conv_forward")
+    # A late failure or a repeated dialing changes nothing.
+    assert outcomes.store_queued(CallOutcome(call_id, calls.FAILED, error="x").to_json()) is False
+    assert outcomes.store_queued(dialing) is False
+    assert _status(db, call_id) == ("completed", "conv_forward")
+
+
+def test_the_post_call_report_completes_the_call_and_frees_the_lead(
+    stores: Stores, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    first = _body(_call(invoke, stores.a_lead, [store_group(stores.a)], key="press-1"))
+    (call,) = _calls(db, stores.a_lead)
+    assert _call(invoke, stores.a_lead, [store_group(stores.a)])["statusCode"] == 409
+
+    _report(call["conversation_id"], stores.a_lead)
+
+    assert _status(db, first["call_id"]) == ("completed", call["conversation_id"])
+    assert _call(invoke, stores.a_lead, [store_group(stores.a)])["statusCode"] == 202
+
+
+def test_a_report_that_overtook_the_outcome_completes_the_call(
+    stores: Stores, db: pg8000.native.Connection
+) -> None:
+    call_id = _requested(stores, db)
+    _report("conv_overtaken", stores.a_lead)
+
+    dialing = CallOutcome(call_id, calls.DIALING, "conv_overtaken", "CA2").to_json()
+    assert get_runtime().outcomes.store_queued(dialing) is True
+
+    assert _status(db, call_id) == ("completed", "conv_overtaken")
+
+
+def test_a_late_outcome_of_an_expired_call_lets_its_report_complete_it(
+    stores: Stores, db: pg8000.native.Connection
+) -> None:
+    call_id = _requested(stores, db)
+    db.run("UPDATE outbound_calls SET status = 'expired' WHERE id = :id", id=call_id)
+    outcomes = get_runtime().outcomes
+
+    outcomes.store_queued(CallOutcome(call_id, calls.DIALING, "conv_late", "CA3").to_json())
+    assert _status(db, call_id) == ("expired", "conv_late")
+    _report("conv_late", stores.a_lead)
+
+    assert _status(db, call_id) == ("completed", "conv_late")
+
+
+def test_the_outcome_of_an_unknown_call_is_dropped(call_env: dict[str, str]) -> None:
+    outcome = CallOutcome(str(uuid.uuid4()), calls.DIALING, "conv_nobody", "CA4").to_json()
+
+    assert get_runtime().outcomes.store_queued(outcome) is False
+
+
+def test_erasing_a_lead_erases_its_calls(
+    stores: Stores, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    _call(invoke, stores.a_lead, [store_group(stores.a)])
+    erase = staff_event(
+        "DELETE",
+        f"/leads/{stores.a_lead}",
+        groups=[store_group(stores.a)],
+        path_parameters={"lead_id": stores.a_lead},
+        route="DELETE /leads/{lead_id}",
+    )
+
+    assert invoke(FUNCTION, erase)["statusCode"] == 204
+    assert _calls(db, stores.a_lead) == []
