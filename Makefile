@@ -8,6 +8,7 @@ FN ?=
 EVENT ?=
 AGENT ?=
 AGENT_ID ?=
+PORT ?=
 UPGRADE ?=
 # Python 3.13, as on Lambda: the suite, the tools and `sam build` run on it. A pyenv shim of
 # that name may refuse to run, so ask pyenv too.
@@ -32,7 +33,7 @@ venv: ## the development virtualenv (.venv, Python 3.13) from requirements/dev.t
 sam-cli: ## the SAM CLI and its cfn-lint (.venv-sam) from requirements/sam.txt
 	$(call toolchain,venv sam)
 
-checkov: venv ## checkov on template.yaml (.venv-checkov, requirements/checkov.txt: its pins clash)
+checkov: venv ## checkov on the templates with .checkov.yaml (.venv-checkov, requirements/checkov.txt: its pins clash)
 	$(call toolchain,venv checkov)
 	$(PY) -m devkit.check --checkov-only
 
@@ -43,8 +44,8 @@ test: ## what CI runs: services, ruff, mypy, checkov, the whole pytest suite (Py
 	$(call toolchain,venv bench sam checkov)
 	$(PY) -m devkit.check
 
-run: venv ## serve every route of template.yaml on http://127.0.0.1:3000
-	$(PY) -m devkit.cli run
+run: venv ## serve every route of template.yaml on http://127.0.0.1:3000 (PORT=3001 for another)
+	$(PY) -m devkit.cli run $(if $(PORT),--port $(PORT))
 
 invoke: venv ## a cold start of the sam build output under awslambdaric: make invoke FN=<Function> EVENT=events/<file>.json
 	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }
@@ -79,9 +80,9 @@ fmt: venv ## format and autofix
 build: sam-cli ## sam build (arm64, python3.13, no container)
 	PATH="$(PY313_DIR):$$PATH" $(SAM) build
 
-validate: sam-cli ## sam validate --lint and cfn-lint (the SAM CLI's)
+validate: sam-cli ## sam validate --lint and cfn-lint (the SAM CLI's) on every template
 	$(SAM) validate --lint
-	.venv-sam/bin/cfn-lint template.yaml
+	.venv-sam/bin/cfn-lint template.yaml templates/*.yaml
 
 clean: ## stop the embedded servers; remove build output, local data and caches
 	if [ -x $(PY) ]; then $(PY) -m devkit.services --stop; fi

@@ -1,6 +1,7 @@
-"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache, agent-check.
+"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache, agent-check, token.
 
     python -m devkit.cli run [--host 127.0.0.1] [--port 3000]
+    python -m devkit.cli token ana            # a sign-in token of a sample user of `make run`
     python -m devkit.cli invoke ConversationInitiationFunction events/.../known_caller.json
     python -m devkit.cli migrate
     python -m devkit.cli events
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +116,27 @@ def apply_migrations(err: IO[str]) -> list[str]:
     return applied
 
 
+# Store B of the local sign-in's sample staff (store A is the seeded default organization).
+SEED_STORE = """
+INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings)
+VALUES (:id, :name, :phone_number, :phone_number_normalized, :settings::jsonb)
+ON CONFLICT DO NOTHING"""
+
+
+def seed_local_stores(err: IO[str]) -> None:
+    """Add store B (devkit.local_auth.STORE_B) to ``DATABASE_URL`` if it is not there."""
+    from devkit.local_auth import STORE_B
+    from leadlookup.adapters.db import Database
+    from leadlookup.config import Settings
+
+    db = Database(Settings.from_env())
+    try:
+        db.query(SEED_STORE, STORE_B)
+    finally:
+        db.close()
+    print(f"store B: {STORE_B['name']} {STORE_B['phone_number']} ({STORE_B['id']})", file=err)
+
+
 @contextlib.contextmanager
 def stdout_for_result() -> Iterator[IO[str]]:
     """Send everything written to stdout (logs, EMF) to stderr; yield the real stdout.
@@ -140,6 +164,10 @@ def stdout_for_result() -> Iterator[IO[str]]:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve every HttpApi route of template.yaml, like `sam local start-api`."""
     err = sys.stderr
+    # Before anything starts: a second `make run` ends in one line, not a traceback after
+    # the migrations.
+    for port, what, how in run_ports(args.host, args.port, os.environ):
+        require_free_port(args.host if what == API_PORT_NAME else "127.0.0.1", port, what, how)
     signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C too, set here: a process started with SIGINT ignored (a background job of a
     # non-interactive shell, as CI may start it) keeps it ignored, and would never stop.
@@ -163,32 +191,124 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
     # The line per request carries the cache counts; EMF blobs would double every request.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     apply_migrations(err)
+    seed_local_stores(err)
+    banner = unsigned_banner(os.environ)
+    if banner:
+        print(banner, file=err, flush=True)
     from devkit.standins import start_for_local_run
 
     # The stand-in Twilio posts delivery updates back to this runner's status route.
     host = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
     api_url = f"http://{host}:{args.port}" if args.port else None
-    stand_ins = start_for_local_run(os.environ, err, api_url)
+    try:
+        stand_ins = start_for_local_run(os.environ, err, api_url)
+    except OSError as exc:
+        raise _bind_failed(exc, args.host, args.port) from None
 
+    from devkit.local_auth import SAMPLE_STAFF
     from devkit.runner import serve
 
     specs = lambda_env.functions()
 
     def ready(api: Any) -> None:
         for route in api.router.routes:
-            auth = " (AWS_IAM: local developer identity)" if route.iam else ""
+            auth = ""
+            if route.iam:
+                auth = " (AWS_IAM: local developer identity)"
+            elif route.jwt:
+                auth = " (JWT: local sign-in)"
             print(f"  {route.route_key:55} -> {route.function}{auth}", file=err)
         for route in api.skipped:
             print(f"  skipped {route.route_key}: payload format {route.payload_format}", file=err)
+        print(
+            f"local sign-in: {api.auth.issuer} (users: {', '.join(SAMPLE_STAFF)}; a token: "
+            "python -m devkit.cli token ana)",
+            file=err,
+        )
         print(f"serving on {api.url} (Ctrl-C stops)", file=err, flush=True)
 
     try:
         serve(specs, args.host, args.port, on_ready=ready)
+    except OSError as exc:
+        raise _bind_failed(exc, args.host, args.port) from None
     finally:
         for stand_in in stand_ins:
             stand_in.stop()
     print("stopped", file=err)
     return 0
+
+
+# -- ports and the unsigned-mode banner ----------------------------------------------------
+
+API_PORT_NAME = "the local API"
+# Unused ports are free to pick; the README's curl lines name the defaults.
+_ANOTHER_API_PORT = "make run PORT=3001"
+
+
+def run_ports(host: str, port: int, env: Any) -> list[tuple[int, str, str]]:
+    """(port, what listens there, how to choose another) for each fixed port of `make run`.
+
+    Port 0 means "any free port" and needs no check; the stand-ins are not started when
+    ``ELEVENLABS_AGENT_ID`` names a real agent (devkit.standins.start_for_local_run).
+    """
+    from devkit.standins import LOCAL_AGENT_PORT, LOCAL_TWILIO_PORT
+
+    ports = [(port, API_PORT_NAME, _ANOTHER_API_PORT)]
+    if not env.get("ELEVENLABS_AGENT_ID"):
+        for variable, default, what in (
+            ("STANDIN_AGENT_PORT", LOCAL_AGENT_PORT, "the ElevenLabs agent stand-in"),
+            ("STANDIN_TWILIO_PORT", LOCAL_TWILIO_PORT, "the Twilio stand-in"),
+        ):
+            chosen = int(env.get(variable) or default)
+            ports.append((chosen, what, f"{variable}={chosen + 10} make run"))
+    return [entry for entry in ports if entry[0]]
+
+
+def require_free_port(host: str, port: int, what: str, how: str) -> None:
+    """Raise a one-line :class:`CliError` when ``host:port`` cannot be listened on now.
+
+    The probe listens as the servers do (SO_REUSEADDR, so a port in TIME_WAIT after the last
+    run counts as free) and closes at once.
+    """
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {port} ({what}) is already in use: another `make run` is probably "
+                f"running (stop it with Ctrl-C), or choose another port: {how}"
+            ) from None
+        raise CliError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+
+
+def _bind_failed(exc: OSError, host: str, port: int) -> CliError:
+    # A port taken between the check and the server's own bind: the same one line.
+    for number, what, how in run_ports(host, port, os.environ):
+        try:
+            require_free_port(host if what == API_PORT_NAME else "127.0.0.1", number, what, how)
+        except CliError as taken:
+            return taken
+    return CliError(f"cannot start the local API: {exc.strerror or exc}")
+
+
+def unsigned_banner(env: Any) -> str | None:
+    """The warning `make run` prints when ``ALLOW_UNSIGNED_WEBHOOKS`` is on, else None."""
+    from leadlookup.config import Settings
+
+    if not Settings.from_env(dict(env)).allow_unsigned_webhooks:
+        return None
+    rule = "!" * 78
+    return "\n".join(
+        [
+            rule,
+            "!! ALLOW_UNSIGNED_WEBHOOKS is on: webhook secrets and signatures are NOT checked.",
+            "!! Anyone who reaches this server can post as Twilio or ElevenLabs. Local demos",
+            "!! only: never set it on a deployed stack.",
+            rule,
+        ]
+    )
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -271,6 +391,20 @@ def cmd_agent_check(args: argparse.Namespace) -> int:
         )
     except agent_check.ConfigError as exc:
         raise CliError(str(exc)) from None
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a sign-in token of a sample user (or the machine client) for `make run`."""
+    from devkit.local_auth import SAMPLE_STAFF, LocalAuth
+
+    auth = LocalAuth(args.base_url)
+    if args.user == "machine":
+        print(auth.mint_machine())
+    elif args.user in SAMPLE_STAFF:
+        print(auth.mint(args.user, kind="access" if args.access else "id"))
+    else:
+        raise CliError(f"no sample user {args.user!r}: {', '.join(SAMPLE_STAFF)} or machine")
+    return 0
 
 
 def _invoke_and_print(spec: lambda_env.FunctionSpec, event: Any, out: IO[str]) -> int:
@@ -365,6 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON object: the organization for upsert_org, else extra event fields",
     )
     cache.set_defaults(func=cmd_cache)
+
+    token = commands.add_parser("token", help=cmd_token.__doc__)
+    token.add_argument("user", help="ana (store A), ben (store B), olga (owner) or machine")
+    token.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:3000",
+        help="the runner the token is for (its issuer; default http://127.0.0.1:3000)",
+    )
+    token.add_argument(
+        "--access", action="store_true", help="the access token instead of the ID token"
+    )
+    token.set_defaults(func=cmd_token)
 
     check = commands.add_parser("agent-check", help=cmd_agent_check.__doc__)
     source = check.add_mutually_exclusive_group(required=True)

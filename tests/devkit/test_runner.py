@@ -28,11 +28,14 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from devkit import lambda_env, services
+from devkit.cli import unsigned_banner
 from devkit.lambda_env import HttpRoute, RouteMatch, Router
+from devkit.local_auth import LocalAuth
 from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
 from devkit.sms_events import sign_twilio
 from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from tests.support.db import scalar
+from tests.support.redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -217,7 +220,10 @@ def test_local_api_rejects_forged_twilio_form_and_stores_nothing(
 
 
 def test_local_api_unknown_lead_is_404_json(local_api: LocalApi) -> None:
-    reply = send(local_api, "GET", f"/leads/{uuid.uuid4()}")
+    token = local_api.auth.mint("olga")
+    reply = send(
+        local_api, "GET", f"/leads/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}
+    )
 
     assert reply.status == 404
     assert reply.headers["Content-Type"] == "application/json"
@@ -316,6 +322,7 @@ def test_local_api_takes_a_burst_of_concurrent_clients(local_api: LocalApi) -> N
 
 def test_local_api_serves_every_http_route_of_the_template() -> None:
     routes = {r.route_key: r.function for r in lambda_env.http_routes()}
+    checked = {r.route_key for r in lambda_env.http_routes() if r.jwt}
 
     assert routes == {
         f"POST {INITIATION_PATH}": "ConversationInitiationFunction",
@@ -326,9 +333,12 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "PATCH /leads/{lead_id}": "LeadUpdateFunction",
         "DELETE /leads/{lead_id}": "LeadUpdateFunction",
         "GET /leads/{lead_id}/messages": "LeadUpdateFunction",
+        "GET /leads/{lead_id}/timeline": "LeadUpdateFunction",
         "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /webhooks/elevenlabs/post-call": "PostCallWebhookFunction",
     }
+    # The staff routes are the JWT authorizer's, and only they.
+    assert checked == {key for key in routes if " /leads" in key}
 
 
 # -- the CLI as a subprocess ---------------------------------------------------------------
@@ -470,12 +480,19 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
         child, url, lines = _start_run(data_dir)
         started = _pids(data_dir)
         try:
-            urllib.request.urlopen(f"{url}/leads/{uuid.uuid4()}", timeout=10)  # noqa: S310
+            token = LocalAuth(url).mint("olga")  # the run's own issuer: its URL
+            request = urllib.request.Request(  # noqa: S310 - loopback
+                f"{url}/leads/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}
+            )
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310
         except urllib.error.HTTPError as error:  # the handler looked in PostgreSQL
             answered = error.code
         out = _stop_run(child, signal.SIGINT, lines)
 
         assert answered == 404
+        # The second sample store and the local sign-in, for the sample staff.
+        assert any("store B: BICI Kitsilano +16045550188" in line for line in lines), out
+        assert any(f"local sign-in: {url}/local-auth" in line for line in lines), out
         assert all(_gone(pid) for pid in started), out
         assert services.embedded_running(data_dir) == frozenset()
 
@@ -495,6 +512,89 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
     finally:
         services.stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _second_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devkit.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_run_a_second_run_on_the_same_ports_ends_in_one_line(
+    app_env: dict[str, str],
+) -> None:
+    api, agent, twilio = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "STANDIN_AGENT_PORT": str(agent),
+        "STANDIN_TWILIO_PORT": str(twilio),
+        "ALLOW_UNSIGNED_WEBHOOKS": "true",
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-m", "devkit.cli", "run", "--port", str(api)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stderr is not None
+    lines: list[str] = []
+    for line in first.stderr:
+        lines.append(line)
+        if line.startswith("serving on"):
+            break
+    try:
+        second = _second_run(env, "--port", str(api))
+        # The stand-ins' ports alone (the API on any free port) are refused the same way.
+        stand_in = _second_run(env, "--port", "0")
+    finally:
+        out = _stop_run(first, signal.SIGTERM, lines)
+
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.splitlines() == [
+        f"error: port {api} (the local API) is already in use: another `make run` is probably"
+        " running (stop it with Ctrl-C), or choose another port: make run PORT=3001"
+    ]
+    assert stand_in.returncode == 2, stand_in.stderr
+    assert stand_in.stderr.splitlines() == [
+        f"error: port {agent} (the ElevenLabs agent stand-in) is already in use: another"
+        " `make run` is probably running (stop it with Ctrl-C), or choose another port:"
+        f" STANDIN_AGENT_PORT={agent + 10} make run"
+    ]
+    # Unsigned mode was announced before serving, in a banner that cannot be missed.
+    banner = [line for line in out.splitlines() if line.startswith("!!")]
+    assert any("ALLOW_UNSIGNED_WEBHOOKS is on" in line for line in banner), out
+    assert out.index("ALLOW_UNSIGNED_WEBHOOKS is on") < out.index("serving on")
+
+
+def test_cli_run_banner_is_printed_in_unsigned_mode_only() -> None:
+    assert unsigned_banner({}) is None
+    assert unsigned_banner({"ALLOW_UNSIGNED_WEBHOOKS": "false"}) is None
+    assert "NOT checked" in (unsigned_banner({"ALLOW_UNSIGNED_WEBHOOKS": "true"}) or "")
+
+
+def test_cli_run_a_port_taken_by_anything_is_one_line_before_any_service_starts() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(STANDIN_AGENT_PORT="0", STANDIN_TWILIO_PORT=str(port))
+
+        result = _second_run(env, "--port", "0", "--data-dir", "/nonexistent/devkit-run")
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: port {port} (the Twilio stand-in) is already in use"), line
+    assert line.endswith(f"STANDIN_TWILIO_PORT={port + 10} make run"), line
 
 
 # -- HTTP <-> payload 2.0 translation (no network) ------------------------------------------

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
 
 from leadlookup import metrics, observability
 from leadlookup.adapters.queue import MAX_MESSAGE_BYTES
@@ -25,6 +27,8 @@ pytestmark = pytest.mark.infra
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
+# The nested stacks' templates (the Monitoring application's among them).
+TEMPLATES = [TEMPLATE, *sorted((REPO / "templates").glob("*.yaml"))]
 FUNCTION_TYPE = "AWS::Serverless::Function"
 INITIATION_EVENT = REPO / "events/conversation_initiation/known_caller.json"
 SERVICE_DIMENSIONS = ("service", metrics.SERVICE_NAME)
@@ -180,7 +184,7 @@ def _alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_cfn_lint_passes(cfn_lint: Path) -> None:
     result = subprocess.run(
-        [str(cfn_lint), str(TEMPLATE)], cwd=REPO, capture_output=True, text=True, check=False
+        [str(cfn_lint), *map(str, TEMPLATES)], cwd=REPO, capture_output=True, text=True, check=False
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -200,8 +204,9 @@ def test_sam_validate_lint_passes(sam_cli: str, sam_env: dict[str, str]) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_template_suppressions_are_explained() -> None:
-    lines = TEMPLATE.read_text(encoding="utf-8").splitlines()
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_template_suppressions_are_explained(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
 
     unexplained = [
         number
@@ -321,17 +326,35 @@ def test_built_initiation_handler_answers_degraded_without_database_or_redis(
 # ------------------------------------------------------------------------- dashboard drift
 
 
-def test_dashboard_graphs_exactly_the_metrics_the_layer_defines(template: dict[str, Any]) -> None:
-    graphed = _custom_metrics_graphed(_dashboard(template))
+def test_monitoring_gets_each_name_from_the_parent_resource_it_is_named_after(
+    template: dict[str, Any], monitoring: dict[str, Any]
+) -> None:
+    resources = template["Resources"]
+    app = resources["Monitoring"]["Properties"]
+    passed = app["Parameters"]
+
+    assert app["Location"] == "templates/monitoring.yaml"
+    assert set(passed) == set(monitoring["Parameters"])
+    assert passed.pop("StackName") == {"Ref": "AWS::StackName"}
+    assert passed.pop("AlarmTopicArn") == {"Ref": "AlarmTopicArn"}
+    for name, value in passed.items():
+        queue = resources[name]["Type"] == "AWS::SQS::Queue"
+        assert value == ({"Fn::GetAtt": [name, "QueueName"]} if queue else {"Ref": name}), name
+
+
+def test_dashboard_graphs_exactly_the_metrics_the_layer_defines(
+    monitoring: dict[str, Any],
+) -> None:
+    graphed = _custom_metrics_graphed(_dashboard(monitoring))
 
     assert {name for name, _ in graphed} == set(metrics.ALL_METRICS)
     assert {dims for _, dims in graphed} == {SERVICE_DIMENSIONS}
 
 
-def test_dashboard_has_a_hit_rate_expression_per_cache(template: dict[str, Any]) -> None:
+def test_dashboard_has_a_hit_rate_expression_per_cache(monitoring: dict[str, Any]) -> None:
     rate_inputs: set[str] = set()
 
-    for widget in _dashboard(template)["widgets"]:
+    for widget in _dashboard(monitoring)["widgets"]:
         ids = {}
         expressions = []
         for row in _metric_rows(widget):
@@ -348,10 +371,10 @@ def test_dashboard_has_a_hit_rate_expression_per_cache(template: dict[str, Any])
     assert hit_metrics <= rate_inputs
 
 
-def test_alarms_on_custom_metrics_use_layer_metric_names(template: dict[str, Any]) -> None:
+def test_alarms_on_custom_metrics_use_layer_metric_names(monitoring: dict[str, Any]) -> None:
     alarmed = [
         metric
-        for resource in template["Resources"].values()
+        for resource in monitoring["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
         for metric in _alarm_metrics(resource)
         if metric.get("Namespace") == metrics.NAMESPACE
@@ -370,25 +393,69 @@ def test_alarms_on_custom_metrics_use_layer_metric_names(template: dict[str, Any
         assert dims == SERVICE_DIMENSIONS, metric
 
 
-def test_functions_share_the_service_name_and_namespace_from_the_layer_only(
-    template: dict[str, Any],
+def test_functions_share_one_service_name_and_namespace_set_in_globals(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The layer passes both names to Powertools explicitly, which overrides the environment:
-    # a template value would be a second source that does nothing.
+    # Powertools' variables, set once for every function; the layer's defaults (local runs)
+    # and the dashboard's namespace and dimension are the same names.
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    environments = [variables] + [
-        function["Properties"].get("Environment", {}).get("Variables", {})
-        for function in _functions(template).values()
+    overrides = [
+        name
+        for name, function in _functions(template).items()
+        if {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+        & set(function["Properties"].get("Environment", {}).get("Variables", {}))
     ]
 
-    for env in environments:
-        assert "POWERTOOLS_SERVICE_NAME" not in env
-        assert "POWERTOOLS_METRICS_NAMESPACE" not in env
-    assert (observability.logger.service, observability.emf.namespace) == (
-        metrics.SERVICE_NAME,
-        metrics.NAMESPACE,
-    )
-    assert observability.emf.service == observability.tracer.service == metrics.SERVICE_NAME
+    assert variables["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE_NAME
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
+    assert overrides == []
+    # And the layer obeys them: Logger, Tracer and the EMF writer alike.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "from-the-template")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "FromTheTemplate")
+    assert observability.service_name() == "from-the-template"
+    config = observability.EmbeddedMetrics().config
+    assert (config.namespace, config.service) == ("FromTheTemplate", "from-the-template")
+    # The Logger was built at import, before these changed, from the same variable.
+    assert observability.logger.service == metrics.SERVICE_NAME
+
+
+def test_globals_set_json_logs_and_their_levels_for_every_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What deploys: the SAM transform merges Globals' LoggingConfig with each function's own
+    # log group, and its variables with each function's.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    source = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    for resource in source["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = "s3://bucket/key"  # what `sam validate` substitutes too
+    deployed = transform(source, {}, _NoManagedPolicies())
+    functions = {
+        name: resource["Properties"]
+        for name, resource in deployed["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+
+    assert len(functions) >= 9
+    for name, properties in functions.items():
+        logging_config = properties["LoggingConfig"]
+        assert {k: v for k, v in logging_config.items() if k != "LogGroup"} == {
+            "LogFormat": "JSON",
+            "ApplicationLogLevel": "INFO",
+            "SystemLogLevel": "INFO",
+        }, name
+        assert "LogGroup" in logging_config, name
+        variables = properties["Environment"]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE_NAME, name
+        # One log level: ApplicationLogLevel (AWS_LAMBDA_LOG_LEVEL), which Powertools obeys first.
+        assert "POWERTOOLS_LOG_LEVEL" not in variables, name
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
 
 
 # ------------------------------------------------------------------------- routes and triggers
@@ -465,7 +532,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
     assert globals_["Tracing"] == "Active"
 
 
-def test_leads_routes_need_iam_and_webhooks_do_not(template: dict[str, Any]) -> None:
+def test_leads_routes_need_a_staff_token_and_webhooks_do_not(template: dict[str, Any]) -> None:
     api = template["Resources"]["HttpApi"]["Properties"]
     routes = [
         event
@@ -473,17 +540,52 @@ def test_leads_routes_need_iam_and_webhooks_do_not(template: dict[str, Any]) -> 
         for event in _events(function, "HttpApi")
     ]
 
-    assert api["Auth"]["EnableIamAuthorizer"] is True
-    assert {r["Path"] for r in routes if r["Path"].startswith("/leads")} == {
+    assert "EnableIamAuthorizer" not in api["Auth"]
+    jwt = api["Auth"]["Authorizers"]["StaffAuthorizer"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    assert jwt["JwtConfiguration"]["issuer"] == {
+        "Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${StaffUserPool}"
+    }
+    assert jwt["JwtConfiguration"]["audience"] == [
+        {"Ref": "StaffConsoleClient"},
+        {"Ref": "StaffMachineClient"},
+    ]
+    assert {r["Path"] for r in routes if r["Path"].startswith("/leads")} >= {
         "/leads",
         "/leads/{lead_id}",
         "/leads/{lead_id}/messages",
+        "/leads/{lead_id}/timeline",
     }
     for route in routes:
         authorizer = route.get("Auth", {}).get("Authorizer", "NONE")
-        expected = "AWS_IAM" if route["Path"].startswith("/leads") else "NONE"
+        expected = "StaffAuthorizer" if route["Path"].startswith("/leads") else "NONE"
         assert authorizer == expected, route
         assert route["ApiId"] == {"Ref": "HttpApi"}, route
+
+
+def test_staff_sign_in_is_admin_created_strong_mfa_capable_and_pkce_for_the_console(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    pool = resources["StaffUserPool"]
+    console = resources["StaffConsoleClient"]["Properties"]
+    machine = resources["StaffMachineClient"]["Properties"]
+    password = pool["Properties"]["Policies"]["PasswordPolicy"]
+
+    assert pool["DeletionPolicy"] == pool["UpdateReplacePolicy"] == "Retain"
+    assert pool["Properties"]["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    assert password["MinimumLength"] >= 12
+    assert all(password[k] for k in ("RequireLowercase", "RequireUppercase", "RequireNumbers"))
+    assert pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
+    assert pool["Properties"]["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    # The console is a public client: authorization code (with PKCE), no secret.
+    assert (console["GenerateSecret"], console["AllowedOAuthFlows"]) == (False, ["code"])
+    assert console["CallbackURLs"] == console["LogoutURLs"]
+    assert machine["AllowedOAuthFlows"] == ["client_credentials"]
+    assert machine["AllowedOAuthScopes"] == [{"Fn::Sub": "${StaffApiScopes}/all-stores"}]
+    assert resources["StaffApiScopes"]["Properties"]["Identifier"] == "leadlookup"
+    assert resources["StaffOwnersGroup"]["Properties"]["GroupName"] == "owners"
+    assert {"SignInUrl", "StaffUserPoolId", "StaffConsoleClientId"} <= set(template["Outputs"])
 
 
 def test_sms_processor_consumes_the_fifo_queue_with_partial_batch_failures(
@@ -566,16 +668,16 @@ def test_only_the_post_call_webhook_may_send_to_the_post_call_queue(
     [("PostCallAgeAlarm", "PostCallQueue"), ("PostCallDeadLetterAlarm", "PostCallDeadLetterQueue")],
 )
 def test_post_call_queues_are_alarmed_and_graphed(
-    template: dict[str, Any], alarm: str, queue: str
+    template: dict[str, Any], monitoring: dict[str, Any], alarm: str, queue: str
 ) -> None:
-    props = template["Resources"][alarm]["Properties"]
-    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    props = monitoring["Resources"][alarm]["Properties"]
+    body = monitoring["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    passed = template["Resources"]["Monitoring"]["Properties"]["Parameters"]
 
     assert props["Namespace"] == "AWS/SQS"
-    assert props["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
-    ]
-    assert f'"QueueName", "${{{queue}.QueueName}}"' in body
+    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Ref": queue}}]
+    assert passed[queue] == {"Fn::GetAtt": [queue, "QueueName"]}
+    assert f'"QueueName", "${{{queue}}}"' in body
     assert '"${PostCallProcessorFunction}"' in body
 
 
@@ -619,16 +721,19 @@ def test_migrations_rerun_when_the_layer_changes(template: dict[str, Any]) -> No
     assert 0 < props["ServiceTimeout"] <= 3600
 
 
-def test_template_failed_scheduled_purge_raises_an_alarm(template: dict[str, Any]) -> None:
+def test_template_failed_scheduled_purge_raises_an_alarm(
+    template: dict[str, Any], monitoring: dict[str, Any]
+) -> None:
     resources = template["Resources"]
     schedules = [
         event["Properties"]
         for event in resources["CacheAdminFunction"]["Properties"]["Events"].values()
         if event["Type"] == "Schedule"
     ]
+    passed = resources["Monitoring"]["Properties"]["Parameters"]
     alarms = [
         r["Properties"]
-        for r in resources.values()
+        for r in monitoring["Resources"].values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
         and r["Properties"].get("Namespace") == "AWS/Lambda"
         and r["Properties"].get("MetricName") == "Errors"
@@ -637,6 +742,7 @@ def test_template_failed_scheduled_purge_raises_an_alarm(template: dict[str, Any
     ]
 
     assert [json.loads(s["Input"]) for s in schedules] == [{"action": "purge"}]
+    assert passed["CacheAdminFunction"] == {"Ref": "CacheAdminFunction"}
     assert len(alarms) == 1
     assert (alarms[0]["Threshold"], alarms[0]["ComparisonOperator"]) == (
         1,

@@ -7,6 +7,7 @@ stand-in accepted, i.e. of SMS a customer would have received.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import http.client
 import io
@@ -14,6 +15,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -33,14 +35,17 @@ from leadlookup.adapters.elevenlabs import AgentError, ElevenLabsAgent
 from leadlookup.adapters.queue import InProcessQueue
 from leadlookup.config import Settings
 from leadlookup.domain import call_report
+from leadlookup.domain.hours import is_open, store_status, week_hours
 from leadlookup.domain.jobs import ReplyJob, ReplyOutcome
-from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.domain.models import Organization, default_organization_snapshot
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS, build_variables, store_zone
 from leadlookup.errors import Conflict, InvalidInput, Unavailable
 from leadlookup.usecases import inbound_sms as sms
 from leadlookup.usecases import postcall
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
+from tests.support.staff import OWNER
 
 STORE = "+17786528784"
 HOLDING = "One moment, let me check that for you."
@@ -239,7 +244,7 @@ def test_reply_opted_out_sender_and_keywords_get_no_reply(
     assert sent_to(twilio, phone) == []
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
     with pytest.raises(Conflict):
-        runtime.staff.send_staff_text(lead.id, "we miss you")
+        runtime.staff.send_staff_text(OWNER, lead.id, "we miss you")
     text(runtime, phone, "START")
     assert sent_to(twilio, phone) == []
 
@@ -278,10 +283,12 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
     text(runtime, phone, "first")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
-    taken = runtime.staff.patch_lead(lead.id, {"human_control": True}, None)
+    taken = runtime.staff.patch_lead(OWNER, lead.id, {"human_control": True}, None)
     text(runtime, phone, "can a person help me?")
-    key = runtime.staff.send_staff_text(lead.id, "Hi, this is Sam from the store.")
-    runtime.staff.patch_lead(lead.id, {"human_control": False, "notes": "handled by Sam"}, None)
+    key = runtime.staff.send_staff_text(OWNER, lead.id, "Hi, this is Sam from the store.")
+    runtime.staff.patch_lead(
+        OWNER, lead.id, {"human_control": False, "notes": "handled by Sam"}, None
+    )
     text(runtime, phone, "thanks")
 
     assert taken.human_control is True and taken.version == lead.version + 1
@@ -297,14 +304,16 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
         ("inbound", "customer"),
         ("outbound", "staff"),
         ("system", "system"),
+        ("system", "system"),
         ("inbound", "customer"),
         ("outbound", "agent"),
     ]
     assert rows(db, phone)[4]["external_id"] == key
-    page = runtime.staff.messages(lead.id, limit=3)
+    page = runtime.staff.messages(OWNER, lead.id, limit="3")
     assert [m["sender_kind"] for m in page["messages"]] == ["agent", "customer", "system"]
-    second = runtime.staff.messages(lead.id, limit=10, before=page["next"])
+    second = runtime.staff.messages(OWNER, lead.id, limit="10", after=page["next"])
     assert [m["sender_kind"] for m in second["messages"]] == [
+        "system",
         "staff",
         "customer",
         "system",
@@ -312,6 +321,10 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
         "customer",
     ]
     assert second["next"] is None
+    # Who did it: the staff text and every note carry the member.
+    signed = [m for m in page["messages"] + second["messages"] if m["staff"] is not None]
+    assert [m["sender_kind"] for m in signed] == ["system", "system", "staff", "system"]
+    assert {m["staff"]["sub"] for m in signed} == {OWNER.sub}
     assert runtime.service.get_lead(lead.id).notes == "handled by Sam"
 
 
@@ -322,8 +335,8 @@ def test_reply_staff_text_with_the_same_idempotency_key_is_sent_once(
     phone = new_phone()
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
-    first = runtime.staff.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
-    again = runtime.staff.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
+    first = runtime.staff.send_staff_text(OWNER, lead.id, "Your bike is ready.", key="ticket-1")
+    again = runtime.staff.send_staff_text(OWNER, lead.id, "Your bike is ready.", key="ticket-1")
 
     assert first == again
     assert len(sent_to(twilio, phone)) == 1
@@ -337,7 +350,7 @@ def test_reply_staff_text_refuses_empty_or_long_bodies(wired: Any, body: Any) ->
     )
 
     with pytest.raises(InvalidInput, match="field 'body'"):
-        runtime.staff.send_staff_text(lead.id, body)
+        runtime.staff.send_staff_text(OWNER, lead.id, body)
 
 
 def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any) -> None:
@@ -345,7 +358,7 @@ def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any)
     phone = new_phone()
     text(runtime, phone, "hi")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
-    runtime.staff.patch_lead(lead.id, {"human_control": True}, None)
+    runtime.staff.patch_lead(OWNER, lead.id, {"human_control": True}, None)
 
     runtime.service.delete_lead(lead.id)
 
@@ -895,6 +908,46 @@ def test_standin_answer_agrees_with_a_closed_store(agent: AgentStandIn) -> None:
     assert "We're open" not in answer
 
 
+_VANCOUVER_WEDNESDAY = "2026-01-14T{}:00+00:00"  # Vancouver is UTC-8 in January
+
+
+@pytest.mark.parametrize(
+    ("moment", "hours", "expect_open"),
+    [
+        (_VANCOUVER_WEDNESDAY.format("20:00"), "seeded", True),  # noon
+        (_VANCOUVER_WEDNESDAY.format("15:00"), "seeded", False),  # 7 AM: opens at 8
+        ("2026-01-15T03:00:00+00:00", "seeded", False),  # 7 PM: closed for the day
+        ("2026-01-18T20:00:00+00:00", "no sundays", False),  # Sunday noon: closed today
+        (_VANCOUVER_WEDNESDAY.format("20:00"), "none", False),  # no hours at all: never open
+    ],
+    ids=["open", "before opening", "after closing", "closed day", "no hours"],
+)
+def test_standin_states_the_store_status_the_hours_rule_gives(
+    agent: AgentStandIn, moment: str, hours: str, expect_open: bool
+) -> None:
+    # The variables as the pipeline builds them (domain.variables over domain.hours), not
+    # written by hand: whatever the stand-in says about the store comes from the same rule.
+    snapshot = copy.deepcopy(default_organization_snapshot())
+    table = snapshot["settings"]["business_hours"]
+    if hours == "no sundays":
+        del table["sunday"]
+    elif hours == "none":
+        table.clear()
+    org = Organization.from_json(snapshot)
+    now = datetime.fromisoformat(moment)
+    local = now.astimezone(store_zone(org))
+    week = week_hours(org.settings)
+    variables = build_variables(org, None, now, channel="sms")
+
+    answer = _client(agent, agent.api_key).reply(_job(**variables), time.monotonic() + 3)
+
+    open_now = is_open(week, local)
+    said = store_status(week, local) or ("We're open today." if open_now else "We're closed now.")
+    assert open_now is expect_open
+    assert answer == f"Hi there! You said: are you open?. {said}"
+    assert ("We're open" in answer) is expect_open
+
+
 @pytest.mark.parametrize(
     ("key", "agent_id", "url", "reason"),
     [
@@ -995,4 +1048,4 @@ def test_reply_patch_with_human_control_and_fields_commits_once(
         "taking this one",
         lead.version + 1,
     )
-    assert notes == [["Staff took over the conversation"]]
+    assert sorted(notes) == [["Edited notes"], ["Staff took over the conversation"]]

@@ -1,50 +1,63 @@
-"""Staff requests as API Gateway passes them once its JWT authorizer accepted the token."""
+"""Signed-in staff for the staff API's tests: members, and events carrying their claims."""
 
 from __future__ import annotations
 
-import json
+import copy
+import uuid
 from typing import Any
 
-TEST_STORE_SUB = "staff-ana-0001"
+from devkit.local_auth import SAMPLE_STAFF, gateway_claims
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from leadlookup.domain.access import StaffMember
+
+# Every store (the owners' group), and the staff of the default store (store A).
+OWNER = StaffMember.from_groups("owner-sub", ["owners"], email="olga@example.com")
+STORE_A_STAFF = StaffMember.from_groups(
+    "ana-sub", [f"org-{DEFAULT_ORGANIZATION_ID}"], email="ana@example.com"
+)
 
 
-def staff_event(
-    method: str,
-    path: str,
-    *,
-    groups: list[str],
-    sub: str = TEST_STORE_SUB,
-    email: str | None = "ana@example.com",
-    headers: dict[str, str] | None = None,
-    body: Any = None,
-    path_parameters: dict[str, str] | None = None,
-    route: str | None = None,
-) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event whose verified claims name ``groups``, flattened as API
-    Gateway flattens a list claim (``[org-a org-b]``)."""
-    claims: dict[str, Any] = {"sub": sub, "cognito:groups": f"[{' '.join(groups)}]"}
-    if email is not None:
-        claims["email"] = email
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route or f"{method} {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "requestContext": {
-            "http": {"method": method, "path": path, "sourceIp": "203.0.113.24"},
-            "stage": "$default",
-            "requestId": "staff-test",
-            "authorizer": {"jwt": {"claims": claims, "scopes": None}},
-        },
-        "pathParameters": path_parameters or {},
-        "isBase64Encoded": False,
-    }
-    if body is not None:
-        event["body"] = body if isinstance(body, str) else json.dumps(body)
+def staff_of(*organization_ids: str, sub: str = "staff-sub") -> StaffMember:
+    """A member of these stores' groups."""
+    return StaffMember.from_groups(
+        sub, [f"org-{org}" for org in organization_ids], email=f"{sub}@example.com"
+    )
+
+
+def claims_of(username: str | None = None, **overrides: Any) -> dict[str, str]:
+    """ID-token claims as API Gateway passes them: a sample user's (devkit.local_auth), or
+    ``overrides`` alone (``groups``: a list, flattened as API Gateway does)."""
+    claims: dict[str, Any] = {"token_use": "id", "aud": "local-console"}
+    if username is not None:
+        staff = SAMPLE_STAFF[username]
+        claims.update(
+            {
+                "sub": staff.sub,
+                "email": staff.email,
+                "name": staff.name,
+                "cognito:username": staff.username,
+                "cognito:groups": list(staff.groups),
+            }
+        )
+    groups = overrides.pop("groups", None)
+    if groups is not None:
+        claims["cognito:groups"] = list(groups)
+    claims.update(overrides)
+    return gateway_claims({k: v for k, v in claims.items() if v is not None})
+
+
+def as_member(event: dict[str, Any], claims: dict[str, str] | None) -> dict[str, Any]:
+    """``event`` signed in with ``claims`` (None: no authorizer block at all)."""
+    event = copy.deepcopy(event)
+    context = event.setdefault("requestContext", {})
+    if claims is None:
+        context.pop("authorizer", None)
+    else:
+        context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
     return event
 
 
-def store_group(organization_id: str) -> str:
-    """The sign-in group of a store's staff."""
-    return f"org-{organization_id}"
+def store_claims(organization_id: str, sub: str | None = None) -> dict[str, str]:
+    """Claims of a staff member of one store."""
+    who = sub or f"staff-{uuid.uuid4().hex[:8]}"
+    return claims_of(sub=who, email=f"{who}@example.com", groups=[f"org-{organization_id}"])

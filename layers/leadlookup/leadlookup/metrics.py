@@ -32,7 +32,11 @@ def cache_metric(cache: Cache, outcome: Outcome) -> str:
     return f"{cache.value}Cache{outcome.value}"
 
 
-CACHE_METRICS: tuple[str, ...] = tuple(cache_metric(c, o) for c in Cache for o in Outcome)
+# Every (cache, outcome) name by table: counting one is a dict lookup, not a call.
+CACHE_METRIC_NAMES: dict[tuple[Cache, Outcome], str] = {
+    (c, o): cache_metric(c, o) for c in Cache for o in Outcome
+}
+CACHE_METRICS: tuple[str, ...] = tuple(CACHE_METRIC_NAMES.values())
 CACHE_INVALIDATION_FAILED = "CacheInvalidationFailed"
 INITIATION_DEGRADED = "InitiationDegraded"
 # SMS replies: texts Twilio accepted, agent failures answered with the
@@ -77,5 +81,11 @@ ALL_METRICS: tuple[str, ...] = (
     *CALL_METRICS,
 )
 
+# Powertools' cold-start metric (dimensions function_name and service): one per container,
+# written by observability.emf; not on the dashboard.
+COLD_START = "ColdStart"
+
+# The defaults of POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE, which the
+# template sets to these same values (tests/infra/test_template.py keeps them equal).
 SERVICE_NAME = "bici-lookups"
 NAMESPACE = "BiciLookups"

@@ -102,12 +102,9 @@ def note_key(call_id: str, event: str) -> str:
     return f"call:{call_id}:{event}"
 
 
-def note_params(call_id: str, actor: dict[str, str | None] | None = None) -> dict[str, Any]:
-    """What a call's note keeps beside its text: the call and who asked for it."""
-    params: dict[str, Any] = {"call_id": call_id}
-    if actor is not None:
-        params["staff"] = {"sub": actor.get("sub"), "email": actor.get("email")}
-    return params
+def note_params(call_id: str) -> dict[str, Any]:
+    """What a call's note keeps beside its text (who asked is in its staff columns)."""
+    return {"call_id": call_id}
 
 
 def rank(status: str | None) -> int:

@@ -98,6 +98,8 @@ class ReplyJob:
     # The store's Twilio Messaging Service (settings ``messaging_service_sid``): sent as
     # MessagingServiceSid instead of From, which then only records the store's number.
     messaging_service_sid: str | None = None
+    # Who wrote a staff text ({"sub", "email"}), carried to its outcome and stored with it.
+    staff: dict[str, str | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (the queue message body)."""
@@ -119,6 +121,7 @@ class ReplyJob:
             optional = name == "body" and job.kind == JobKind.AGENT
             if not isinstance(getattr(job, name), str) or not (getattr(job, name) or optional):
                 raise InvalidInput(f"reply job field {name!r} is required")
+        _check_staff(job.staff, "reply job")
         return job
 
 
@@ -141,6 +144,8 @@ class ReplyOutcome:
     error_message: str | None = None
     fallback_reason: str | None = None
     in_reply_to: str | None = None
+    # The staff member who wrote the text ({"sub", "email"}), from its job.
+    staff: dict[str, str | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (the outcome queue's message body)."""
@@ -159,6 +164,7 @@ class ReplyOutcome:
             raise InvalidInput(f"reply outcome sender kind {outcome.sender_kind!r} is unknown")
         if not isinstance(outcome.key, str) or not outcome.key:
             raise InvalidInput("reply outcome field 'key' is required")
+        _check_staff(outcome.staff, "reply outcome")
         return outcome
 
     def params(self) -> dict[str, Any]:
@@ -175,6 +181,15 @@ class ReplyOutcome:
         }
 
 
+def _check_staff(staff: object, what: str) -> None:
+    if staff is None:
+        return
+    if not isinstance(staff, dict) or not isinstance(staff.get("sub"), str):
+        raise InvalidInput(f"{what} field 'staff' must be an object with a 'sub'")
+    if not isinstance(staff.get("email"), str | None):
+        raise InvalidInput(f"{what} field 'staff.email' must be a string or null")
+
+
 def compact_history(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The last texts (oldest first) as ``{"role", "text"}`` for the agent's context."""
     history = []
@@ -184,6 +199,12 @@ def compact_history(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
         role = "customer" if row.get("direction") == "inbound" else "store"
         history.append({"role": role, "text": str(row.get("body") or "")[:HISTORY_CHARS]})
     return history
+
+
+def agent_history(rows: list[dict[str, Any]]) -> tuple[list[dict[str, str]], str]:
+    """(:func:`compact_history`, its :func:`history_text`) of the texts before a reply."""
+    history = compact_history(rows)
+    return history, history_text(history)
 
 
 def history_text(history: list[dict[str, str]]) -> str:

@@ -54,7 +54,7 @@ class Calls:
         """
         key = calls.call_key(key)
         lead = self.service.get_lead(lead_id)
-        member.require(uuid.UUID(lead.organization_id))
+        member.require(lead.organization_id)
         org = self.service.organization(lead.organization_id)
         if org is None:
             raise NotFound("lead not found")
@@ -65,13 +65,14 @@ class Calls:
         result = self.service.request_outbound_call(
             call_id,
             lead.id,
+            lead.organization_id,
             key,
             actor=actor,
             refusal=refusal,
             stale_seconds=self.stale_after_s,
             note_key=requested_key,
             note=calls.requested_note(actor),
-            note_params=calls.note_params(call_id, actor),
+            note_params=calls.note_params(call_id),
         )
         outcome = result["outcome"]
         if outcome == "existing":
@@ -102,15 +103,15 @@ class Calls:
         try:
             self.jobs.send(job.to_json())
         except LookupServiceError:
-            self._cancel(call_id, requested_key)
+            self._cancel(call_id, lead.organization_id, requested_key)
             raise
         logger.info("call queued", call_id=call_id, to=mask_phone(to_number))
         return call_id, calls.QUEUED
 
-    def _cancel(self, call_id: str, requested_key: str) -> None:
+    def _cancel(self, call_id: str, organization_id: str, requested_key: str) -> None:
         # The request failed: keeping the call would block the lead's calls until it expires.
         try:
-            self.service.cancel_outbound_call(call_id, requested_key)
+            self.service.cancel_outbound_call(call_id, organization_id, requested_key)
         except LookupServiceError as exc:
             logger.warning(
                 "call not queued and not cancelled; it expires", call_id=call_id, error=str(exc)

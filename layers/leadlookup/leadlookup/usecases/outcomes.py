@@ -23,7 +23,7 @@ from leadlookup.domain.delivery import (
     rank,
 )
 from leadlookup.domain.jobs import ReplyOutcome, decode
-from leadlookup.domain.optout import TWILIO_UNSUBSCRIBED
+from leadlookup.domain.sms import TWILIO_UNSUBSCRIBED
 from leadlookup.metrics import SMS_DELIVERY_FAILED
 from leadlookup.observability import emf, logger
 from leadlookup.usecases.lookups import LookupService
@@ -103,6 +103,8 @@ class Outcomes:
             twilio_sid=outcome.twilio_sid,
             status=outcome.status,
             error_code=outcome.error_code,
+            staff_sub=(outcome.staff or {}).get("sub"),
+            staff_email=(outcome.staff or {}).get("email"),
         )
         if outcome.error_code == TWILIO_UNSUBSCRIBED and outcome.lead_id:
             # Twilio blocks texts to a number that sent STOP; a STOP we never saw (another

@@ -9,14 +9,15 @@ breaker and drops the client.
 from __future__ import annotations
 
 import json
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from leadlookup.adapters.cache.base import CacheBackend
 from leadlookup.adapters.cache.breaker import CircuitBreaker
 from leadlookup.errors import Unavailable
-from leadlookup.metrics import CACHE_INVALIDATION_FAILED, Cache, Outcome, cache_metric
+from leadlookup.metrics import CACHE_INVALIDATION_FAILED, CACHE_METRIC_NAMES, Cache, Outcome
 from leadlookup.observability import logger
 
 if TYPE_CHECKING:
@@ -29,8 +30,15 @@ T = TypeVar("T")
 FORMAT_VERSION = 3
 
 
+def _starts(count: int) -> list[int]:
+    # A counter created anew (first use, expiry, a Redis restart) starts at a random value
+    # below 2**52 (exact in Lua's doubles), so it does not take up a value it had before.
+    return [secrets.randbelow(1 << 52) for _ in range(count)]
+
+
 class MetricSink(Protocol):
-    """Where counts go (Powertools Metrics in Lambda, a recorder in tests)."""
+    """Where counts go (the layer's EMF writer, ``observability.emf``, in Lambda; a recorder
+    in tests)."""
 
     def count(self, name: str) -> None:
         """Add 1 to the metric ``name``."""
@@ -118,7 +126,7 @@ class ReadThroughCache:
 
     def record(self, cache: Cache, outcome: Outcome) -> None:
         """Count one lookup outcome."""
-        self.metrics.count(cache_metric(cache, outcome))
+        self.metrics.count(CACHE_METRIC_NAMES[cache, outcome])
 
     def delete(self, *keys: str) -> bool:
         """Delete values and leases after a committed write; False (and counted) on failure.
@@ -152,6 +160,39 @@ class ReadThroughCache:
             self.failed(exc)
             self.metrics.count(CACHE_INVALIDATION_FAILED)
             logger.warning("cache write-through failed", error_type=type(exc).__name__)
+            return False
+        self.breaker.success()
+        return True
+
+    def read_counters(self, keys: Sequence[str], ttl_s: int) -> list[str] | None:
+        """Change counters (one round trip), a missing one created at a random start; None
+        when caching is off, the breaker is open or Redis fails (the caller does without)."""
+        if self.backend is None or not self.breaker.allow():
+            return None
+        try:
+            values = self.backend.read_counters(keys, _starts(len(keys)), ttl_s)
+        except Exception as exc:
+            self.failed(exc)
+            logger.warning("change counters unavailable", error_type=type(exc).__name__)
+            return None
+        self.breaker.success()
+        return values
+
+    def bump_counters(self, keys: Sequence[str], ttl_s: int, even_if_open: bool = True) -> bool:
+        """Add 1 to change counters after a committed write; False (counted as a failed
+        invalidation) when Redis could not be told. Runs while the breaker is open, like an
+        invalidation (a skipped bump is an unchanged ETag of changed data), unless the caller
+        has no time for a Redis that just failed (``even_if_open`` False: skipped, False)."""
+        if self.backend is None:
+            return True
+        if not even_if_open and self.breaker.state != "closed":
+            return False
+        try:
+            self.backend.bump_counters(keys, _starts(len(keys)), ttl_s)
+        except Exception as exc:
+            self.failed(exc)
+            self.metrics.count(CACHE_INVALIDATION_FAILED)
+            logger.warning("change counter bump failed", error_type=type(exc).__name__)
             return False
         self.breaker.success()
         return True

@@ -34,7 +34,7 @@ CREATE INDEX outbound_calls_conversation_idx ON outbound_calls (conversation_id)
 -- a refusal (p_refusal: opted out, no callable number, no agent number) inserts nothing; calls
 -- of this lead still active after p_stale_seconds expire; then the call is inserted unless the
 -- lead opted out meanwhile or another call is in progress, with its 'system' note in the
--- lead's history. outcome: created, existing, refused, in_progress, opted_out or gone; id and
+-- lead's history, signed by the staff member (migration 0009). outcome: created, existing, refused, in_progress, opted_out or gone; id and
 -- status are the call's (the one in progress for in_progress).
 CREATE FUNCTION request_outbound_call(
     p_id uuid,
@@ -77,8 +77,9 @@ BEGIN
     RETURNING c.id, c.status, c.organization_id INTO v_id, v_status, v_org;
     IF FOUND THEN
         INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
-                              body, params)
-        VALUES (v_org, p_lead_id, p_note_key, 'system', 'system', p_note, p_note_params);
+                              body, params, staff_sub, staff_email)
+        VALUES (v_org, p_lead_id, p_note_key, 'system', 'system', p_note, p_note_params,
+                p_staff_sub, p_staff_email);
         RETURN QUERY SELECT 'created'::text, v_id, v_status;
         RETURN;
     END IF;

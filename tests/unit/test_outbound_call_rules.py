@@ -148,10 +148,7 @@ def test_notes_say_who_asked_and_why_a_call_failed() -> None:
     assert calls.requested_note({"sub": "s1", "email": None}) == "Call requested by s1"
     assert calls.failed_note("busy") == "Call could not be placed: busy"
     assert calls.note_key(CALL_ID, "failed") == f"call:{CALL_ID}:failed"
-    assert calls.note_params(CALL_ID, {"sub": "s1", "email": None}) == {
-        "call_id": CALL_ID,
-        "staff": {"sub": "s1", "email": None},
-    }
+    assert calls.note_params(CALL_ID) == {"call_id": CALL_ID}
 
 
 # -- ElevenLabs' answers ----------------------------------------------------------------------

@@ -29,7 +29,7 @@ from leadlookup.errors import Conflict
 from leadlookup.usecases import postcall
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
-from tests.support.staff import staff_event, store_group
+from tests.support.staff import as_member, claims_of
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 FUNCTION = "lead_update"
@@ -119,21 +119,53 @@ def stores(db: pg8000.native.Connection, call_env: dict[str, str]) -> Stores:
     return Stores(a, b, a_lead, a_phone, _lead(db, b))
 
 
+def store_group(organization_id: str) -> str:
+    return f"org-{organization_id}"
+
+
+def _event(
+    method: str,
+    path: str,
+    route: str,
+    lead_id: str,
+    groups: list[str] | None,
+    headers: dict[str, str] | None = None,
+    sub: str = "staff-ana-0001",
+    email: str = "ana@example.com",
+) -> dict[str, Any]:
+    """A staff request to ``path`` as API Gateway passes it (None: no authorizer block)."""
+    event = {
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "requestContext": {
+            "http": {"method": method, "path": path, "sourceIp": "203.0.113.24"},
+            "stage": "$default",
+            "requestId": "calls-test",
+        },
+        "pathParameters": {"lead_id": lead_id},
+        "isBase64Encoded": False,
+    }
+    claims = None if groups is None else claims_of(sub=sub, email=email, groups=groups)
+    return as_member(event, claims)
+
+
 def _call(
     invoke: Invoke,
     lead_id: str,
-    groups: list[str],
+    groups: list[str] | None,
     key: str | None = None,
     **who: Any,
 ) -> dict[str, Any]:
-    path = f"/leads/{lead_id}/calls"
-    event = staff_event(
+    event = _event(
         "POST",
-        path,
-        groups=groups,
-        headers={"idempotency-key": key} if key is not None else None,
-        path_parameters={"lead_id": lead_id},
-        route="POST /leads/{lead_id}/calls",
+        f"/leads/{lead_id}/calls",
+        "POST /leads/{lead_id}/calls",
+        lead_id,
+        groups,
+        {"idempotency-key": key} if key is not None else None,
         **who,
     )
     return invoke(FUNCTION, event)
@@ -210,8 +242,7 @@ def test_call_is_queued_then_placed_with_every_dynamic_variable(
     )
     (note,) = _notes(db, stores.a_lead)
     assert note[:2] == ("Call requested by ana@example.com", "system")
-    assert note[2]["call_id"] == call["id"]
-    assert note[2]["staff"] == {"sub": "staff-ana-0001", "email": "ana@example.com"}
+    assert note[2] == {"call_id": call["id"]}
 
 
 def test_call_to_another_stores_lead_is_404_and_writes_and_sends_nothing(
@@ -239,16 +270,7 @@ def test_owner_may_call_any_stores_lead(
 def test_call_without_claims_is_401_and_without_a_store_403(
     stores: Stores, invoke: Invoke, agent: AgentStandIn, db: pg8000.native.Connection
 ) -> None:
-    anonymous = staff_event(
-        "POST",
-        f"/leads/{stores.a_lead}/calls",
-        groups=[],
-        path_parameters={"lead_id": stores.a_lead},
-        route="POST /leads/{lead_id}/calls",
-    )
-    anonymous["requestContext"].pop("authorizer")
-
-    assert invoke(FUNCTION, anonymous)["statusCode"] == 401
+    assert _call(invoke, stores.a_lead, None)["statusCode"] == 401
     storeless = _call(invoke, stores.a_lead, ["some-other-group"])
     assert storeless["statusCode"] == 403
     assert "message" in _body(storeless)
@@ -520,6 +542,7 @@ def _requested(stores: Stores, db: pg8000.native.Connection) -> str:
     result = runtime.service.request_outbound_call(
         str(uuid.uuid4()),
         stores.a_lead,
+        stores.a,
         f"key-{uuid.uuid4()}",
         actor={"sub": "staff-ana-0001", "email": "ana@example.com"},
         refusal=None,
@@ -629,13 +652,84 @@ def test_erasing_a_lead_erases_its_calls(
     stores: Stores, invoke: Invoke, db: pg8000.native.Connection
 ) -> None:
     _call(invoke, stores.a_lead, [store_group(stores.a)])
-    erase = staff_event(
-        "DELETE",
-        f"/leads/{stores.a_lead}",
-        groups=[store_group(stores.a)],
-        path_parameters={"lead_id": stores.a_lead},
-        route="DELETE /leads/{lead_id}",
+    path = f"/leads/{stores.a_lead}"
+    erase = _event(
+        "DELETE", path, "DELETE /leads/{lead_id}", stores.a_lead, [store_group(stores.a)]
     )
 
     assert invoke(FUNCTION, erase)["statusCode"] == 204
     assert _calls(db, stores.a_lead) == []
+
+
+# -- the timeline ---------------------------------------------------------------------------
+
+
+def _timeline(invoke: Invoke, stores: Stores) -> list[dict[str, Any]]:
+    event = _event(
+        "GET",
+        f"/leads/{stores.a_lead}/timeline",
+        "GET /leads/{lead_id}/timeline",
+        stores.a_lead,
+        [store_group(stores.a)],
+    )
+    response = invoke(FUNCTION, event)
+    assert response["statusCode"] == 200, response
+    items: list[dict[str, Any]] = _body(response)["items"]
+    return items
+
+
+def test_the_timeline_shows_who_asked_for_the_call_then_the_call_they_placed(
+    stores: Stores, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    _call(invoke, stores.a_lead, [store_group(stores.a)])
+    (call,) = _calls(db, stores.a_lead)
+    ana = {"sub": "staff-ana-0001", "email": "ana@example.com"}
+
+    (requested,) = _timeline(invoke, stores)
+    assert (requested["kind"], requested["text"], requested["staff"]) == (
+        "note",
+        "Call requested by ana@example.com",
+        ana,
+    )
+
+    _report(call["conversation_id"], stores.a_lead)
+
+    placed, note = _timeline(invoke, stores)
+    assert note == requested
+    assert placed["kind"] == "call"
+    assert (placed["direction"], placed["channel"], placed["staff"]) == ("outbound", PHONE, ana)
+    assert placed["conversation_id"] == call["conversation_id"]
+    assert placed["summary"] == "Talked about the gravel bike."
+
+
+def test_a_report_that_overtook_the_outcome_is_signed_with_who_placed_the_call(
+    stores: Stores, invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    call_id = _requested(stores, db)
+    _report("conv_signed_late", stores.a_lead)
+
+    get_runtime().outcomes.store_queued(
+        CallOutcome(call_id, calls.DIALING, "conv_signed_late", "CA5").to_json()
+    )
+
+    (placed,) = [item for item in _timeline(invoke, stores) if item["kind"] == "call"]
+    assert (placed["direction"], placed["staff"]) == (
+        "outbound",
+        {"sub": "staff-ana-0001", "email": "ana@example.com"},
+    )
+
+
+def test_a_failed_call_shows_as_a_note_saying_why(
+    stores: Stores, invoke: Invoke, agent: AgentStandIn
+) -> None:
+    agent.call_mode = "error"
+
+    _call(invoke, stores.a_lead, [store_group(stores.a)])
+
+    failed, requested = _timeline(invoke, stores)
+    assert requested["text"] == "Call requested by ana@example.com"
+    assert (failed["kind"], failed["text"], failed["staff"]) == (
+        "note",
+        "Call could not be placed: ElevenLabs answered HTTP 500: internal error",
+        None,
+    )
