@@ -7,8 +7,11 @@ goes to the caller in-process and its outcome straight to storage, as under ``ma
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +20,11 @@ from typing import Any
 import pg8000.native
 import pytest
 
+from devkit import lambda_env
+from devkit.runner import LocalApi
 from devkit.standins import STANDIN_PHONE_NUMBER_ID, AgentStandIn
 from leadlookup import container
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
 from leadlookup.container import get_runtime
 from leadlookup.domain import calls
 from leadlookup.domain.access import StaffMember
@@ -27,6 +33,7 @@ from leadlookup.domain.models import PHONE, PostCall
 from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from leadlookup.errors import Conflict
 from leadlookup.usecases import postcall
+from leadlookup.usecases.calls import Calls
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.staff import as_member, claims_of
@@ -733,3 +740,142 @@ def test_a_failed_call_shows_as_a_note_saying_why(
         "Call could not be placed: ElevenLabs answered HTTP 500: internal error",
         None,
     )
+
+
+# -- cost -----------------------------------------------------------------------------------
+
+
+class _RecordingQueue:
+    """The call queue, kept in a list (the caller is another function)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, body: dict[str, Any], **_: Any) -> None:
+        self.sent.append(body)
+
+
+def test_a_call_request_costs_three_database_round_trips_and_its_outcome_one(
+    stores: Stores,
+    counted: Any,
+    pg_proxy: Any,
+    redis_proxy: Any,
+    db: pg8000.native.Connection,
+) -> None:
+    jobs = _RecordingQueue()
+    requests = Calls(counted.service, jobs)
+    member = _member(stores.a)
+    # Connected to both, as a warm container is.
+    counted.service.get_lead(stores.b_lead)
+    counted.service.store_changed(stores.b)
+    pg_proxy.reset_counters()
+    redis_proxy.reset_counters()
+
+    call_id, status = requests.request(member, stores.a_lead, "press-1")
+
+    # The lead, its store, and the request itself (the key, expiry, insert and note in one
+    # function); the store's change counters are bumped in one Redis round trip.
+    assert (pg_proxy.round_trips, redis_proxy.round_trips) == (3, 1)
+    assert status == "queued" and [job["call_id"] for job in jobs.sent] == [call_id]
+    pg_proxy.reset_counters()
+    redis_proxy.reset_counters()
+
+    outcome = CallOutcome(call_id, calls.DIALING, "conv_cost", "CA6").to_json()
+    assert counted.outcomes.store_queued(outcome) is True
+
+    assert (pg_proxy.round_trips, redis_proxy.round_trips) == (1, 1)
+    assert _status(db, call_id) == ("dialing", "conv_cost")
+
+
+# -- make run --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(call_env: dict[str, str]) -> Iterator[LocalApi]:
+    """`make run`'s runner for the staff API, its local sign-in, the agent stand-in."""
+    api = LocalApi(
+        {"LeadUpdateFunction": lambda_env.functions()["LeadUpdateFunction"]},
+        "127.0.0.1",
+        0,
+        log=io.StringIO(),
+    )
+    api.start()
+    try:
+        yield api
+    finally:
+        api.stop()
+
+
+def _http(api: LocalApi, method: str, path: str, token: str, key: str) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        api.url + path,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def test_a_local_call_goes_from_the_signed_in_owner_to_the_stand_in_and_back(
+    served: LocalApi, stores: Stores, agent: AgentStandIn, db: pg8000.native.Connection
+) -> None:
+    olga, ben = served.auth.mint("olga"), served.auth.mint("ben")
+
+    refused = _http(served, "POST", f"/leads/{stores.a_lead}/calls", ben, "press-1")
+    status, body = _http(served, "POST", f"/leads/{stores.a_lead}/calls", olga, "press-1")
+
+    assert refused == (404, {"message": "lead not found"})
+    assert (status, body["status"]) == (202, "queued")
+    (request,) = agent.outbound_calls
+    assert request["status"] == 200
+    (call,) = _calls(db, stores.a_lead)
+    assert (call["id"], call["status"], call["staff_email"]) == (
+        body["call_id"],
+        "dialing",
+        "olga@example.com",
+    )
+    assert any(
+        f"POST /leads/{stores.a_lead}/calls 202" in line
+        for line in served.log.getvalue().splitlines()
+    )  # type: ignore[attr-defined]
+
+
+def test_make_run_gives_the_sample_stores_the_stand_ins_number(
+    db: pg8000.native.Connection, call_env: dict[str, str]
+) -> None:
+    from devkit.cli import enable_local_calls, seed_local_stores
+    from devkit.local_auth import STORE_B
+
+    err = io.StringIO()
+    seed_local_stores(err)
+    before = db.run(
+        "SELECT settings FROM organizations WHERE id = :id", id=DEFAULT_ORGANIZATION_ID
+    )[0][0]
+    try:
+        enable_local_calls(err)
+
+        settings = dict(
+            db.run(
+                "SELECT id::text, settings -> 'agent_phone_number_id' FROM organizations "
+                "WHERE id IN (:a, :b)",
+                a=DEFAULT_ORGANIZATION_ID,
+                b=STORE_B["id"],
+            )
+        )
+        assert settings == {
+            DEFAULT_ORGANIZATION_ID: STANDIN_PHONE_NUMBER_ID,
+            STORE_B["id"]: STANDIN_PHONE_NUMBER_ID,
+        }
+        assert "outbound calls: the sample stores call" in err.getvalue()
+    finally:
+        # Other tests know the default store without one.
+        db.run(
+            "UPDATE organizations SET settings = CAST(:s AS jsonb) WHERE id = :id",
+            s=json.dumps(before),
+            id=DEFAULT_ORGANIZATION_ID,
+        )
+        db.run("DELETE FROM organizations WHERE id = :id", id=STORE_B["id"])
