@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -17,8 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 import pg8000.native
 import pytest
+from moto import mock_aws
 
 from devkit import lambda_env
 from devkit.runner import LocalApi
@@ -33,8 +38,11 @@ from leadlookup.domain.models import PHONE, PostCall
 from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from leadlookup.errors import Conflict
 from leadlookup.usecases import postcall
+from leadlookup.usecases.caller import NOT_CONFIGURED
 from leadlookup.usecases.calls import Calls
+from tests.conftest import EVENTS, ROOT
 from tests.support.faults import new_phone
+from tests.support.moto_server import CREDENTIALS, REGION, moto_server
 from tests.support.redis_servers import free_port
 from tests.support.staff import as_member, claims_of
 
@@ -879,3 +887,239 @@ def test_make_run_gives_the_sample_stores_the_stand_ins_number(
             id=DEFAULT_ORGANIZATION_ID,
         )
         db.run("DELETE FROM organizations WHERE id = :id", id=STORE_B["id"])
+
+
+# -- the sample events through the real handlers ----------------------------------------------
+
+SAMPLE_LEAD = "5e1f0000-0000-4000-8000-000000000001"
+
+
+def _sample(function_dir: str, name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / function_dir / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def calling_store(db: pg8000.native.Connection, call_env: dict[str, str]) -> Iterator[None]:
+    """The seeded store, with the stand-in's number to call from (as `make run` gives it)."""
+    before = db.run(
+        "SELECT settings FROM organizations WHERE id = :id", id=DEFAULT_ORGANIZATION_ID
+    )[0][0]
+    db.run(
+        "UPDATE organizations SET settings = settings || CAST(:s AS jsonb) WHERE id = :id",
+        s=json.dumps({calls.AGENT_PHONE_SETTING: STANDIN_PHONE_NUMBER_ID}),
+        id=DEFAULT_ORGANIZATION_ID,
+    )
+    yield
+    db.run(
+        "UPDATE organizations SET settings = CAST(:s AS jsonb) WHERE id = :id",
+        s=json.dumps(before),
+        id=DEFAULT_ORGANIZATION_ID,
+    )
+
+
+def test_the_sample_call_request_is_placed(
+    lead: str,
+    calling_store: None,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    db: pg8000.native.Connection,
+) -> None:
+    response = invoke(FUNCTION, _sample("lead_update", "calls_post"))
+
+    assert response["statusCode"] == 202, response
+    (call,) = _calls(db, SAMPLE_LEAD)
+    assert (call["id"], call["status"]) == (_body(response)["call_id"], "dialing")
+    assert (call["idempotency_key"], call["staff_email"]) == ("call-ticket-4821", "ana@example.com")
+    assert [r["body"]["to_number"] for r in agent.outbound_calls] == ["+12365550199"]
+
+
+def test_the_sample_call_request_for_a_store_without_an_agent_number_is_409(
+    lead: str, call_env: dict[str, str], invoke: Invoke, agent: AgentStandIn
+) -> None:
+    response = invoke(FUNCTION, _sample("lead_update", "calls_post"))
+
+    assert response["statusCode"] == 409
+    assert "'agent_phone_number_id'" in _body(response)["message"]
+    assert agent.outbound_calls == []
+
+
+def test_the_caller_places_a_job_once_and_reports_it_each_time(
+    call_env: dict[str, str],
+    aws_env: None,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = _sample("outbound_call", "sqs_job")
+    job = json.loads(event["Records"][0]["body"])
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+        monkeypatch.setenv("REPLY_OUTCOME_QUEUE_URL", url)
+        container.set_runtime(None)
+
+        first = invoke("outbound_call", event)
+        redelivered = invoke("outbound_call", event)
+        queued = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+
+    assert first == redelivered == {"batchItemFailures": []}
+    (request,) = agent.outbound_calls
+    assert (
+        request["body"]["conversation_initiation_client_data"]["dynamic_variables"]
+        == (job["dynamic_variables"])
+    )
+    outcomes = [json.loads(m["Body"]) for m in queued]
+    assert len(outcomes) == 2
+    assert {json.dumps(o, sort_keys=True) for o in outcomes} == {
+        json.dumps(
+            CallOutcome(
+                job["call_id"],
+                calls.DIALING,
+                request["answer"]["conversation_id"],
+                request["answer"]["callSid"],
+            ).to_json(),
+            sort_keys=True,
+        )
+    }
+
+
+def test_the_caller_fails_a_malformed_job_for_the_dead_letter_queue(
+    call_env: dict[str, str],
+    aws_env: None,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = _sample("outbound_call", "sqs_job")
+    event["Records"][0]["body"] = json.dumps({"call_id": "x"})
+    with mock_aws():
+        url = boto3.client("sqs").create_queue(QueueName="outcomes")["QueueUrl"]
+        monkeypatch.setenv("REPLY_OUTCOME_QUEUE_URL", url)
+        container.set_runtime(None)
+
+        response = invoke("outbound_call", event)
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert agent.outbound_calls == []
+
+
+def test_the_caller_without_an_agent_reports_the_call_failed(
+    call_env: dict[str, str],
+    aws_env: None,
+    invoke: Invoke,
+    agent: AgentStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ELEVENLABS_AGENT_ID")
+    with mock_aws():
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+        monkeypatch.setenv("REPLY_OUTCOME_QUEUE_URL", url)
+        container.set_runtime(None)
+
+        assert invoke("outbound_call", _sample("outbound_call", "sqs_job")) == {
+            "batchItemFailures": []
+        }
+        (queued,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+
+    outcome = json.loads(queued["Body"])
+    assert (outcome["status"], outcome["error"]) == ("failed", NOT_CONFIGURED)
+    assert agent.outbound_calls == []
+
+
+def test_the_outcome_handler_stores_the_sample_call_outcome_once(
+    lead: str, call_env: dict[str, str], invoke: Invoke, db: pg8000.native.Connection
+) -> None:
+    event = _sample("sms_outcome", "sqs_call_outcome")
+    outcome = json.loads(event["Records"][0]["body"])
+    result = get_runtime().service.request_outbound_call(
+        outcome["call_id"],
+        SAMPLE_LEAD,
+        DEFAULT_ORGANIZATION_ID,
+        "call-ticket-4821",
+        actor={"sub": "a1a1a1a1-0000-4000-8000-000000000001", "email": "ana@example.com"},
+        refusal=None,
+        stale_seconds=calls.STALE_AFTER_SECONDS,
+        note_key=calls.note_key(outcome["call_id"], "requested"),
+        note="Call requested by ana@example.com",
+        note_params=calls.note_params(outcome["call_id"]),
+    )
+    assert result["outcome"] == "created"
+
+    answers = [invoke("sms_outcome", event), invoke("sms_outcome", event)]
+
+    assert answers == [{"batchItemFailures": []}] * 2
+    (call,) = _calls(db, SAMPLE_LEAD)
+    assert (call["status"], call["conversation_id"], call["call_sid"]) == (
+        "dialing",
+        outcome["conversation_id"],
+        outcome["call_sid"],
+    )
+
+
+# The caller runs outside the VPC: deployed, it never loads the data layer.
+CHILD = """
+import json, sys
+from devkit import lambda_env
+spec = lambda_env.function_for_code("outbound_call")
+module = lambda_env.load_module(spec)
+event = json.loads(open(sys.argv[1]).read())
+answer = module.lambda_handler(event, lambda_env.LambdaContext(spec))
+print(json.dumps({"answer": answer, "modules": sorted(sys.modules)}))
+"""
+
+
+def test_the_caller_loads_no_database_cache_or_staff_module(agent: AgentStandIn) -> None:
+    with moto_server() as endpoint:
+        sqs = boto3.client(
+            "sqs",
+            region_name=REGION,
+            endpoint_url=endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        url = sqs.create_queue(QueueName="outcomes")["QueueUrl"]
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "leadlookup"), str(ROOT)]),
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": REGION,
+            **CREDENTIALS,
+            "REPLY_OUTCOME_QUEUE_URL": url,
+            "ELEVENLABS_AGENT_ID": agent.agent_id,
+            "ELEVENLABS_API_URL": agent.api_url,
+            "ELEVENLABS_API_KEY": agent.api_key or "",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, str(EVENTS / "outbound_call" / "sqs_job.json")],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    forbidden = [
+        m
+        for m in result["modules"]
+        if m.startswith(
+            (
+                "leadlookup.adapters.db",
+                "leadlookup.adapters.repository",
+                "leadlookup.adapters.cache",
+                "leadlookup.usecases.lookups",
+                "leadlookup.usecases.staff",
+                "pg8000",
+                "redis",
+            )
+        )
+    ]
+    assert result["answer"] == {"batchItemFailures": []}
+    assert [json.loads(m["Body"])["status"] for m in received] == ["dialing"]
+    assert forbidden == []
+    assert "leadlookup.usecases.caller" in result["modules"]
