@@ -1123,3 +1123,117 @@ def test_the_caller_loads_no_database_cache_or_staff_module(agent: AgentStandIn)
     assert [json.loads(m["Body"])["status"] for m in received] == ["dialing"]
     assert forbidden == []
     assert "leadlookup.usecases.caller" in result["modules"]
+
+
+# -- the stand-in checks the documented fields ---------------------------------------------
+
+
+def _standin_post(agent: AgentStandIn, body: Any, key: str | None = "") -> tuple[int, Any]:
+    import http.client
+
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["xi-api-key"] = key or (agent.api_key or "")
+    connection = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=5)
+    try:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        connection.request("POST", "/v1/convai/twilio/outbound-call", data, headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def _valid_call(agent: AgentStandIn) -> dict[str, Any]:
+    variables = dict.fromkeys(DYNAMIC_VARIABLE_KEYS, "")
+    variables["is_outbound"] = "true"
+    return {
+        "agent_id": agent.agent_id,
+        "agent_phone_number_id": STANDIN_PHONE_NUMBER_ID,
+        "to_number": "+16045550142",
+        "conversation_initiation_client_data": {"dynamic_variables": variables},
+    }
+
+
+def test_standin_places_a_documented_request_and_answers_like_elevenlabs(
+    agent: AgentStandIn,
+) -> None:
+    status, answer = _standin_post(agent, _valid_call(agent))
+
+    assert status == 200
+    assert set(answer) == {"success", "message", "conversation_id", "callSid"}
+    assert answer["success"] is True
+    assert answer["conversation_id"].startswith("conv_")
+    assert answer["callSid"].startswith("CA")
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        (lambda b: b.pop("agent_id"), 422, ["body", "agent_id"]),
+        (lambda b: b.pop("agent_phone_number_id"), 422, ["body", "agent_phone_number_id"]),
+        (lambda b: b.update(to_number="604-555-0142"), 422, ["body", "to_number"]),
+        (
+            lambda b: b["conversation_initiation_client_data"].update(dynamic_variables=[]),
+            422,
+            ["body", "conversation_initiation_client_data", "dynamic_variables"],
+        ),
+        (
+            lambda b: b["conversation_initiation_client_data"]["dynamic_variables"].pop("lead_id"),
+            422,
+            ["body", "conversation_initiation_client_data", "dynamic_variables"],
+        ),
+        (
+            lambda b: b["conversation_initiation_client_data"]["dynamic_variables"].update(
+                is_outbound="false"
+            ),
+            422,
+            ["body", "conversation_initiation_client_data", "dynamic_variables", "is_outbound"],
+        ),
+        (
+            lambda b: b["conversation_initiation_client_data"]["dynamic_variables"].update(
+                lead_id={"nested": True}
+            ),
+            422,
+            ["body", "conversation_initiation_client_data", "dynamic_variables", "lead_id"],
+        ),
+        (lambda b: b.update(agent_id="agent_other"), 404, None),
+        (lambda b: b.update(agent_phone_number_id="phnum_other"), 404, None),
+    ],
+)
+def test_standin_refuses_what_elevenlabs_refuses(
+    change: Callable[[dict[str, Any]], Any],
+    status: int,
+    detail: list[str] | None,
+    agent: AgentStandIn,
+) -> None:
+    body = _valid_call(agent)
+    change(body)
+
+    answered, answer = _standin_post(agent, body)
+
+    assert answered == status
+    if detail is not None:
+        (problem,) = answer["detail"]
+        assert problem["loc"] == detail and problem["msg"]
+    assert [r["status"] for r in agent.outbound_calls] == [status]
+
+
+def test_standin_refuses_a_missing_or_wrong_key_and_a_body_that_is_not_json(
+    agent: AgentStandIn,
+) -> None:
+    assert _standin_post(agent, _valid_call(agent), key=None)[0] == 401
+    assert _standin_post(agent, _valid_call(agent), key="wrong")[0] == 401
+    status, answer = _standin_post(agent, b"{not json")
+    assert (status, answer["detail"][0]["type"]) == (422, "json_invalid")
+    # The same port still serves the conversations' REST call and the WebSocket.
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=5)
+    connection.request(
+        "GET",
+        f"/v1/convai/conversation/get-signed-url?agent_id={agent.agent_id}",
+        headers={"xi-api-key": agent.api_key or ""},
+    )
+    assert connection.getresponse().status == 200
+    connection.close()
