@@ -137,6 +137,41 @@ def seed_local_stores(err: IO[str]) -> None:
     print(f"store B: {STORE_B['name']} {STORE_B['phone_number']} ({STORE_B['id']})", file=err)
 
 
+# The sample stores call from the agent stand-in's number (a store's setting; leads of a
+# store without one are refused 409), unless they name a number of their own.
+LOCAL_CALLS = """
+UPDATE organizations
+SET settings = settings || jsonb_build_object('agent_phone_number_id', CAST(:phone_id AS text))
+WHERE id IN (:store_a, :store_b) AND NOT jsonb_exists(settings, 'agent_phone_number_id')
+RETURNING name"""
+
+
+def enable_local_calls(err: IO[str]) -> None:
+    """Give the sample stores the agent stand-in's phone number, so a local call is placed."""
+    from devkit.local_auth import STORE_B
+    from devkit.standins import STANDIN_PHONE_NUMBER_ID
+    from leadlookup.adapters.db import Database
+    from leadlookup.config import DEFAULT_ORGANIZATION_ID, Settings
+
+    db = Database(Settings.from_env())
+    try:
+        db.query(
+            LOCAL_CALLS,
+            {
+                "phone_id": STANDIN_PHONE_NUMBER_ID,
+                "store_a": DEFAULT_ORGANIZATION_ID,
+                "store_b": STORE_B["id"],
+            },
+        )
+    finally:
+        db.close()
+    print(
+        f"outbound calls: the sample stores call from the agent stand-in's number "
+        f"({STANDIN_PHONE_NUMBER_ID})",
+        file=err,
+    )
+
+
 @contextlib.contextmanager
 def stdout_for_result() -> Iterator[IO[str]]:
     """Send everything written to stdout (logs, EMF) to stderr; yield the real stdout.
@@ -204,6 +239,8 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
         stand_ins = start_for_local_run(os.environ, err, api_url)
     except OSError as exc:
         raise _bind_failed(exc, args.host, args.port) from None
+    if stand_ins:
+        enable_local_calls(err)
 
     from devkit.local_auth import SAMPLE_STAFF
     from devkit.runner import serve

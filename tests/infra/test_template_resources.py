@@ -43,5 +43,5 @@ def test_nested_stack_resources_are_counted_from_their_own_template() -> None:
 
     assert resources["Monitoring"] == sam_template.NESTED_STACK
     assert resources["Monitoring/Dashboard"] == "AWS::CloudWatch::Dashboard"
-    assert sum(kind == "AWS::CloudWatch::Alarm" for kind in resources.values()) == 14
+    assert sum(kind == "AWS::CloudWatch::Alarm" for kind in resources.values()) == 16
     assert not [name for name in resources if "/" not in name and "Alarm" in resources[name]]

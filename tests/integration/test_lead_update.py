@@ -73,6 +73,8 @@ def test_lead_update_sample_events_cover_every_file() -> None:
         "messages_list.json",
         "messages_send.json",
         "patch_human_control.json",
+        # Outbound calls: tested in test_outbound_calls.py.
+        "calls_post.json",
     }
 
 

@@ -125,6 +125,10 @@ class Settings:
     reply_queue_url: str | None = None
     reply_outcome_queue_url: str | None = None
     idempotency_table: str | None = None
+    # Outbound calls: their jobs' queue (unset: placed in-process), and how long ElevenLabs
+    # has to answer the request that places one.
+    outbound_call_queue_url: str | None = None
+    outbound_call_timeout_ms: int = 10000
 
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -190,5 +194,7 @@ class Settings:
             reply_queue_url=_str(e, "REPLY_QUEUE_URL"),
             reply_outcome_queue_url=_str(e, "REPLY_OUTCOME_QUEUE_URL"),
             idempotency_table=_str(e, "IDEMPOTENCY_TABLE"),
+            outbound_call_queue_url=_str(e, "OUTBOUND_CALL_QUEUE_URL"),
+            outbound_call_timeout_ms=_int(e, "OUTBOUND_CALL_TIMEOUT_MS", 10000, 1),
             env=e,
         )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from leadlookup.adapters.cache.base import CacheBackend
     from leadlookup.adapters.cache.readthrough import MetricSink
     from leadlookup.adapters.db import Database
+    from leadlookup.usecases.caller import Caller
+    from leadlookup.usecases.calls import Calls
     from leadlookup.usecases.lookups import LookupService
     from leadlookup.usecases.outcomes import Outcomes
     from leadlookup.usecases.replies import ReplyPipeline
@@ -48,6 +50,8 @@ class Runtime:
     service: LookupService
     # The replies' use cases over this service, built on first use (tests may set their own).
     _replies: Replies | None = field(default=None, repr=False)
+    # Outbound calls staff ask for, built on first use like the replies.
+    _calls: Calls | None = field(default=None, repr=False)
 
     def _built(self) -> Replies:
         if self._replies is None:
@@ -69,9 +73,20 @@ class Runtime:
         """What staff do to a lead: PATCH, history, texts."""
         return self._built().staff
 
+    @property
+    def calls(self) -> Calls:
+        """Outbound calls staff ask for."""
+        if self._calls is None:
+            self._calls = build_calls(self.service, self.outcomes)
+        return self._calls
+
     def use_replies(self, replies: Replies) -> None:
         """Use these (tests wire replies with their own metrics sink)."""
         self._replies = replies
+
+    def use_calls(self, calls: Calls) -> None:
+        """Use these (tests wire calls with their own metrics sink)."""
+        self._calls = calls
 
     def close(self) -> None:
         """Close the PostgreSQL connection and the Redis client (their next use reconnects)."""
@@ -199,11 +214,60 @@ def build_replies(service: LookupService, metrics_sink: Any = None) -> Replies:
     return Replies(pipeline, outcomes, Staff(service, pipeline))
 
 
+def build_caller(settings: Settings, outcomes: Queue, metrics_sink: Any = None) -> Caller:
+    """The outbound-call function's caller (its dialer only with an agent configured)."""
+    from leadlookup.adapters.elevenlabs import ElevenLabsDialer
+    from leadlookup.adapters.idempotency import persistence_store
+    from leadlookup.adapters.secrets import secret
+    from leadlookup.usecases.caller import Caller
+
+    dialer = None
+    if settings.elevenlabs_agent_id:
+        dialer = ElevenLabsDialer(
+            settings.elevenlabs_api_url,
+            settings.elevenlabs_agent_id,
+            lambda: secret(settings, API_KEY_NAME),
+            timeout_s=settings.outbound_call_timeout_ms / 1000,
+        )
+    return Caller(
+        dialer=dialer,
+        outcomes=outcomes,
+        store=persistence_store(settings.idempotency_table),
+        metrics=metrics_sink or emf,
+    )
+
+
+def build_calls(service: LookupService, outcomes: Outcomes, metrics_sink: Any = None) -> Calls:
+    """Call requests over ``service``: the call queue where configured, else the caller here.
+
+    Without a call queue (local runs, tests) the job goes straight to a caller in this process,
+    and (without an outcome queue) its outcome straight to ``outcomes``: the same interfaces
+    and JSON bodies as the queues.
+    """
+    from leadlookup.domain.calls import CallJob
+    from leadlookup.usecases.calls import Calls
+
+    settings = service.settings
+    jobs: Queue
+    if settings.outbound_call_queue_url:
+        jobs = queue_for(settings.outbound_call_queue_url, lambda body: None)
+    else:
+        sent = queue_for(
+            settings.reply_outcome_queue_url, tolerant(outcomes.store_queued, "outcomes")
+        )
+        caller = build_caller(settings, sent, metrics_sink)
+        jobs = queue_for(
+            None, tolerant(lambda body: caller.handle(CallJob.from_json(body)), "calls")
+        )
+    return Calls(service, jobs)
+
+
 # -- this container ------------------------------------------------------------------------
 
 _settings: Settings | None = None
 _runtime: Runtime | None = None
 _responder: Responder | None = None
+_caller: Caller | None = None
 _lock = threading.Lock()
 
 
@@ -229,18 +293,19 @@ def get_runtime() -> Runtime:
 
 
 def set_runtime(runtime: Runtime | None) -> None:
-    """Replace (or with None, forget) this container's runtime, settings and responder.
+    """Replace (or with None, forget) this container's runtime, settings, responder, caller.
 
     Tests and the local runner use it after changing the environment. Forgetting is a new
     container: the metrics re-read Powertools' variables and write ColdStart again.
     """
-    global _runtime, _settings, _responder
+    global _runtime, _settings, _responder, _caller
     with _lock:
         if _runtime is not None and _runtime is not runtime:
             _runtime.close()
         _runtime = runtime
         _settings = runtime.settings if runtime is not None else None
         _responder = None
+        _caller = None
     if runtime is None:
         emf.reset()
 
@@ -256,6 +321,19 @@ def responder() -> Responder:
             outcomes = queue_for(current.reply_outcome_queue_url, lambda body: None)
             _responder = build_responder(current, outcomes)
         return _responder
+
+
+def caller() -> Caller:
+    """The outbound-call function's caller, built once per container from the environment."""
+    global _caller
+    current = settings()
+    with _lock:
+        if _caller is None:
+            if not current.reply_outcome_queue_url:
+                raise ConfigError("REPLY_OUTCOME_QUEUE_URL is required by the outbound caller")
+            outcomes = queue_for(current.reply_outcome_queue_url, lambda body: None)
+            _caller = build_caller(current, outcomes)
+        return _caller
 
 
 # -- in-process hand-offs for the webhooks (no queue URL: local runs and tests) -------------

@@ -53,6 +53,16 @@ SMS_REPLY_NO_TEXT = "SmsReplyNoText"
 SMS_REPLY_TRUNCATED = "SmsReplyTruncated"
 # A text Twilio accepted that its status callback later reported undelivered or failed.
 SMS_DELIVERY_FAILED = "SmsDeliveryFailed"
+# Outbound calls staff asked for: ElevenLabs placed it (dialing), or could not (failed:
+# refused, unreachable, not configured), and the time from the request to its answer (ms).
+OUTBOUND_CALL_PLACED = "OutboundCallPlaced"
+OUTBOUND_CALL_FAILED = "OutboundCallFailed"
+OUTBOUND_CALL_LATENCY = "OutboundCallLatency"
+CALL_METRICS: tuple[str, ...] = (
+    OUTBOUND_CALL_PLACED,
+    OUTBOUND_CALL_FAILED,
+    OUTBOUND_CALL_LATENCY,
+)
 REPLY_METRICS: tuple[str, ...] = (
     SMS_REPLY_SENT,
     SMS_REPLY_FALLBACK,
@@ -68,6 +78,7 @@ ALL_METRICS: tuple[str, ...] = (
     CACHE_INVALIDATION_FAILED,
     INITIATION_DEGRADED,
     *REPLY_METRICS,
+    *CALL_METRICS,
 )
 
 # Powertools' cold-start metric (dimensions function_name and service): one per container,

@@ -49,8 +49,9 @@ import re
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from leadlookup.domain.jobs import ReplyJob, history_text
 from leadlookup.domain.variables import with_every_key
@@ -271,6 +272,15 @@ def _tool_reply(kind: str, event: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
+def rest_connection(api: SplitResult, timeout: float) -> http.client.HTTPConnection:
+    """A connection (not opened yet) to ElevenLabs' REST API at ``api``, with ``timeout``."""
+    host, port = api.hostname or "", api.port
+    if api.scheme == "https":
+        context = ssl.create_default_context()
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
 class ElevenLabsAgent:
     """The agent over ``websockets``' synchronous client (no event loop in a Lambda handler)."""
 
@@ -312,13 +322,7 @@ class ElevenLabsAgent:
             {"agent_id": self.agent_id}
         )
         timeout = min(REST_TIMEOUT_S, self._remaining(deadline))
-        host, port = self._api.hostname or "", self._api.port
-        connection: http.client.HTTPConnection
-        if self._api.scheme == "https":
-            context = ssl.create_default_context()
-            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        connection = rest_connection(self._api, timeout)
         try:
             connection.request(
                 "GET", path, headers={"xi-api-key": key, "Accept": "application/json"}
@@ -414,3 +418,158 @@ def _said(turn: Turn) -> str:
     if answer is None:
         raise AgentError("timeout", "the agent did not answer in time")
     return answer
+
+
+# -- outbound calls ------------------------------------------------------------------------
+#
+# ElevenLabs places a call from a Twilio number imported into it ("Outbound call via twilio",
+# https://elevenlabs.io/docs/api-reference/twilio/outbound-call): ``POST
+# <ELEVENLABS_API_URL>/v1/convai/twilio/outbound-call``, header ``xi-api-key``, JSON body
+# ``agent_id``, ``agent_phone_number_id`` (the imported number's id), ``to_number`` (E.164) and
+# ``conversation_initiation_client_data`` (its ``dynamic_variables``). 200 answers
+# ``{"success", "message", "conversation_id", "callSid"}``; a request it cannot take is 422
+# with a ``detail``.
+
+OUTBOUND_CALL_PATH = "/v1/convai/twilio/outbound-call"
+DEFAULT_CALL_TIMEOUT_S = 10.0
+
+
+class CallError(Exception):
+    """ElevenLabs did not place the call (or may have, without saying: ``no_answer``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PlacedCall:
+    """ElevenLabs' answer to a call it placed: its conversation and Twilio's CallSid."""
+
+    conversation_id: str | None
+    call_sid: str | None
+
+
+class Dialer(Protocol):
+    """Asks for one outbound call."""
+
+    def call(
+        self, agent_phone_number_id: str, to_number: str, dynamic_variables: dict[str, str]
+    ) -> PlacedCall:
+        """The placed call, or :class:`CallError`; never sent twice by itself."""
+
+
+def _detail(payload: bytes) -> str:
+    """The words of an ElevenLabs error body (``detail`` as text, object or FastAPI list)."""
+    try:
+        data = json.loads(payload or b"{}")
+    except ValueError:
+        return ""
+    detail = data.get("detail") if isinstance(data, dict) else None
+    if isinstance(detail, dict):
+        detail = detail.get("message") or detail.get("status")
+    elif isinstance(detail, list):
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in item.get('loc') or ())}: {item.get('msg')}"
+            for item in detail
+            if isinstance(item, dict)
+        )
+    return " ".join(str(detail or "").split())[:200]
+
+
+class ElevenLabsDialer:
+    """The outbound-call endpoint over ``http.client``: one attempt, bounded by ``timeout_s``.
+
+    Sending twice could ring the customer twice, so nothing is retried here: a connection that
+    fails before the request goes out is ``connection`` (nothing was placed), an answer that
+    never comes is ``no_answer`` (the call may have been placed).
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        agent_id: str,
+        api_key: Callable[[], str | None],
+        *,
+        timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
+    ) -> None:
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("ELEVENLABS_API_URL must be an http(s) URL")
+        self.agent_id = agent_id
+        self.timeout_s = timeout_s
+        self._api = parts
+        self._api_key = api_key
+
+    def request_body(
+        self, agent_phone_number_id: str, to_number: str, dynamic_variables: dict[str, str]
+    ) -> dict[str, Any]:
+        """The request's JSON: the agent, the store's number, the customer, our variables."""
+        return {
+            "agent_id": self.agent_id,
+            "agent_phone_number_id": agent_phone_number_id,
+            "to_number": to_number,
+            "conversation_initiation_client_data": {"dynamic_variables": dynamic_variables},
+        }
+
+    def call(
+        self, agent_phone_number_id: str, to_number: str, dynamic_variables: dict[str, str]
+    ) -> PlacedCall:
+        """Ask ElevenLabs to dial ``to_number``; :class:`CallError` naming why not."""
+        key = self._api_key()
+        if not key:
+            raise CallError("auth", "no ElevenLabs API key is configured (ELEVENLABS_API_KEY)")
+        body = json.dumps(
+            self.request_body(agent_phone_number_id, to_number, dynamic_variables)
+        ).encode()
+        headers = {
+            "xi-api-key": key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        connection = rest_connection(self._api, self.timeout_s)
+        try:
+            try:
+                connection.connect()
+            except OSError as exc:  # refused, unreachable, connect timeout: nothing was sent
+                raise CallError("connection", f"ElevenLabs could not be reached: {exc}") from None
+            try:
+                connection.request(
+                    "POST", self._api.path.rstrip("/") + OUTBOUND_CALL_PATH, body, headers
+                )
+                response = connection.getresponse()
+                status, payload = response.status, response.read(MAX_REST_BYTES)
+            except (OSError, http.client.HTTPException):
+                raise CallError(
+                    "no_answer", "ElevenLabs did not answer in time; the call may have been placed"
+                ) from None
+        finally:
+            connection.close()
+        return _placed(status, payload)
+
+
+def _placed(status: int, payload: bytes) -> PlacedCall:
+    detail = _detail(payload)
+    if status in (401, 403):
+        raise CallError("auth", f"ElevenLabs refused the API key (HTTP {status})")
+    if status == 422:
+        raise CallError("refused", f"ElevenLabs refused the call: {detail or 'HTTP 422'}")
+    if status == 429:
+        raise CallError("rate_limited", "ElevenLabs is limiting requests (HTTP 429)")
+    if status != 200:
+        suffix = f": {detail}" if detail else ""
+        raise CallError("http", f"ElevenLabs answered HTTP {status}{suffix}")
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("success"), bool):
+        raise CallError("protocol", "ElevenLabs' answer is not an outbound-call response")
+    if not data["success"]:
+        message = " ".join(str(data.get("message") or "no reason given").split())[:200]
+        raise CallError("refused", f"ElevenLabs could not place the call: {message}")
+    conversation, sid = data.get("conversation_id"), data.get("callSid")
+    return PlacedCall(
+        conversation if isinstance(conversation, str) and conversation else None,
+        sid if isinstance(sid, str) and sid else None,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from leadlookup.domain import inbox, status
+from leadlookup.domain import calls, inbox, status
 from leadlookup.domain.delivery import FAILED_STATUSES
 from leadlookup.domain.models import (
     PHONE,
@@ -181,18 +181,33 @@ SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
 FROM (SELECT 1) AS one LEFT JOIN upd ON true"""
 
 _NEW_CALL = "SELECT created_at, summary, classification, channel FROM ins"
+# A staff member's outbound call is over when its report arrives: the calls below
+# completed in rank (domain.calls), the expired one included (its report was only late).
+_ENDED_BY_REPORT = "({})".format(
+    ", ".join(
+        f"'{name}'"
+        for name, rank in calls.CALL_STATUS_RANK.items()
+        if rank < calls.CALL_STATUS_RANK[calls.COMPLETED]
+    )
+)
 # The summary row is unique on conversation_id; the lead changes only if this delivery inserted
 # it (one statement, so one transaction). Status only moves up the ladder; 'closed' is final
 # here (array_position gives NULL for it, and NULL never compares greater). A text
 # conversation (:calls 0) touches the lead only to flag a callback request. A callback
 # request also leaves a 'system' row in the lead's messages, keyed by the conversation
-# (PostgreSQL runs a data-modifying CTE whether or not the query reads it).
+# (PostgreSQL runs a data-modifying CTE whether or not the query reads it). The report of a
+# call a staff member placed (outbound_calls, by conversation) is signed with who placed it
+# and completes that call.
 INSERT_CALL_SUMMARY = f"""
 WITH ins AS (
     INSERT INTO call_summaries (organization_id, lead_id, conversation_id, summary,
-                                classification, payload, channel)
+                                classification, payload, channel, staff_sub, staff_email)
     VALUES (:organization_id, :lead_id, :conversation_id, :summary, :classification,
-            :payload::jsonb, :channel)
+            :payload::jsonb, :channel,
+            (SELECT staff_sub FROM outbound_calls WHERE conversation_id = :conversation_id
+             LIMIT 1),
+            (SELECT staff_email FROM outbound_calls WHERE conversation_id = :conversation_id
+             LIMIT 1))
     ON CONFLICT (conversation_id) DO NOTHING
     RETURNING lead_id, created_at, summary, classification, channel
 ), upd AS (
@@ -218,6 +233,10 @@ WITH ins AS (
     SELECT organization_id, id, :note_key, 'system', 'system', :note, :note_params::jsonb
     FROM upd WHERE :callback
     ON CONFLICT (external_id) DO NOTHING
+    RETURNING 1
+), ended AS (
+    UPDATE outbound_calls SET status = '{calls.COMPLETED}', updated_at = now()
+    WHERE conversation_id = :conversation_id AND status IN {_ENDED_BY_REPORT}
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
@@ -401,7 +420,7 @@ _BEFORE = """(CAST(:before_at AS timestamptz) IS NULL
 # merged. The first column is the lead's store (NULL: no such lead), for the caller's
 # authorization; a lead without items still gives that one row. A call's direction and
 # duration come from the stored report (missing or malformed: NULL), its transcript only when
-# asked for.
+# asked for; a call staff placed (its report signed with who placed it) is outbound.
 TIMELINE_PAGE = f"""
 WITH lead AS (
     SELECT id, organization_id FROM leads WHERE id = :lead_id
@@ -417,7 +436,8 @@ WITH lead AS (
      ORDER BY m.created_at DESC, m.id DESC LIMIT :limit)
     UNION ALL
     (SELECT 'call', c.id, c.created_at,
-            CASE WHEN c.payload #>> '{{data,metadata,phone_call,direction}}' = 'outbound'
+            CASE WHEN c.staff_sub IS NOT NULL
+                      OR c.payload #>> '{{data,metadata,phone_call,direction}}' = 'outbound'
                  THEN 'outbound' ELSE 'inbound' END,
             NULL, NULL, NULL, NULL, c.channel,
             CASE WHEN jsonb_typeof(c.payload #> '{{data,metadata,call_duration_secs}}')
@@ -474,6 +494,72 @@ WHERE id = :id AND opted_out_at IS NULL AND NOT human_control
        OR last_automation_at < now() - make_interval(secs => :window_seconds)
        OR last_automation_key = :key)
 RETURNING {LEAD_ROW}"""
+
+
+# -- outbound calls ----------------------------------------------------------------------------
+
+# One round trip: the migration-defined function (0010_outbound_calls.sql says what it does).
+REQUEST_OUTBOUND_CALL = """
+SELECT outcome, id, status FROM request_outbound_call(
+    :id, :lead_id, :key, :staff_sub, :staff_email, :refusal, :stale_seconds, :note_key, :note,
+    :note_params::jsonb)"""
+
+# The job of a call could not be queued: the request did not happen, so the call and its note
+# go (a retry, with the same key or not, asks again from the start).
+CANCEL_OUTBOUND_CALL = f"""
+WITH gone AS (
+    DELETE FROM outbound_calls WHERE id = :id AND status = '{calls.QUEUED}' RETURNING id
+), note AS (
+    DELETE FROM messages WHERE external_id = :note_key AND EXISTS (SELECT 1 FROM gone)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone) AS cancelled"""
+
+# What placing a call did, applied only if its status ranks above the stored one (the ranking
+# travels as :ranks, domain.calls.CALL_STATUS_RANK), so a late or repeated outcome changes
+# nothing; ElevenLabs' and Twilio's ids are kept the first time they come. A call whose report
+# is already stored (the report overtook this outcome) is completed at once, and its report
+# signed with who placed it. A failure leaves a 'system' note in the lead's history, once
+# (keyed by the call).
+UPDATE_CALL_OUTCOME = f"""
+WITH upd AS (
+    UPDATE outbound_calls SET
+        status = CASE
+            WHEN CAST(:conversation_id AS text) IS NOT NULL AND EXISTS (
+                SELECT 1 FROM call_summaries s
+                WHERE s.conversation_id = CAST(:conversation_id AS text))
+            THEN '{calls.COMPLETED}'
+            WHEN COALESCE((CAST(:ranks AS jsonb) ->> status)::integer, 0)
+                 < (CAST(:ranks AS jsonb) ->> CAST(:status AS text))::integer
+            THEN CAST(:status AS text)
+            ELSE status END,
+        conversation_id = COALESCE(conversation_id, CAST(:conversation_id AS text)),
+        call_sid = COALESCE(call_sid, CAST(:call_sid AS text)),
+        error = COALESCE(CAST(:error AS text), error),
+        updated_at = now()
+    WHERE id = :id
+      AND (COALESCE((CAST(:ranks AS jsonb) ->> status)::integer, 0)
+               < (CAST(:ranks AS jsonb) ->> CAST(:status AS text))::integer
+           OR (conversation_id IS NULL AND CAST(:conversation_id AS text) IS NOT NULL))
+    RETURNING id, lead_id, organization_id, status
+), note AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
+                          params)
+    SELECT organization_id, lead_id, :note_key, 'system', 'system', :note, :note_params::jsonb
+    FROM upd WHERE upd.status = '{calls.FAILED}'
+    ON CONFLICT (external_id) DO NOTHING
+    RETURNING 1
+), signed AS (
+    UPDATE call_summaries s SET staff_sub = o.staff_sub, staff_email = o.staff_email
+    FROM outbound_calls o
+    WHERE o.id = :id AND s.conversation_id = CAST(:conversation_id AS text)
+      AND s.staff_sub IS NULL
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM outbound_calls WHERE id = :id) AS found,
+       (SELECT count(*) FROM upd) AS updated,
+       (SELECT status FROM upd) AS status,
+       (SELECT organization_id FROM upd) AS organization_id"""
 
 
 class Queryable(Protocol):
@@ -819,6 +905,83 @@ class Repository:
             retry=False,
         )
         return Lead.from_json(rows[0]) if rows else None
+
+    # -- outbound calls -------------------------------------------------------------------
+
+    def request_outbound_call(
+        self,
+        call_id: str,
+        lead_id: str,
+        key: str,
+        actor: Mapping[str, str | None],
+        refusal: str | None,
+        stale_seconds: int,
+        note_key: str,
+        note: str,
+        note_params: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Ask for a call (0010_outbound_calls.sql): ``{"outcome", "id", "status"}``."""
+        rows = self.db.query(
+            REQUEST_OUTBOUND_CALL,
+            {
+                "id": call_id,
+                "lead_id": lead_id,
+                "key": key,
+                "staff_sub": actor.get("sub"),
+                "staff_email": actor.get("email"),
+                "refusal": refusal,
+                "stale_seconds": stale_seconds,
+                "note_key": note_key,
+                "note": note,
+                "note_params": note_params,
+            },
+            retry=False,
+        )
+        row = rows[0]
+        return {
+            "outcome": row["outcome"],
+            "id": str(row["id"]) if row["id"] is not None else None,
+            "status": row["status"],
+        }
+
+    def cancel_outbound_call(self, call_id: str, note_key: str) -> bool:
+        """Remove a queued call and its note (its job was never queued); whether it was."""
+        rows = self.db.query(CANCEL_OUTBOUND_CALL, {"id": call_id, "note_key": note_key})
+        return bool(rows and rows[0]["cancelled"])
+
+    def update_call_outcome(
+        self,
+        call_id: str,
+        status: str,
+        ranks: Mapping[str, int],
+        *,
+        conversation_id: str | None,
+        call_sid: str | None,
+        error: str | None,
+        note_key: str,
+        note: str,
+        note_params: dict[str, Any],
+    ) -> tuple[bool, str | None, str | None] | None:
+        """Apply a call's outcome; None when no call has that id, else (changed, its status,
+        its store)."""
+        row = self.db.query(
+            UPDATE_CALL_OUTCOME,
+            {
+                "id": call_id,
+                "status": status,
+                "ranks": dict(ranks),
+                "conversation_id": conversation_id,
+                "call_sid": call_sid,
+                "error": error,
+                "note_key": note_key,
+                "note": note,
+                "note_params": note_params,
+            },
+        )[0]
+        if not row["found"]:
+            return None
+        store = row["organization_id"]
+        return bool(row["updated"]), row["status"], str(store) if store is not None else None
 
 
 def _lead_or_none(row: dict[str, Any]) -> Lead | None:

@@ -96,3 +96,25 @@ def _mask(text: str, region: str) -> str:
     area = min(area, max(len(national) - tail - _MIN_HIDDEN_DIGITS, 0))
     shown_tail = national[len(national) - tail :] if tail else ""
     return f"+{number.country_code}{national[:area]}***{shown_tail}"
+
+
+# What a call can reach: a mobile or a landline (toll-free, premium, pager and shared-cost
+# numbers are not a customer's phone). North American numbers are mostly the third kind.
+_CALLABLE_TYPES = ("MOBILE", "FIXED_LINE", "FIXED_LINE_OR_MOBILE")
+
+
+@lru_cache(maxsize=1024)
+def callable_number(normalized: str) -> str | None:
+    """``normalized`` (E.164 digits) as ``+E.164`` when it is a valid mobile or landline number."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse("+" + normalized)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    kind = phonenumbers.number_type(number)
+    if kind not in {getattr(phonenumbers.PhoneNumberType, name) for name in _CALLABLE_TYPES}:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

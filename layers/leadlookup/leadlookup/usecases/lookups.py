@@ -473,6 +473,41 @@ class LookupService:
         """The lead's store (None: no such lead) and a page of its timeline, one round trip."""
         return self.repo.timeline_page(lead_id, limit, before, transcripts)
 
+    # -- outbound calls -------------------------------------------------------------------
+
+    def request_outbound_call(
+        self, call_id: str, lead_id: str, organization_id: str, key: str, **fields: Any
+    ) -> dict[str, Any]:
+        """Ask for a call in one round trip (repository); ``{"outcome", "id", "status"}``.
+
+        A call and its note touch no cached lead (its cached history holds texts and call
+        summaries only); a new one changes its store's timeline.
+        """
+        result = self.repo.request_outbound_call(call_id, lead_id, key, **fields)
+        if result["outcome"] == "created":
+            self.store_changed(organization_id)
+        return result
+
+    def cancel_outbound_call(self, call_id: str, organization_id: str, note_key: str) -> bool:
+        """Remove a queued call whose job could not be queued, and its note."""
+        cancelled = self.repo.cancel_outbound_call(call_id, note_key)
+        if cancelled:
+            self.store_changed(organization_id)
+        return cancelled
+
+    def update_call_outcome(
+        self, call_id: str, status: str, ranks: Mapping[str, int], **fields: Any
+    ) -> tuple[bool, str | None] | None:
+        """Store what placing a call did (monotonic); None for an unknown call, else
+        (changed, the status it moved to)."""
+        result = self.repo.update_call_outcome(call_id, status, ranks, **fields)
+        if result is None:
+            return None
+        changed, new_status, organization_id = result
+        if changed and organization_id is not None:
+            self.store_changed(organization_id)
+        return changed, new_status
+
     # -- administration -----------------------------------------------------------------
 
     def flush_lead(self, phone: object, organization_id: object) -> bool:

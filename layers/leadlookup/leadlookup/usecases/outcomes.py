@@ -1,14 +1,18 @@
-"""Outcomes, the VPC's side of what the responder did: sent texts and their delivery statuses.
+"""Outcomes, the VPC's side of what happened outside it: sent texts, their delivery statuses,
+and the outbound calls staff asked for.
 
 The responder (outside the VPC, no database) and the status webhook put what happened on the
 outcome queue; this stores it on the outbound message, exactly once (the job key and the
-Twilio SID are unique), and mirrors a 21610 refusal as the lead's opt-out.
+Twilio SID are unique), and mirrors a 21610 refusal as the lead's opt-out. The outbound-call
+function puts each call's outcome there too; it is stored on the call, monotonically.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from leadlookup.domain import calls
+from leadlookup.domain.calls import CallOutcome, is_call_outcome
 from leadlookup.domain.delivery import (
     FAILED_STATUSES,
     STATUS_RANK,
@@ -43,10 +47,43 @@ class Outcomes:
         return self.store_queued(decode(body), receive_count)
 
     def store_queued(self, body: object, receive_count: int | None = None) -> bool:
-        """An outcome queue message: a delivery status (``kind``), else a reply outcome."""
+        """An outcome queue message: a delivery status or a call's outcome (by ``kind``), else
+        a reply outcome."""
         if is_delivery_update(body):
             return self.store_delivery_json(body, receive_count)
+        if is_call_outcome(body):
+            return self.store_call_outcome(CallOutcome.from_json(body))
         return self.store_outcome_json(body)
+
+    def store_call_outcome(self, outcome: CallOutcome) -> bool:
+        """What placing a call did, on the call; whether its status changed.
+
+        Monotonic and idempotent (the repository applies only a higher-ranked status, and keeps
+        ElevenLabs' ids the first time); a failure also leaves its note in the lead's history,
+        once. An unknown call (erased with its lead) is dropped.
+        """
+        result = self.service.update_call_outcome(
+            outcome.call_id,
+            outcome.status,
+            calls.CALL_STATUS_RANK,
+            conversation_id=outcome.conversation_id,
+            call_sid=outcome.call_sid,
+            error=outcome.error,
+            note_key=calls.note_key(outcome.call_id, "failed"),
+            note=calls.failed_note(outcome.error),
+            note_params=calls.note_params(outcome.call_id),
+        )
+        if result is None:
+            logger.info("outcome of an unknown call dropped", call_id=outcome.call_id)
+            return False
+        changed, status = result
+        logger.info(
+            "call outcome stored" if changed else "call outcome already stored",
+            call_id=outcome.call_id,
+            status=status or outcome.status,
+            conversation_id=outcome.conversation_id,
+        )
+        return changed
 
     def store_outcome_json(self, body: object) -> bool:
         """:meth:`store_outcome` of an outcome queue message's body."""
