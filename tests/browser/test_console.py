@@ -344,3 +344,58 @@ def test_keyboard_alone_reaches_a_lead_and_takes_over_with_visible_focus(
     assert active.active_element.text == "Take over"
     active.active_element.send_keys(Keys.ENTER)
     ana.wait_for_text("You took over")
+
+
+# -- calls, erasure, owners -----------------------------------------------------------------
+
+
+def test_call_shows_its_summary_and_an_expandable_transcript(
+    ana: Page, stack: ConsoleStack, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    stack.text_from_customer(phone, "I'll call you later")
+    lead = lead_id(stack, ana.id_token(), phone)
+    stack.call_report(phone, lead)
+    ana.open_lead(lead)
+
+    call = ana.find(".timeline .item.call")
+    transcript = call.find_element(By.TAG_NAME, "details")
+    assert not transcript.get_attribute("open")
+    assert "Sofia" not in call.text  # the transcript starts folded
+    call.find_element(By.TAG_NAME, "summary").click()
+
+    ana.wait(lambda d: "Agent: Hi, thanks for calling" in call.text)
+    assert "Customer: Hi Sofia" in call.text
+
+
+def test_erase_asks_first_then_removes_the_lead(
+    ana: Page, stack: ConsoleStack, new_phone: Callable[[], str]
+) -> None:
+    phone = new_phone()
+    stack.text_from_customer(phone, "Please delete my data")
+    token = ana.id_token()
+    lead = lead_id(stack, token, phone)
+    ana.open_lead(lead)
+
+    ana.button("Erase lead…").click()
+    ana.button("Cancel").click()
+    assert stack.staff_api("GET", f"/leads/{lead}", token).status == 200
+    ana.button("Erase lead…").click()
+    ana.button("Erase for good").click()
+
+    ana.wait_for_text("Lead erased.")
+    assert ana.heading() == "Inbox"
+    assert stack.staff_api("GET", f"/leads/{lead}", token).status == 404
+
+
+def test_owner_gets_a_store_switcher_and_staff_of_one_store_does_not(
+    page: Page, stack: ConsoleStack
+) -> None:
+    page.sign_in("ana")
+    assert not page.driver.find_element(By.ID, "inbox-store").is_displayed()
+
+    page.sign_in("olga")
+
+    store = page.find("#inbox-store")
+    page.wait(lambda d: store.is_displayed() and len(Select(store).options) >= 2)
+    assert Select(store).options[0].text == "All stores"
