@@ -32,7 +32,7 @@ venv: ## the development virtualenv (.venv, Python 3.13) from requirements/dev.t
 sam-cli: ## the SAM CLI and its cfn-lint (.venv-sam) from requirements/sam.txt
 	$(call toolchain,venv sam)
 
-checkov: venv ## checkov on template.yaml (.venv-checkov, requirements/checkov.txt: its pins clash)
+checkov: venv ## checkov on the templates with .checkov.yaml (.venv-checkov, requirements/checkov.txt: its pins clash)
 	$(call toolchain,venv checkov)
 	$(PY) -m devkit.check --checkov-only
 
@@ -84,9 +84,9 @@ fmt: venv ## format and autofix
 build: sam-cli ## sam build (arm64, python3.13, no container)
 	PATH="$(PY313_DIR):$$PATH" $(SAM) build
 
-validate: sam-cli ## sam validate --lint and cfn-lint (the SAM CLI's)
+validate: sam-cli ## sam validate --lint and cfn-lint (the SAM CLI's) on every template
 	$(SAM) validate --lint
-	.venv-sam/bin/cfn-lint template.yaml
+	.venv-sam/bin/cfn-lint template.yaml templates/*.yaml
 
 clean: ## stop the embedded servers; remove build output, local data and caches
 	if [ -x $(PY) ]; then $(PY) -m devkit.services --stop; fi

@@ -24,6 +24,7 @@ JUNIT = LOCAL / "junit.xml"
 SAM_BIN = toolchain.VENVS["sam"].bin
 # In a virtualenv of its own (requirements/checkov.txt): its pins clash with the development one's.
 CHECKOV = toolchain.VENVS["checkov"].bin / "checkov"
+CHECKOV_CONFIG = ROOT / ".checkov.yaml"
 PYTEST_NO_TESTS = 5
 
 
@@ -82,11 +83,17 @@ def _pytest(python: str, args: list[str]) -> list[str]:
     return failures
 
 
-def checkov(template: Path = ROOT / "template.yaml") -> list[str]:
-    """Run checkov on the template; any failed check, parse error or empty scan fails the step.
+def templates() -> list[Path]:
+    """The stack's templates: template.yaml and its nested ones (templates/*.yaml)."""
+    return [ROOT / "template.yaml", *sorted((ROOT / "templates").glob("*.yaml"))]
 
-    checkov answers 0 when it could not parse a file (it scanned nothing), so the verdict comes
-    from its JSON summary, not from its exit status alone.
+
+def checkov(files: list[Path] | None = None) -> list[str]:
+    """Run checkov on the templates; any failed check, parse error or empty scan fails the step.
+
+    The stack-wide skips and their reasons are in .checkov.yaml; a skip that concerns one
+    resource is in that resource's Metadata. checkov answers 0 when it could not parse a file
+    (it scanned nothing), so the verdict comes from its JSON summary, not its exit status alone.
     """
     try:
         toolchain.ensure_venv("checkov")
@@ -96,7 +103,9 @@ def checkov(template: Path = ROOT / "template.yaml") -> list[str]:
     _step(f"checkov {toolchain.pinned('checkov', 'checkov')} (CloudFormation)")
     started = time.monotonic()
     # --skip-download: no platform account here, and nothing to fetch from the network.
-    command = [str(CHECKOV), "--framework", "cloudformation", "-f", str(template)]
+    command = [str(CHECKOV), "--config-file", str(CHECKOV_CONFIG), "--framework", "cloudformation"]
+    for path in templates() if files is None else files:
+        command += ["-f", str(path)]
     command += ["--skip-download", "--quiet", "--compact", "-o", "json"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     failures = checkov_verdict(result.stdout)

@@ -4,11 +4,12 @@
 
 The real handlers run in this process against the local PostgreSQL and Redis (each behind a
 loopback proxy) under a mixed load, with a Redis outage and a database outage on the way; what
-the handlers print (EMF, as CloudWatch would ingest it) is captured. The dashboard body
-is read from ``template.yaml`` itself and every widget is drawn as CloudWatch would: the same
-metric rows, labels, stacking, axis limits, annotations and metric math (``FILL``, + - * /).
-One bin of the local run (1 s) stands for one period of the widget. AWS-namespace metrics
-(API Gateway, Lambda) have no local source; their panels say so.
+the handlers print (EMF, as CloudWatch would ingest it) is captured. The dashboard body is
+read from the stack's own template (``templates/monitoring.yaml``, nested in ``template.yaml``)
+and every widget is drawn as CloudWatch would: the same metric rows, labels, stacking, axis
+limits, annotations and metric math (``FILL``, + - * /). One bin of the local run (1 s) stands
+for one period of the widget. AWS-namespace metrics (API Gateway, Lambda) have no local source;
+their panels say so.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from devkit.lambda_env import ROOT, load_template
+from devkit.lambda_env import MONITORING_TEMPLATE, ROOT, load_template
 
 NAMESPACE = "BiciLookups"
 Series = list[float]
@@ -37,8 +38,13 @@ Series = list[float]
 # -- the dashboard body --------------------------------------------------------------------
 
 
-def dashboard_body(template: dict[str, Any]) -> dict[str, Any]:
-    """The Dashboard resource's body with its ``!Sub`` placeholders filled with local names."""
+def dashboard_body(template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Dashboard resource's body with its ``!Sub`` placeholders filled with local names.
+
+    ``template`` defaults to the monitoring template, where the stack's dashboard is.
+    """
+    if template is None:
+        template = load_template(MONITORING_TEMPLATE)
     body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]
     text = body["Fn::Sub"] if isinstance(body, dict) else body
     if isinstance(text, list):
@@ -401,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     records = emf_records(text)
     bins = int(args.seconds)
     values = binned(records, start_ms, bins, 1.0)
-    drawn = render(dashboard_body(load_template()), values, bins, 1.0, args.out, phases)
+    drawn = render(dashboard_body(), values, bins, 1.0, args.out, phases)
     totals = {name: int(sum(map(sum, per_bin))) for name, per_bin in sorted(values.items())}
     print(f"{len(records)} EMF records; metric totals: {json.dumps(totals)}")
     print(f"widgets drawn: {len(drawn)}; wrote {args.out}")

@@ -25,6 +25,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
+# The dashboard and the alarms: a nested application of template.yaml (resource Monitoring).
+MONITORING_TEMPLATE = ROOT / "templates" / "monitoring.yaml"
 
 LOCAL_REGION = "us-east-1"
 LOCAL_ACCOUNT_ID = "123456789012"

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from devkit.dashboard import binned, dashboard_body, evaluate, render, widget_lines
-from devkit.lambda_env import load_template
 from leadlookup import metrics
 
 START_MS = 1_000_000.0
@@ -35,7 +34,7 @@ def _hit_rate_widget(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_dashboard_render_draws_every_widget_of_the_template(tmp_path: Path) -> None:
-    body = dashboard_body(load_template())
+    body = dashboard_body()
     records = [_record(s, **dict.fromkeys(metrics.ALL_METRICS, 1.0)) for s in (0.1, 1.5, 2.2)]
     out = tmp_path / "dashboard.png"
 
@@ -51,7 +50,7 @@ def test_dashboard_render_draws_every_widget_of_the_template(tmp_path: Path) -> 
 
 
 def test_dashboard_every_graphed_custom_metric_has_a_local_series() -> None:
-    body = dashboard_body(load_template())
+    body = dashboard_body()
     values = binned([_record(0.5, **dict.fromkeys(metrics.ALL_METRICS, 2.0))], START_MS, 1, 1.0)
 
     for widget in (w for w in body["widgets"] if w["type"] == "metric"):
@@ -63,7 +62,7 @@ def test_dashboard_every_graphed_custom_metric_has_a_local_series() -> None:
 
 
 def test_dashboard_hit_rate_metric_math_is_the_templates_expression() -> None:
-    widget = _hit_rate_widget(dashboard_body(load_template()))
+    widget = _hit_rate_widget(dashboard_body())
     records = [
         _record(0.2, LeadCacheHit=3, LeadCacheMiss=1, OrgCacheHit=1),
         _record(0.7, LeadCacheHit=3),

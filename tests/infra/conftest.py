@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from devkit import toolchain
-from devkit.lambda_env import load_template
+from devkit.lambda_env import MONITORING_TEMPLATE, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -25,6 +25,12 @@ BUILD_TIMEOUT_S = 900
 def template() -> dict[str, Any]:
     """template.yaml as a dict (intrinsics in their long form, e.g. {"Ref": ...})."""
     return load_template()
+
+
+@pytest.fixture(scope="session")
+def monitoring() -> dict[str, Any]:
+    """templates/monitoring.yaml (the dashboard and the alarms), as the template fixture."""
+    return load_template(MONITORING_TEMPLATE)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from devkit.lambda_env import load_template
+from devkit.lambda_env import MONITORING_TEMPLATE, load_template
 from leadlookup import metrics
 from leadlookup.adapters.cache import CacheKeys
 from leadlookup.config import DEFAULT_ORGANIZATION_ID
@@ -120,7 +120,7 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     )
 
     emitted = _emitted(capsys.readouterr().out)
-    graphed = set(_custom_metrics_graphed(_dashboard(load_template())))
+    graphed = set(_custom_metrics_graphed(_dashboard(load_template(MONITORING_TEMPLATE))))
 
     assert graphed <= emitted, f"graphed but never emitted: {sorted(graphed - emitted)}"
     custom = {m for m in emitted if m[0] in metrics.ALL_METRICS}

@@ -145,8 +145,8 @@ def test_replies_every_send_names_the_status_route_at_the_url_twilio_signs(
     assert output == env["TWILIO_STATUS_CALLBACK_URL"]
 
 
-def test_replies_failed_deliveries_are_alarmed(template: dict[str, Any]) -> None:
-    alarm = template["Resources"]["SmsDeliveryFailedAlarm"]["Properties"]
+def test_replies_failed_deliveries_are_alarmed(monitoring: dict[str, Any]) -> None:
+    alarm = monitoring["Resources"]["SmsDeliveryFailedAlarm"]["Properties"]
 
     assert (alarm["Namespace"], alarm["MetricName"]) == ("BiciLookups", "SmsDeliveryFailed")
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.infra
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
+# The nested stacks' templates (the Monitoring application's among them).
+TEMPLATES = [TEMPLATE, *sorted((REPO / "templates").glob("*.yaml"))]
 FUNCTION_TYPE = "AWS::Serverless::Function"
 INITIATION_EVENT = REPO / "events/conversation_initiation/known_caller.json"
 SERVICE_DIMENSIONS = ("service", metrics.SERVICE_NAME)
@@ -180,7 +182,7 @@ def _alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_cfn_lint_passes(cfn_lint: Path) -> None:
     result = subprocess.run(
-        [str(cfn_lint), str(TEMPLATE)], cwd=REPO, capture_output=True, text=True, check=False
+        [str(cfn_lint), *map(str, TEMPLATES)], cwd=REPO, capture_output=True, text=True, check=False
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -200,8 +202,9 @@ def test_sam_validate_lint_passes(sam_cli: str, sam_env: dict[str, str]) -> None
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_template_suppressions_are_explained() -> None:
-    lines = TEMPLATE.read_text(encoding="utf-8").splitlines()
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_template_suppressions_are_explained(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
 
     unexplained = [
         number
@@ -321,17 +324,35 @@ def test_built_initiation_handler_answers_degraded_without_database_or_redis(
 # ------------------------------------------------------------------------- dashboard drift
 
 
-def test_dashboard_graphs_exactly_the_metrics_the_layer_defines(template: dict[str, Any]) -> None:
-    graphed = _custom_metrics_graphed(_dashboard(template))
+def test_monitoring_gets_each_name_from_the_parent_resource_it_is_named_after(
+    template: dict[str, Any], monitoring: dict[str, Any]
+) -> None:
+    resources = template["Resources"]
+    app = resources["Monitoring"]["Properties"]
+    passed = app["Parameters"]
+
+    assert app["Location"] == "templates/monitoring.yaml"
+    assert set(passed) == set(monitoring["Parameters"])
+    assert passed.pop("StackName") == {"Ref": "AWS::StackName"}
+    assert passed.pop("AlarmTopicArn") == {"Ref": "AlarmTopicArn"}
+    for name, value in passed.items():
+        queue = resources[name]["Type"] == "AWS::SQS::Queue"
+        assert value == ({"Fn::GetAtt": [name, "QueueName"]} if queue else {"Ref": name}), name
+
+
+def test_dashboard_graphs_exactly_the_metrics_the_layer_defines(
+    monitoring: dict[str, Any],
+) -> None:
+    graphed = _custom_metrics_graphed(_dashboard(monitoring))
 
     assert {name for name, _ in graphed} == set(metrics.ALL_METRICS)
     assert {dims for _, dims in graphed} == {SERVICE_DIMENSIONS}
 
 
-def test_dashboard_has_a_hit_rate_expression_per_cache(template: dict[str, Any]) -> None:
+def test_dashboard_has_a_hit_rate_expression_per_cache(monitoring: dict[str, Any]) -> None:
     rate_inputs: set[str] = set()
 
-    for widget in _dashboard(template)["widgets"]:
+    for widget in _dashboard(monitoring)["widgets"]:
         ids = {}
         expressions = []
         for row in _metric_rows(widget):
@@ -348,10 +369,10 @@ def test_dashboard_has_a_hit_rate_expression_per_cache(template: dict[str, Any])
     assert hit_metrics <= rate_inputs
 
 
-def test_alarms_on_custom_metrics_use_layer_metric_names(template: dict[str, Any]) -> None:
+def test_alarms_on_custom_metrics_use_layer_metric_names(monitoring: dict[str, Any]) -> None:
     alarmed = [
         metric
-        for resource in template["Resources"].values()
+        for resource in monitoring["Resources"].values()
         if resource["Type"] == "AWS::CloudWatch::Alarm"
         for metric in _alarm_metrics(resource)
         if metric.get("Namespace") == metrics.NAMESPACE
@@ -566,16 +587,16 @@ def test_only_the_post_call_webhook_may_send_to_the_post_call_queue(
     [("PostCallAgeAlarm", "PostCallQueue"), ("PostCallDeadLetterAlarm", "PostCallDeadLetterQueue")],
 )
 def test_post_call_queues_are_alarmed_and_graphed(
-    template: dict[str, Any], alarm: str, queue: str
+    template: dict[str, Any], monitoring: dict[str, Any], alarm: str, queue: str
 ) -> None:
-    props = template["Resources"][alarm]["Properties"]
-    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    props = monitoring["Resources"][alarm]["Properties"]
+    body = monitoring["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    passed = template["Resources"]["Monitoring"]["Properties"]["Parameters"]
 
     assert props["Namespace"] == "AWS/SQS"
-    assert props["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
-    ]
-    assert f'"QueueName", "${{{queue}.QueueName}}"' in body
+    assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Ref": queue}}]
+    assert passed[queue] == {"Fn::GetAtt": [queue, "QueueName"]}
+    assert f'"QueueName", "${{{queue}}}"' in body
     assert '"${PostCallProcessorFunction}"' in body
 
 
@@ -619,16 +640,19 @@ def test_migrations_rerun_when_the_layer_changes(template: dict[str, Any]) -> No
     assert 0 < props["ServiceTimeout"] <= 3600
 
 
-def test_template_failed_scheduled_purge_raises_an_alarm(template: dict[str, Any]) -> None:
+def test_template_failed_scheduled_purge_raises_an_alarm(
+    template: dict[str, Any], monitoring: dict[str, Any]
+) -> None:
     resources = template["Resources"]
     schedules = [
         event["Properties"]
         for event in resources["CacheAdminFunction"]["Properties"]["Events"].values()
         if event["Type"] == "Schedule"
     ]
+    passed = resources["Monitoring"]["Properties"]["Parameters"]
     alarms = [
         r["Properties"]
-        for r in resources.values()
+        for r in monitoring["Resources"].values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
         and r["Properties"].get("Namespace") == "AWS/Lambda"
         and r["Properties"].get("MetricName") == "Errors"
@@ -637,6 +661,7 @@ def test_template_failed_scheduled_purge_raises_an_alarm(template: dict[str, Any
     ]
 
     assert [json.loads(s["Input"]) for s in schedules] == [{"action": "purge"}]
+    assert passed["CacheAdminFunction"] == {"Ref": "CacheAdminFunction"}
     assert len(alarms) == 1
     assert (alarms[0]["Threshold"], alarms[0]["ComparisonOperator"]) == (
         1,

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadlookup.domain import greeting, hours
+from leadlookup.domain import hours, variables
 
 VANCOUVER = ZoneInfo("America/Vancouver")
 WEEKDAY = {"open": "08:00", "close": "18:00"}
@@ -58,7 +58,7 @@ def _at(day: int, hour: int, minute: int = 0) -> datetime:
 def test_greeting_time_greeting_follows_the_store_clock(
     hour: int, minute: int, expected: str
 ) -> None:
-    assert greeting.time_greeting(_at(2, hour, minute)) == expected
+    assert variables.time_greeting(_at(2, hour, minute)) == expected
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_greeting_time_greeting_follows_the_store_clock(
     ],
 )
 def test_greeting_day_context_names_each_weekday(day: int, expected: str) -> None:
-    assert greeting.day_context(_at(day, 10)) == expected
+    assert variables.day_context(_at(day, 10)) == expected
 
 
 @pytest.mark.parametrize(
@@ -151,8 +151,8 @@ def test_greeting_week_hours_group_equal_consecutive_days(
 def test_greeting_customer_greeting_is_the_first_name_and_the_opener_greets_it(
     name: str, first: str, opener: str
 ) -> None:
-    assert greeting.customer_greeting(name) == first
-    assert greeting.greeting_opener(name) == opener
+    assert variables.customer_greeting(name) == first
+    assert variables.greeting_opener(name) == opener
 
 
 @pytest.mark.parametrize(
@@ -184,9 +184,9 @@ def test_greeting_customer_greeting_is_the_first_name_and_the_opener_greets_it(
 def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
     name: str, day: int, hour: int, expected: str
 ) -> None:
-    call_id = _call_id_for(greeting.INBOUND_VARIATIONS, "What's up")
+    call_id = _call_id_for(variables.INBOUND_VARIATIONS, "What's up")
 
-    sentence = greeting.dynamic_greeting(
+    sentence = variables.dynamic_greeting(
         customer_name=name,
         spoken_name="Bee-chee",
         local=_at(day, hour),
@@ -199,7 +199,7 @@ def test_greeting_dynamic_greeting_is_the_whole_first_sentence(
 
 def test_greeting_follow_up_call_says_who_calls_and_asks_about_the_bike() -> None:
     call_id = _call_id_for(
-        greeting.OUTBOUND_VARIATIONS, "Do you have a minute to pick up where we left off"
+        variables.OUTBOUND_VARIATIONS, "Do you have a minute to pick up where we left off"
     )
     common: dict[str, Any] = {
         "spoken_name": "Bee-chee",
@@ -209,9 +209,9 @@ def test_greeting_follow_up_call_says_who_calls_and_asks_about_the_bike() -> Non
         "outbound": True,
     }
 
-    with_bike = greeting.dynamic_greeting(customer_name="Ada", bike_interest="gravel", **common)
-    e_bike = greeting.dynamic_greeting(customer_name="Ada", bike_interest="e-bike", **common)
-    unsure = greeting.dynamic_greeting(customer_name="", bike_interest="unsure", **common)
+    with_bike = variables.dynamic_greeting(customer_name="Ada", bike_interest="gravel", **common)
+    e_bike = variables.dynamic_greeting(customer_name="Ada", bike_interest="e-bike", **common)
+    unsure = variables.dynamic_greeting(customer_name="", bike_interest="unsure", **common)
 
     assert with_bike == (
         "Hey Ada! It's Bee-chee calling you back. Do you have a minute to talk about the gravel "
@@ -225,9 +225,9 @@ def test_greeting_follow_up_call_says_who_calls_and_asks_about_the_bike() -> Non
 
 
 def test_greeting_who_we_are_for_calls_texts_and_follow_ups() -> None:
-    assert greeting.who_we_are("Bee-chee", "voice", False) == "Thanks for calling Bee-chee"
-    assert greeting.who_we_are("Bee-chee", "sms", False) == "Thanks for texting Bee-chee"
-    assert greeting.who_we_are("Bee-chee", "voice", True) == "It's Bee-chee calling you back"
+    assert variables.who_we_are("Bee-chee", "voice", False) == "Thanks for calling Bee-chee"
+    assert variables.who_we_are("Bee-chee", "sms", False) == "Thanks for texting Bee-chee"
+    assert variables.who_we_are("Bee-chee", "voice", True) == "It's Bee-chee calling you back"
 
 
 @pytest.mark.parametrize(
@@ -245,19 +245,19 @@ def test_greeting_who_we_are_for_calls_texts_and_follow_ups() -> None:
 def test_greeting_sentences_end_each_piece_once_and_skip_empty_ones(
     pieces: tuple[str, ...], expected: str
 ) -> None:
-    assert greeting.sentences(*pieces) == expected
+    assert variables.sentences(*pieces) == expected
 
 
 def test_greeting_variation_is_fixed_per_call_and_varies_across_calls() -> None:
     ids = [f"CA{n:032x}" for n in range(40)]
 
-    first = [greeting.greeting_variation(call_id, False) for call_id in ids]
-    again = [greeting.greeting_variation(call_id, False) for call_id in ids]
-    outbound = {greeting.greeting_variation(call_id, True) for call_id in ids}
+    first = [variables.greeting_variation(call_id, False) for call_id in ids]
+    again = [variables.greeting_variation(call_id, False) for call_id in ids]
+    outbound = {variables.greeting_variation(call_id, True) for call_id in ids}
 
     assert first == again
-    assert set(first) == set(greeting.INBOUND_VARIATIONS)
-    assert outbound == set(greeting.OUTBOUND_VARIATIONS)
+    assert set(first) == set(variables.INBOUND_VARIATIONS)
+    assert outbound == set(variables.OUTBOUND_VARIATIONS)
     # Agents write `{{greeting_variation}}?`: no phrase brings its own ending.
     assert not [v for v in (*first, *outbound) if v.rstrip()[-1] in ".!?"]
 
@@ -266,6 +266,6 @@ def _call_id_for(choices: tuple[str, ...], wanted: str) -> str:
     """A call id whose variation is ``wanted`` (found, not assumed, so the table stays honest)."""
     for n in range(1000):
         call_id = f"CA{n:032x}"
-        if greeting.variation(call_id, choices) == wanted:
+        if variables.variation(call_id, choices) == wanted:
             return call_id
     raise AssertionError(f"no call id picks {wanted!r}")

@@ -18,8 +18,7 @@ from devkit.standins import TwilioStandIn
 from leadlookup.api import auth, webhooks
 from leadlookup.api.http import error_status
 from leadlookup.config import Settings
-from leadlookup.domain import optout
-from leadlookup.domain import sms as sms_domain
+from leadlookup.domain import sms
 from leadlookup.errors import Forbidden, InvalidInput
 
 TOKEN = "test-twilio-auth-token"
@@ -306,7 +305,7 @@ def test_set_params_encodes_the_body_as_http_api_does() -> None:
     ],
 )
 def test_opt_change_reads_whole_body_keywords(fields: dict, expected: str | None) -> None:
-    assert optout.opt_change(fields.get("OptOutType"), fields.get("Body")) == expected
+    assert sms.opt_change(fields.get("OptOutType"), fields.get("Body")) == expected
 
 
 def test_message_group_id_is_to_colon_from_made_safe_for_sqs() -> None:
@@ -328,7 +327,7 @@ def test_message_group_id_is_to_colon_from_made_safe_for_sqs() -> None:
 )
 def test_validated_message_names_the_problem(message: Any, problem: str) -> None:
     with pytest.raises(InvalidInput, match=problem):
-        sms_domain.validated_message(message)
+        sms.validated_message(message)
 
 
 # -- status callbacks: the stand-in signs as Twilio does, the samples verify -------------------

@@ -15,7 +15,12 @@ from leadlookup.adapters.elevenlabs import initiation_message
 from leadlookup.adapters.queue import InProcessQueue
 from leadlookup.domain import hours
 from leadlookup.domain.jobs import JobKind, ReplyJob
-from leadlookup.domain.models import Lead, Organization, default_organization_snapshot
+from leadlookup.domain.models import (
+    InboundMessage,
+    Lead,
+    Organization,
+    default_organization_snapshot,
+)
 from leadlookup.domain.variables import (
     CONTEXT_MAX_CHARS,
     DYNAMIC_VARIABLE_KEYS,
@@ -25,6 +30,7 @@ from leadlookup.domain.variables import (
     conversation_context,
 )
 from leadlookup.usecases import initiation
+from leadlookup.usecases.lookups import StoredInbound
 from leadlookup.usecases.replies import ReplyPipeline
 
 # Wednesday 2026-11-25, 2:05 PM in Vancouver.
@@ -86,7 +92,8 @@ def _sms_job(lead: Lead) -> ReplyJob:
         now=lambda: NOW,
     )
 
-    decision = pipeline.after_inbound(STORE, lead, "SM1", "What about a 58?", None)
+    text = InboundMessage("SM1", "+16045550142", "+17786528784", "What about a 58?", {})
+    decision = pipeline.after_inbound(StoredInbound(STORE, lead, True), text)
 
     assert decision == "reply queued"
     return queued[0]

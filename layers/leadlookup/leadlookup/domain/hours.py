@@ -8,6 +8,7 @@ read the week from here, so a store's hours are parsed and worded one way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -122,6 +123,26 @@ def store_status(week: Week, local: datetime) -> str:
     when = "tomorrow" if ahead == 1 else "on " + day_name(local + timedelta(days=ahead))
     prefix = "We're closed for the day" if today is not None else "We're closed today"
     return f"{prefix}; we open {when} at {clock_text(opens)}."
+
+
+@dataclass(frozen=True)
+class Moment:
+    """What the store's week says at one store-local time: the words and whether it is open."""
+
+    clock: str  # 2:05 PM
+    day: str  # Monday
+    open: bool
+    status: str  # store_status()
+
+
+def at(week: Week, local: datetime) -> Moment:
+    """The store at ``local``, read once for every phrase of an answer."""
+    return Moment(
+        clock=clock_text(local),
+        day=day_name(local),
+        open=is_open(week, local),
+        status=store_status(week, local),
+    )
 
 
 def hours_info(hours: Hours) -> str:

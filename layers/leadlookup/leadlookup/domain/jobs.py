@@ -186,6 +186,12 @@ def compact_history(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     return history
 
 
+def agent_history(rows: list[dict[str, Any]]) -> tuple[list[dict[str, str]], str]:
+    """(:func:`compact_history`, its :func:`history_text`) of the texts before a reply."""
+    history = compact_history(rows)
+    return history, history_text(history)
+
+
 def history_text(history: list[dict[str, str]]) -> str:
     """The history as one line per text, for a dynamic variable (every value is a string)."""
     return "\n".join(f"{item['role']}: {item['text']}" for item in history)

@@ -158,6 +158,8 @@ class InboundMessage:
     params: dict[str, Any]
     # "out" (STOP and the like), "in" (START...) or None.
     opt_change: str | None = None
+    # A keyword Twilio answers itself (opt-out, opt-in, help): the agent stays out.
+    keyword: bool = False
 
 
 @dataclass(frozen=True)

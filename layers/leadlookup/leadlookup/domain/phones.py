@@ -45,6 +45,11 @@ def normalize_phone(raw: object, region: str = "CA") -> str | None:
     return _normalize(raw, region)
 
 
+def normalize_phones(raws: tuple[object, ...], region: str = "CA") -> tuple[str | None, ...]:
+    """:func:`normalize_phone` of each of ``raws`` (a text's ``To`` and ``From``), in order."""
+    return tuple(normalize_phone(raw, region) for raw in raws)
+
+
 # Parsed on every initiation (is the caller the store itself?); a pure function of its input.
 @lru_cache(maxsize=4096)
 def national_digits(normalized: str) -> str:

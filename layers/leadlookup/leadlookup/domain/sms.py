@@ -1,4 +1,5 @@
-"""An inbound SMS as Twilio's form fields: validated, and read into what is stored."""
+"""Texts: an inbound SMS as Twilio's form fields (validated, read into what is stored), and
+opt-out, the one home of the keywords Twilio acts on and what they change on a lead."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from leadlookup.domain import optout
 from leadlookup.domain.models import InboundMessage
 from leadlookup.domain.phones import mask_phone
 from leadlookup.errors import InvalidInput
@@ -63,15 +63,16 @@ def _storable(fields: Message) -> Message:
 def inbound_message(fields: Mapping[str, Any]) -> InboundMessage:
     """The message to store from a queued message's fields (validated, NULs dropped)."""
     stored = _storable(validated_message(dict(fields)))
+    body = first_value(stored, "Body") or ""
+    change, keyword = classify(first_value(stored, "OptOutType"), body)
     return InboundMessage(
         message_sid=str(first_value(stored, "MessageSid")),
         from_number=first_value(stored, "From"),
         to_number=first_value(stored, "To"),
-        body=first_value(stored, "Body") or "",
+        body=body,
         params=stored,
-        opt_change=optout.opt_change(
-            first_value(stored, "OptOutType"), first_value(stored, "Body")
-        ),
+        opt_change=change,
+        keyword=keyword,
     )
 
 
@@ -81,3 +82,50 @@ def parties(message: Mapping[str, Any]) -> dict[str, Any]:
         "sender": mask_phone(first_value(message, "From")),
         "to": mask_phone(first_value(message, "To")),
     }
+
+
+# -- opt-out: the one home of its keywords and states --------------------------------------
+# Opt-out: the keywords Twilio acts on and what they change on a lead (their one home).
+# Twilio answers its keywords itself and stops delivering to a number that sent STOP until it
+# sends START; a lead's ``opted_out_at`` mirrors that, so the agent never answers or texts an
+# opted-out number and staff see why.
+
+# The two changes a text can make to a lead's opt-out state.
+OUT = "out"
+IN = "in"
+# Twilio's default keywords (a whole body, trimmed, any case).
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
+# Twilio answers these itself too (and they change nothing): the agent stays out.
+HELP_KEYWORDS = frozenset({"HELP", "INFO"})
+# With Advanced Opt-Out, Twilio classifies the message itself (custom keywords included).
+_OPT_OUT_TYPES = {"STOP": OUT, "START": IN, "HELP": None}
+# Twilio's "Attempt to send to unsubscribed recipient": a STOP we never saw (another keyword,
+# another channel) learnt from a refused send; the lead is marked opted out.
+TWILIO_UNSUBSCRIBED = 21610
+
+
+def opt_change(opt_out_type: str | None, body: str | None) -> str | None:
+    """:data:`OUT` for an opt-out keyword, :data:`IN` for an opt-in one, else None."""
+    classified = (opt_out_type or "").strip().upper()
+    if classified in _OPT_OUT_TYPES:
+        return _OPT_OUT_TYPES[classified]
+    keyword = (body or "").strip().upper()
+    if keyword in OPT_OUT_KEYWORDS:
+        return OUT
+    if keyword in OPT_IN_KEYWORDS:
+        return IN
+    return None
+
+
+def classify(opt_out_type: str | None, body: str) -> tuple[str | None, bool]:
+    """(:func:`opt_change`, :func:`is_keyword`) of one inbound text, read once."""
+    change = opt_change(opt_out_type, body)
+    return change, is_keyword(body, change)
+
+
+def is_keyword(body: str, change: str | None) -> bool:
+    """Whether Twilio answers this text itself (an opt-out, opt-in or help keyword)."""
+    return change is not None or body.strip().upper() in HELP_KEYWORDS

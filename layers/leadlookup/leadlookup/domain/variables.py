@@ -7,18 +7,22 @@ configured for the Node service's variables (33 names) plus two its prompt uses 
 service never sent (``store_greeting``, ``location_address_formatted``); ``lead_id``,
 ``business_hours_today``, ``timezone``, ``channel`` and ``recent_messages`` are ours. Values
 are a pure function of (organization, lead, time, call, recent texts), so a retried webhook
-answers the same.
+answers the same. The greeting phrases (the first sentence and its parts) live here too, at the
+end: they are variables the agent concatenates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from leadlookup.domain import greeting, hours
+from leadlookup.domain import hours
+from leadlookup.domain.hours import Week, store_status
 from leadlookup.domain.models import Lead, Organization
 from leadlookup.domain.status import QUALIFIED_STATUSES
 
@@ -290,16 +294,26 @@ def build_variables(
     name = (lead.customer_name or "").strip() if lead else ""
     bike = str((lead.bike_interest or {}).get("type") or "").strip() if lead else ""
     call_type = "outbound_followup" if outbound else ("sms" if channel == "sms" else "inbound")
-    clock = hours.clock_text(local)
-    day, month = hours.day_name(local), greeting.month_name(local)
-    spoken_name = store.spoken_name
-    status = hours.store_status(week, local)
+    moment = hours.at(week, local)
+    clock, day, status = moment.clock, moment.day, moment.status
+    said = phrases(
+        customer_name=name,
+        spoken_name=store.spoken_name,
+        local=local,
+        week=week,
+        call_id=call_id,
+        channel=channel,
+        outbound=outbound,
+        bike_interest=bike,
+        status=status,
+    )
+    month = said.pop("current_month")
     minute = local.isoformat(timespec="minutes")  # YYYY-MM-DDTHH:MM, then the UTC offset
     return {
         "customer_name": name,
         "has_customer_name": "true" if name else "false",
         "customer_phone": f"+{lead.phone_number_normalized}" if lead else "",
-        "customer_greeting": greeting.customer_greeting(name),
+        "customer_greeting": said["customer_greeting"],
         "lead_id": lead.id if lead else "",
         "lead_status": lead.status if lead else "new",
         "qualification_status": qualification_status(lead),
@@ -318,7 +332,7 @@ def build_variables(
         "location_address_formatted": store.address_line,
         "business_hours": store.business_hours,
         "business_hours_today": store.day_hours[weekday],
-        "store_is_open": "true" if hours.is_open(week, local) else "false",
+        "store_is_open": "true" if moment.open else "false",
         "store_status": status,
         # The store's live agent still reads this older name for the same sentence.
         "store_greeting": status,
@@ -336,22 +350,12 @@ def build_variables(
         "recent_messages": recent_messages,
         "is_outbound": "true" if outbound else "false",
         "call_type": call_type,
-        "dynamic_greeting": greeting.dynamic_greeting(
-            customer_name=name,
-            spoken_name=spoken_name,
-            local=local,
-            week=week,
-            call_id=call_id,
-            channel=channel,
-            outbound=outbound,
-            bike_interest=bike,
-            status=status,
-        ),
-        "time_greeting": greeting.time_greeting(local),
-        "day_context": greeting.day_context(local),
-        "weather_context": greeting.weather_context(local),
-        "greeting_opener": greeting.greeting_opener(name),
-        "greeting_variation": greeting.greeting_variation(call_id, outbound, bike),
+        "dynamic_greeting": said["dynamic_greeting"],
+        "time_greeting": said["time_greeting"],
+        "day_context": said["day_context"],
+        "weather_context": said["weather_context"],
+        "greeting_opener": said["greeting_opener"],
+        "greeting_variation": said["greeting_variation"],
     }
 
 
@@ -371,3 +375,212 @@ def with_every_key(variables: Mapping[str, Any], **known: str) -> dict[str, Any]
         if key not in complete:
             complete[key] = known.get(key, derived.get(key, ""))
     return complete
+
+
+# -- the greeting phrases ------------------------------------------------------------------
+# The spoken greeting and store-hours phrases of an answer, as pure functions of their inputs.
+# Everything here is a function of the store's settings, the store-local time and the call:
+# no clock, no randomness, no I/O (stdlib only: this sits on the initiation cold path). The
+# Node service picked a greeting at random; a retried webhook must answer the same, so the
+# variation is derived from the call's id instead.
+
+MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+# One phrase per weekday (Monday first): the same day always says the same thing.
+DAY_CONTEXT = (
+    "Hope your week's off to a good start!",
+    "Hope your week's going well!",
+    "Happy Wednesday, we're halfway through the week!",
+    "The weekend's almost here!",
+    "Happy Friday!",
+    "Hope you're having a great Saturday!",
+    "Hope you're having a relaxing Sunday!",
+)
+# By store-local month (January first); seasonal, not live weather (the Node service had no
+# weather feed either), and written for the northern hemisphere the chain's stores are in.
+_WINTER = "Hope you're staying dry out there, it's a good season for a tune-up!"
+_SPRING = "Riding season is starting up!"
+_SUMMER = "Perfect weather for a ride!"
+_FALL = "Great fall riding weather lately!"
+WEATHER_CONTEXT = (
+    _WINTER, _WINTER, _SPRING, _SPRING, _SPRING, _SUMMER,
+    _SUMMER, _SUMMER, _FALL, _FALL, _FALL, _WINTER,
+)  # fmt: skip
+# The closing phrase of an inbound first sentence, without its question mark (the replaced
+# service's format: agents write `{{greeting_variation}}?`); which one a call gets comes from
+# its id.
+INBOUND_VARIATIONS = ("What's up", "How can I help you today", "What can I do for you")
+# A follow-up call's question when no bike interest is known, in the same format.
+OUTBOUND_VARIATIONS = (
+    "Do you have a minute to pick up where we left off",
+    "Is now a good time to follow up on our last chat",
+)
+# Stripped from the ends of a name or bike type that is spoken inside a phrase.
+_PUNCTUATION = ".,;:!?\"'()[]{}"
+# Bike types that name no bike (post-call analysis writes "unsure" when it learned nothing).
+_NO_BIKE = frozenset({"unsure", "not sure", "unknown", "none", "n/a"})
+
+
+def month_name(moment: datetime) -> str:
+    """``January``."""
+    return MONTH_NAMES[moment.month - 1]
+
+
+def time_greeting(local: datetime) -> str:
+    """``Good morning!`` (before noon), ``Good afternoon!`` (before 5 PM), ``Good evening!``."""
+    if local.hour < 12:
+        return "Good morning!"
+    if local.hour < 17:
+        return "Good afternoon!"
+    return "Good evening!"
+
+
+def day_context(local: datetime) -> str:
+    """The weekday's phrase."""
+    return DAY_CONTEXT[local.weekday()]
+
+
+def weather_context(local: datetime) -> str:
+    """The season's phrase (by store-local month)."""
+    return WEATHER_CONTEXT[local.month - 1]
+
+
+def first_name(customer_name: str) -> str:
+    """The first word of a customer's name without punctuation (``Ada Lovelace`` -> ``Ada``)."""
+    for word in customer_name.split():
+        # "Ada," or "Ada!" would double the greeting's own punctuation ("Hey Ada!!").
+        word = word.strip(_PUNCTUATION)
+        if word:
+            return word
+    return ""
+
+
+def customer_greeting(customer_name: str) -> str:
+    """The customer's first name alone (``Ada``), or empty without a name."""
+    return first_name(customer_name)
+
+
+def greeting_opener(customer_name: str) -> str:
+    """``Hey Ada!``, or ``Hey there!`` without a name."""
+    return f"Hey {first_name(customer_name) or 'there'}!"
+
+
+def variation(call_id: str, choices: Sequence[str]) -> str:
+    """One of ``choices``, the same for every retry of one call (SHA-256 of its id)."""
+    digest = hashlib.sha256(call_id.encode("utf-8", "replace")).digest()
+    return choices[int.from_bytes(digest[:4], "big") % len(choices)]
+
+
+def bike_phrase(bike_interest: str) -> str:
+    """``the gravel bike`` / ``the e-bike``; empty when no bike is known."""
+    bike = " ".join(bike_interest.split()).strip(_PUNCTUATION)
+    if not bike or bike.casefold() in _NO_BIKE:
+        return ""
+    return f"the {bike}" if bike.casefold().endswith("bike") else f"the {bike} bike"
+
+
+@lru_cache(maxsize=256)  # one answer asks twice (the variable, and inside the greeting)
+def greeting_variation(call_id: str, outbound: bool, bike_interest: str = "") -> str:
+    """The first sentence's closing question without its ``?``, derived from the call.
+
+    A follow-up call asks about the bike the customer asked about when one is known.
+    """
+    if not outbound:
+        return variation(call_id, INBOUND_VARIATIONS)
+    bike = bike_phrase(bike_interest)
+    if bike:
+        return f"Do you have a minute to talk about {bike} you asked about"
+    return variation(call_id, OUTBOUND_VARIATIONS)
+
+
+def who_we_are(spoken_name: str, channel: str, outbound: bool) -> str:
+    """``Thanks for calling <store>`` (or texting); on a follow-up, who is calling.
+
+    Without an ending: :func:`sentences` ends it, unless the name already does ("Bikes Inc.").
+    """
+    if outbound:
+        return f"It's {spoken_name} calling you back"
+    return f"Thanks for {'texting' if channel == 'sms' else 'calling'} {spoken_name}"
+
+
+def phrases(
+    *,
+    customer_name: str,
+    spoken_name: str,
+    local: datetime,
+    week: Week,
+    call_id: str,
+    channel: str,
+    outbound: bool,
+    bike_interest: str,
+    status: str,
+) -> dict[str, str]:
+    """Every greeting variable of one conversation, keyed as the agent reads them.
+
+    ``status`` is the store's status at ``local`` (the caller has it already).
+    """
+    return {
+        "customer_greeting": customer_greeting(customer_name),
+        "dynamic_greeting": dynamic_greeting(
+            customer_name=customer_name,
+            spoken_name=spoken_name,
+            local=local,
+            week=week,
+            call_id=call_id,
+            channel=channel,
+            outbound=outbound,
+            bike_interest=bike_interest,
+            status=status,
+        ),
+        "time_greeting": time_greeting(local),
+        "day_context": day_context(local),
+        "weather_context": weather_context(local),
+        "greeting_opener": greeting_opener(customer_name),
+        "greeting_variation": greeting_variation(call_id, outbound, bike_interest),
+        "current_month": month_name(local),
+    }
+
+
+def sentences(*pieces: str) -> str:
+    """The non-empty ``pieces`` as sentences, one space between, each one ended once.
+
+    A piece that already ends in ``.``, ``!`` or ``?`` keeps its ending (a store named
+    "Bikes Inc." must not read "Bikes Inc.."); any other gets a full stop. Pieces are single
+    lines (a store's spoken name is made one by the caller, once per store).
+    """
+    return " ".join([piece if piece[-1] in ".!?" else piece + "." for piece in pieces if piece])
+
+
+def dynamic_greeting(
+    *,
+    customer_name: str,
+    spoken_name: str,
+    local: datetime,
+    week: Week,
+    call_id: str,
+    channel: str = "voice",
+    outbound: bool = False,
+    bike_interest: str = "",
+    status: str | None = None,
+) -> str:
+    """The complete first sentence the agent says.
+
+    Inbound: ``Hey Ada! Thanks for calling <store>. <day context> <store status> What's up?``;
+    a follow-up call: greeting, who is calling, and whether now is a good time.
+    ``status`` is :func:`store_status` of ``week`` at ``local`` when the caller has it already.
+    """
+    question = greeting_variation(call_id, outbound, bike_interest) + "?"
+    if outbound:
+        return sentences(
+            greeting_opener(customer_name), who_we_are(spoken_name, channel, True), question
+        )
+    return sentences(
+        greeting_opener(customer_name),
+        who_we_are(spoken_name, channel, False),
+        day_context(local),
+        store_status(week, local) if status is None else status,
+        question,
+    )

@@ -23,26 +23,19 @@ def process_message(
 ) -> bool:
     """Store one inbound SMS once (lead found or created by ``From``); whether it was new."""
     message = inbound_message(fields)
-    organization = service.get_organization_by_phone(message.to_number)
-    # A short code or alphanumeric sender is nobody's lead: store the message without one.
-    lead = None
-    if service.normalize(message.from_number) is not None:
-        lead = service.find_or_create_lead(message.from_number, organization.id)
-    inserted = service.record_inbound_message(message, organization.id, lead)
-    logger.info(
-        "inbound sms stored" if inserted else "inbound sms already stored",
-        message_sid=message.message_sid,
-        lead_id=lead.id if lead else None,
-        opt_change=message.opt_change,
-        **parties(message.params),
-    )
+    stored = service.store_inbound(message)
     # Stored first; only then the reply (on every delivery: a job that could not be queued
     # is queued when the queue delivers this message again).
-    decision = replies.after_inbound(
-        organization, lead, message.message_sid, message.body, message.opt_change
+    decision = replies.after_inbound(stored, message)
+    # The lead's id, not its number: the database says who it is, logs never need to.
+    logger.info(
+        "inbound sms stored" if stored.inserted else "inbound sms already stored",
+        message_sid=message.message_sid,
+        lead_id=stored.lead.id if stored.lead else None,
+        opt_change=message.opt_change,
+        decision=decision,
     )
-    logger.info("reply decision", message_sid=message.message_sid, decision=decision)
-    return inserted
+    return stored.inserted
 
 
 def process_record(

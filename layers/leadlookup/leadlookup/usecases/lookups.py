@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from leadlookup.adapters.cache import CacheKeys, CacheRegion, ReadThroughCache
@@ -25,7 +26,7 @@ from leadlookup.domain.models import (
     parse_uuid,
 )
 from leadlookup.domain.patch import apply_patch, control_note, validate_patch
-from leadlookup.domain.phones import mask_phone, national_digits, normalize_phone
+from leadlookup.domain.phones import mask_phone, national_digits, normalize_phone, normalize_phones
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
 from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
 from leadlookup.observability import logger
@@ -34,6 +35,16 @@ from leadlookup.observability import logger
 DEFAULT_ORG_KEY = "default"
 # An optimistic PATCH without If-Match retries this often when another writer wins the race.
 _PATCH_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class StoredInbound:
+    """An inbound text after storage: its store, its lead (None for a short code), and
+    whether this delivery stored it (False: a redelivery of a text already stored)."""
+
+    organization: Organization
+    lead: Lead | None
+    inserted: bool
 
 
 class LookupService:
@@ -79,9 +90,12 @@ class LookupService:
         self, phone: object, deadline: float | None = None
     ) -> Organization:
         """The organization reached at ``phone``, else the default one."""
-        normalized = self.normalize(phone)
-        key = self.orgs.key(normalized or DEFAULT_ORG_KEY)
-        cached = self._l1_get(key)
+        return self._organization(self.normalize(phone), deadline)
+
+    def _organization(self, normalized: str | None, deadline: float | None = None) -> Organization:
+        # The in-process copy is keyed by the number itself, the Redis copy by its cache key.
+        number = normalized or DEFAULT_ORG_KEY
+        cached = self._l1_get(number)
         if cached is not None:
             self.orgs.record(Outcome.HIT)
             return cached
@@ -98,16 +112,17 @@ class LookupService:
                 )
             return org or self.default_organization()
 
-        org = self.orgs.get_or_create(key, load, deadline)
+        org = self.orgs.get_or_create_for((number,), load, deadline)
         assert org is not None
-        self._l1_put(key, org)
+        self._l1_put(number, org)
         return org
 
     def cached_organization(self, phone: object, in_process: bool = False) -> Organization | None:
         """The organization from the in-process or Redis cache only (degraded answers);
         ``in_process`` when no time is left for a Redis round trip."""
-        key = self.orgs.key(self.normalize(phone) or DEFAULT_ORG_KEY)
-        return self._l1_get(key) or (None if in_process else self.orgs.peek(key))
+        number = self.normalize(phone) or DEFAULT_ORG_KEY
+        cached = self._l1_get(number)
+        return cached or (None if in_process else self.orgs.peek(self.orgs.key(number)))
 
     def is_number_of(self, org: Organization, phone: object) -> bool:
         """Whether ``phone`` is ``org``'s own number (not a fallback to the default store)."""
@@ -148,12 +163,12 @@ class LookupService:
         if org.id == self.settings.default_organization_id:
             self._flush_default_organization()
             return org
-        keys = [self.orgs.key(str(n)) for n in {normalized, previous} - {None}]
+        numbers = [str(n) for n in {normalized, previous} - {None}]
         with self._l1_lock:
-            for key in keys:
-                self._org_l1.pop(key, None)
-        for key in keys:
-            self.orgs.invalidate(key)
+            for number in numbers:
+                self._org_l1.pop(number, None)
+        for number in numbers:
+            self.orgs.invalidate_for((number,))
         return org
 
     def _flush_default_organization(self) -> None:
@@ -173,19 +188,19 @@ class LookupService:
                 "organization saved, but its cached copies could not be flushed; retry"
             ) from None
 
-    def _l1_get(self, key: str) -> Organization | None:
+    def _l1_get(self, number: str) -> Organization | None:
         if self.settings.org_l1_ttl_seconds <= 0:
             return None
         with self._l1_lock:
-            item = self._org_l1.get(key)
+            item = self._org_l1.get(number)
         if item is None or item[0] <= time.monotonic():
             return None
         return item[1]
 
-    def _l1_put(self, key: str, org: Organization) -> None:
+    def _l1_put(self, number: str, org: Organization) -> None:
         if self.settings.org_l1_ttl_seconds > 0:
             with self._l1_lock:
-                self._org_l1[key] = (time.monotonic() + self.settings.org_l1_ttl_seconds, org)
+                self._org_l1[number] = (time.monotonic() + self.settings.org_l1_ttl_seconds, org)
 
     # -- leads --------------------------------------------------------------------------
 
@@ -200,15 +215,18 @@ class LookupService:
         normalized = self.normalize(phone)
         if normalized is None:
             raise InvalidInput("caller is not a phone number")
-        raw = str(phone).strip()
+        return self._lead(str(phone).strip(), normalized, organization_id, deadline)
 
+    def _lead(
+        self, raw: str, normalized: str, organization_id: str, deadline: float | None = None
+    ) -> Lead:
         def load() -> Lead:
             lead = self.repo.find_or_create_lead(organization_id, raw, normalized, deadline)
             if lead is None:
                 raise Unavailable("lead could not be created")
             return lead
 
-        lead = self.leads.get_or_create(self.leads.key(normalized, organization_id), load, deadline)
+        lead = self.leads.get_or_create_for((normalized, organization_id), load, deadline)
         assert lead is not None
         return lead
 
@@ -218,8 +236,8 @@ class LookupService:
         if normalized is None:
             raise InvalidInput("phone is not a phone number")
         organization_id = parse_uuid(organization_id, "organization_id")
-        return self.leads.get_or_create(
-            self.leads.key(normalized, organization_id),
+        return self.leads.get_or_create_for(
+            (normalized, organization_id),
             lambda: self.repo.find_lead(organization_id, normalized),
         )
 
@@ -267,9 +285,7 @@ class LookupService:
         It replaces an older cached value and drops any lease; False (counted) when Redis could
         not be told, and the old value then lives until its TTL.
         """
-        ok = self.leads.put(
-            self.leads.key(lead.phone_number_normalized, lead.organization_id), lead
-        )
+        ok = self.leads.put_for((lead.phone_number_normalized, lead.organization_id), lead)
         if not ok:
             logger.warning(
                 "lead stays cached until its TTL",
@@ -279,12 +295,26 @@ class LookupService:
 
     def invalidate_lead(self, phone_normalized: str, organization_id: str) -> bool:
         """Delete a lead's cache entry and lease (after its write committed)."""
-        ok = self.leads.invalidate(self.leads.key(phone_normalized, organization_id))
+        ok = self.leads.invalidate_for((phone_normalized, organization_id))
         if not ok:
             logger.warning(
                 "lead stays cached until its TTL", phone=mask_phone("+" + phone_normalized)
             )
         return ok
+
+    def store_inbound(self, message: InboundMessage) -> StoredInbound:
+        """Store an inbound text once: its store (by ``To``), its lead (by ``From``, created on
+        first contact; none for a short code or alphanumeric sender, which is nobody's lead),
+        the message row; then write the touched lead through. Each number is read once."""
+        to_number, sender = normalize_phones(
+            (message.to_number, message.from_number), self.settings.default_phone_region
+        )
+        org = self._organization(to_number)
+        lead = None
+        if sender is not None:
+            lead = self._lead(str(message.from_number).strip(), sender, org.id)
+        inserted = self.record_inbound_message(message, org.id, lead)
+        return StoredInbound(org, lead, inserted)
 
     def record_inbound_message(
         self, message: InboundMessage, organization_id: str, lead: Lead | None
@@ -369,10 +399,9 @@ class LookupService:
         normalized = self.normalize(phone)
         if normalized is None:
             raise InvalidInput("phone is not a phone number")
-        key = self.orgs.key(normalized)
         with self._l1_lock:
-            self._org_l1.pop(key, None)
-        return self.orgs.invalidate(key)
+            self._org_l1.pop(normalized, None)
+        return self.orgs.invalidate_for((normalized,))
 
     def flush_all(self) -> int:
         """Drop every key under the prefix (on every cluster node); the number removed."""

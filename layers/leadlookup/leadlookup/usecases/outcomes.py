@@ -19,7 +19,7 @@ from leadlookup.domain.delivery import (
     rank,
 )
 from leadlookup.domain.jobs import ReplyOutcome, decode
-from leadlookup.domain.optout import TWILIO_UNSUBSCRIBED
+from leadlookup.domain.sms import TWILIO_UNSUBSCRIBED
 from leadlookup.metrics import SMS_DELIVERY_FAILED
 from leadlookup.observability import emf, logger
 from leadlookup.usecases.lookups import LookupService

@@ -14,20 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from leadlookup.adapters.queue import Queue
-from leadlookup.domain import followups, optout
-from leadlookup.domain.jobs import (
-    HISTORY_MESSAGES,
-    JobKind,
-    ReplyJob,
-    compact_history,
-    history_text,
-    reply_key,
-)
-from leadlookup.domain.models import Lead, Organization
-from leadlookup.domain.phones import mask_phone
+from leadlookup.domain import followups
+from leadlookup.domain.jobs import HISTORY_MESSAGES, JobKind, ReplyJob, agent_history, reply_key
+from leadlookup.domain.models import InboundMessage, Lead, Organization
 from leadlookup.domain.variables import build_variables
 from leadlookup.observability import logger
-from leadlookup.usecases.lookups import LookupService
+from leadlookup.usecases.lookups import LookupService, StoredInbound
 
 PAGE_DEFAULT, PAGE_MAX = 50, 200
 # Twilio's Messaging Service SIDs (settings ``messaging_service_sid``).
@@ -90,18 +82,13 @@ class ReplyPipeline:
 
     # -- inbound texts --------------------------------------------------------------------
 
-    def after_inbound(
-        self,
-        org: Organization,
-        lead: Lead | None,
-        message_sid: str,
-        body: str,
-        opt_change: str | None,
-    ) -> str:
+    def after_inbound(self, stored: StoredInbound, message: InboundMessage) -> str:
         """Emit the reply job of a stored inbound text, or say why not; the decision."""
+        org, lead = stored.organization, stored.lead
+        message_sid, body = message.message_sid, message.body
         if lead is None:
             return "sender is not a phone number"
-        if optout.is_keyword(body, opt_change):
+        if message.keyword:
             return "keyword"
         key = reply_key(message_sid)
         context = self.service.reply_context(lead.id, message_sid, key, HISTORY_MESSAGES)
@@ -113,14 +100,9 @@ class ReplyPipeline:
             return "human control"
         if context["replied"]:
             return "already answered"
-        history = compact_history(list(context["history"] or []))
+        history, recent = agent_history(list(context["history"] or []))
         variables = build_variables(
-            org,
-            lead,
-            self._now(),
-            channel="sms",
-            call_id=message_sid,
-            recent_messages=history_text(history),
+            org, lead, self._now(), channel="sms", call_id=message_sid, recent_messages=recent
         )
         sender, service = store_sender(org)
         job = ReplyJob(
@@ -146,7 +128,7 @@ class ReplyPipeline:
         """Queue a job for the responder (staff texts go through here too)."""
         # One FIFO group per customer: their texts are answered in order, one at a time.
         self.jobs.send(job.to_json(), deduplication_id=job.key, group_id=job.to_number)
-        logger.info("reply job queued", key=job.key, kind=job.kind, to=mask_phone(job.to_number))
+        logger.info("reply job queued", key=job.key, kind=job.kind, lead_id=job.lead_id)
 
     # -- after a call ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from leadlookup.adapters.cache.base import CacheBackend
 from leadlookup.adapters.cache.breaker import CircuitBreaker
 from leadlookup.errors import Unavailable
-from leadlookup.metrics import CACHE_INVALIDATION_FAILED, Cache, Outcome, cache_metric
+from leadlookup.metrics import CACHE_INVALIDATION_FAILED, CACHE_METRIC_NAMES, Cache, Outcome
 from leadlookup.observability import logger
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class ReadThroughCache:
 
     def record(self, cache: Cache, outcome: Outcome) -> None:
         """Count one lookup outcome."""
-        self.metrics.count(cache_metric(cache, outcome))
+        self.metrics.count(CACHE_METRIC_NAMES[cache, outcome])
 
     def delete(self, *keys: str) -> bool:
         """Delete values and leases after a committed write; False (and counted) on failure.

@@ -156,6 +156,23 @@ class CacheRegion(Generic[T]):
         )
         return self._store.delete(*copies)
 
+    # By identity rather than key: the lookup service names a value by its parts (number,
+    # organization) and the key stays this adapter's business, one call per operation.
+
+    def get_or_create_for(
+        self, parts: tuple[str, ...], creator: Callable[[], T | None], deadline: float | None = None
+    ) -> T | None:
+        """:meth:`get_or_create` of the value identified by ``parts``."""
+        return self.get_or_create(self._key(*parts), creator, deadline)
+
+    def put_for(self, parts: tuple[str, ...], value: T) -> bool:
+        """:meth:`put` of the value identified by ``parts``."""
+        return self.put(self._key(*parts), value)
+
+    def invalidate_for(self, parts: tuple[str, ...]) -> bool:
+        """:meth:`invalidate` of the value identified by ``parts``."""
+        return self.invalidate(self._key(*parts))
+
     def record(self, outcome: Outcome) -> None:
         """Count one lookup outcome (also for hits served in-process, before this region)."""
         self._store.record(self.cache, outcome)
