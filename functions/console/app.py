@@ -17,6 +17,8 @@ from leadlookup.api.http import unexpected_error_response
 from leadlookup.container import settings
 from leadlookup.observability import logger
 
+# The template's routes for this function (tests/infra checks the two agree).
+ROUTES = frozenset({("GET", "/console"), ("GET", "/console/{proxy+}")})
 # Read once per container: a few small files, answered from memory.
 ASSETS = console.load_assets(Path(__file__).resolve().parent / "static")
 

@@ -328,6 +328,8 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "GET /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /webhooks/elevenlabs/post-call": "PostCallWebhookFunction",
+        "GET /console": "ConsoleFunction",
+        "GET /console/{proxy+}": "ConsoleFunction",
     }
 
 

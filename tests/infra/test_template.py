@@ -433,6 +433,9 @@ def _handler_routes(module: Any) -> set[tuple[str, str]]:
     route = getattr(module, "ROUTE", None)
     if route is not None:  # a one-route handler without a resolver (http.single_route)
         return {route}
+    routes_served = getattr(module, "ROUTES", None)
+    if routes_served is not None:  # a handler that routes by hand (the console's files)
+        return set(routes_served)
     resolver = getattr(module, "app", None)
     if not isinstance(resolver, ApiGatewayResolver):
         return set()
@@ -450,6 +453,7 @@ def _handler_routes(module: Any) -> set[tuple[str, str]]:
         "PostCallProcessorFunction",
         "CacheAdminFunction",
         "MigrateFunction",
+        "ConsoleFunction",
     ],
 )
 def test_function_routes_match_template(
@@ -479,6 +483,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
         "MigrateFunction": "functions/migrate/",
         "SmsResponderFunction": "functions/sms_responder/",
         "SmsOutcomeFunction": "functions/sms_outcome/",
+        "ConsoleFunction": "functions/console/",
     }
     globals_ = template["Globals"]["Function"]
     assert (globals_["Runtime"], globals_["Architectures"]) == ("python3.13", ["arm64"])
@@ -626,6 +631,7 @@ def test_only_the_declared_triggers_exist(template: dict[str, Any]) -> None:
         "MigrateFunction": [],
         "SmsResponderFunction": ["SQS"],
         "SmsOutcomeFunction": ["SQS"],
+        "ConsoleFunction": ["HttpApi"],
     }
 
 
