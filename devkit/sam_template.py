@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 from devkit.lambda_env import TEMPLATE, load_template
 
 NESTED_STACK = "AWS::CloudFormation::Stack"
+LAMBDA_VERSION = "AWS::Lambda::Version"
+_VERSION_HASH = re.compile(r"Version[0-9a-f]{10}$")
 HEADER = (
     "# Every resource template.yaml deploys, after the SAM transform, nested stacks' as\n"
     "# Parent/logical-id. Written by `.venv/bin/python -m devkit.sam_template`; checked by\n"
@@ -71,8 +74,18 @@ def resources(path: Path = TEMPLATE) -> dict[str, str]:
 
 
 def inventory(path: Path = TEMPLATE) -> list[str]:
-    """``logical-id type`` lines of :func:`resources`, sorted."""
-    return [f"{name} {kind}" for name, kind in sorted(resources(path).items())]
+    """``logical-id type`` lines of :func:`resources`, sorted.
+
+    SAM names the version an AutoPublishAlias publishes ``<Function>Version<hash>``, the hash
+    of the function's code and configuration; the hash is left out (``<Function>Version*``),
+    or every change of an environment variable would look like a new resource.
+    """
+    lines = []
+    for name, kind in resources(path).items():
+        if kind == LAMBDA_VERSION:
+            name = _VERSION_HASH.sub("Version*", name)
+        lines.append(f"{name} {kind}")
+    return sorted(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
