@@ -8,6 +8,7 @@ FN ?=
 EVENT ?=
 AGENT ?=
 AGENT_ID ?=
+PORT ?=
 UPGRADE ?=
 # Python 3.13, as on Lambda: the suite, the tools and `sam build` run on it. A pyenv shim of
 # that name may refuse to run, so ask pyenv too.
@@ -44,8 +45,8 @@ test: ## what CI runs: services, ruff, mypy, checkov, the whole pytest suite (Py
 	$(call toolchain,browser)
 	$(PY) -m devkit.check
 
-run: venv ## serve every route of template.yaml on http://127.0.0.1:3000
-	$(PY) -m devkit.cli run
+run: venv ## serve every route of template.yaml on http://127.0.0.1:3000 (PORT=3001 for another)
+	$(PY) -m devkit.cli run $(if $(PORT),--port $(PORT))
 
 invoke: venv ## a cold start of the sam build output under awslambdaric: make invoke FN=<Function> EVENT=events/<file>.json
 	@[ -n "$(FN)" ] && [ -n "$(EVENT)" ] || { echo "usage: make invoke FN=<Function> EVENT=events/<file>.json" >&2; exit 2; }

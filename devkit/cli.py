@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,6 +146,10 @@ def stdout_for_result() -> Iterator[IO[str]]:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve every HttpApi route of template.yaml, like `sam local start-api`."""
     err = sys.stderr
+    # Before anything starts: a second `make run` ends in one line, not a traceback after
+    # the migrations.
+    for port, what, how in run_ports(args.host, args.port, os.environ):
+        require_free_port(args.host if what == API_PORT_NAME else "127.0.0.1", port, what, how)
     signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C too, set here: a process started with SIGINT ignored (a background job of a
     # non-interactive shell, as CI may start it) keeps it ignored, and would never stop.
@@ -167,12 +173,18 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
     # The line per request carries the cache counts; EMF blobs would double every request.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     apply_migrations(err)
+    banner = unsigned_banner(os.environ)
+    if banner:
+        print(banner, file=err, flush=True)
     from devkit.standins import start_for_local_run
 
     # The stand-in Twilio posts delivery updates back to this runner's status route.
     host = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
     api_url = f"http://{host}:{args.port}" if args.port else None
-    stand_ins = start_for_local_run(os.environ, err, api_url)
+    try:
+        stand_ins = start_for_local_run(os.environ, err, api_url)
+    except OSError as exc:
+        raise _bind_failed(exc, args.host, args.port) from None
 
     from devkit.runner import serve
 
@@ -188,11 +200,86 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
 
     try:
         serve(specs, args.host, args.port, on_ready=ready)
+    except OSError as exc:
+        raise _bind_failed(exc, args.host, args.port) from None
     finally:
         for stand_in in stand_ins:
             stand_in.stop()
     print("stopped", file=err)
     return 0
+
+
+# -- ports and the unsigned-mode banner ----------------------------------------------------
+
+API_PORT_NAME = "the local API"
+# Unused ports are free to pick; the README's curl lines name the defaults.
+_ANOTHER_API_PORT = "make run PORT=3001"
+
+
+def run_ports(host: str, port: int, env: Any) -> list[tuple[int, str, str]]:
+    """(port, what listens there, how to choose another) for each fixed port of `make run`.
+
+    Port 0 means "any free port" and needs no check; the stand-ins are not started when
+    ``ELEVENLABS_AGENT_ID`` names a real agent (devkit.standins.start_for_local_run).
+    """
+    from devkit.standins import LOCAL_AGENT_PORT, LOCAL_TWILIO_PORT
+
+    ports = [(port, API_PORT_NAME, _ANOTHER_API_PORT)]
+    if not env.get("ELEVENLABS_AGENT_ID"):
+        for variable, default, what in (
+            ("STANDIN_AGENT_PORT", LOCAL_AGENT_PORT, "the ElevenLabs agent stand-in"),
+            ("STANDIN_TWILIO_PORT", LOCAL_TWILIO_PORT, "the Twilio stand-in"),
+        ):
+            chosen = int(env.get(variable) or default)
+            ports.append((chosen, what, f"{variable}={chosen + 10} make run"))
+    return [entry for entry in ports if entry[0]]
+
+
+def require_free_port(host: str, port: int, what: str, how: str) -> None:
+    """Raise a one-line :class:`CliError` when ``host:port`` cannot be listened on now.
+
+    The probe listens as the servers do (SO_REUSEADDR, so a port in TIME_WAIT after the last
+    run counts as free) and closes at once.
+    """
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"port {port} ({what}) is already in use: another `make run` is probably "
+                f"running (stop it with Ctrl-C), or choose another port: {how}"
+            ) from None
+        raise CliError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+
+
+def _bind_failed(exc: OSError, host: str, port: int) -> CliError:
+    # A port taken between the check and the server's own bind: the same one line.
+    for number, what, how in run_ports(host, port, os.environ):
+        try:
+            require_free_port(host if what == API_PORT_NAME else "127.0.0.1", number, what, how)
+        except CliError as taken:
+            return taken
+    return CliError(f"cannot start the local API: {exc.strerror or exc}")
+
+
+def unsigned_banner(env: Any) -> str | None:
+    """The warning `make run` prints when ``ALLOW_UNSIGNED_WEBHOOKS`` is on, else None."""
+    from leadlookup.config import Settings
+
+    if not Settings.from_env(dict(env)).allow_unsigned_webhooks:
+        return None
+    rule = "!" * 78
+    return "\n".join(
+        [
+            rule,
+            "!! ALLOW_UNSIGNED_WEBHOOKS is on: webhook secrets and signatures are NOT checked.",
+            "!! Anyone who reaches this server can post as Twilio or ElevenLabs. Local demos",
+            "!! only: never set it on a deployed stack.",
+            rule,
+        ]
+    )
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -255,11 +255,11 @@ def json_error(status: int, message: str) -> HttpResponse:
 class CountingSink:
     """Wraps the runtime's metric sink (``ReadThroughCache.metrics``): counts, passes on.
 
-    Why here and not from the EMF line Powertools prints: Powertools Metrics is one
-    process-wide object flushed to stdout, so parsing it means capturing a shared stream and
-    relies on the EMF format, and it says nothing when metrics are disabled. The sink is the
-    layer's own seam (``ReadThroughCache.record`` and every in-process hit go through it), so
-    the counts are exact whatever Powertools does with them.
+    Why here and not from the EMF line the handler prints: the EMF writer
+    (``observability.emf``) is one process-wide object flushed to stdout, so parsing it means
+    capturing a shared stream and relies on the EMF format, and it says nothing when metrics
+    are disabled. The sink is the layer's own seam (``ReadThroughCache.record`` and every
+    in-process hit go through it), so the counts are exact whatever the writer does with them.
     """
 
     def __init__(self, inner: Any) -> None:
@@ -327,9 +327,9 @@ class LocalApi:
     """Serves every HttpApi route of the given functions on ``host:port`` (0 = any free port).
 
     The layer keeps one runtime per process (one pg8000 connection, which is not thread
-    safe) and Powertools' logger and metrics are process-wide, so this process is one warm
-    container for every function: invocations run one at a time under a lock, while the
-    threaded server keeps reading and answering connections concurrently.
+    safe) and Powertools' logger and the layer's metrics writer are process-wide, so this
+    process is one warm container for every function: invocations run one at a time under a
+    lock, while the threaded server keeps reading and answering connections concurrently.
     """
 
     def __init__(

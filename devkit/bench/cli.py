@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -363,8 +362,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench; print the table; write bench.json and bench.png under ``--out``."""
     config = parse_args(argv)
     config.out.mkdir(parents=True, exist_ok=True)
-    # Routes that count nothing (the SMS webhook) make Powertools warn once per process.
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
     with quiet_stdout() as out:
         result, raw = run(config)
         chart_path = config.out / "bench.png"

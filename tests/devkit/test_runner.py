@@ -28,11 +28,13 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from devkit import lambda_env, services
+from devkit.cli import unsigned_banner
 from devkit.lambda_env import HttpRoute, RouteMatch, Router
 from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
 from devkit.sms_events import sign_twilio
 from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
 from tests.support.db import scalar
+from tests.support.redis_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -497,6 +499,89 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
     finally:
         services.stop_embedded(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _second_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devkit.cli", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_run_a_second_run_on_the_same_ports_ends_in_one_line(
+    app_env: dict[str, str],
+) -> None:
+    api, agent, twilio = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "STANDIN_AGENT_PORT": str(agent),
+        "STANDIN_TWILIO_PORT": str(twilio),
+        "ALLOW_UNSIGNED_WEBHOOKS": "true",
+    }
+    first = subprocess.Popen(
+        [sys.executable, "-m", "devkit.cli", "run", "--port", str(api)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stderr is not None
+    lines: list[str] = []
+    for line in first.stderr:
+        lines.append(line)
+        if line.startswith("serving on"):
+            break
+    try:
+        second = _second_run(env, "--port", str(api))
+        # The stand-ins' ports alone (the API on any free port) are refused the same way.
+        stand_in = _second_run(env, "--port", "0")
+    finally:
+        out = _stop_run(first, signal.SIGTERM, lines)
+
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.splitlines() == [
+        f"error: port {api} (the local API) is already in use: another `make run` is probably"
+        " running (stop it with Ctrl-C), or choose another port: make run PORT=3001"
+    ]
+    assert stand_in.returncode == 2, stand_in.stderr
+    assert stand_in.stderr.splitlines() == [
+        f"error: port {agent} (the ElevenLabs agent stand-in) is already in use: another"
+        " `make run` is probably running (stop it with Ctrl-C), or choose another port:"
+        f" STANDIN_AGENT_PORT={agent + 10} make run"
+    ]
+    # Unsigned mode was announced before serving, in a banner that cannot be missed.
+    banner = [line for line in out.splitlines() if line.startswith("!!")]
+    assert any("ALLOW_UNSIGNED_WEBHOOKS is on" in line for line in banner), out
+    assert out.index("ALLOW_UNSIGNED_WEBHOOKS is on") < out.index("serving on")
+
+
+def test_cli_run_banner_is_printed_in_unsigned_mode_only() -> None:
+    assert unsigned_banner({}) is None
+    assert unsigned_banner({"ALLOW_UNSIGNED_WEBHOOKS": "false"}) is None
+    assert "NOT checked" in (unsigned_banner({"ALLOW_UNSIGNED_WEBHOOKS": "true"}) or "")
+
+
+def test_cli_run_a_port_taken_by_anything_is_one_line_before_any_service_starts() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(STANDIN_AGENT_PORT="0", STANDIN_TWILIO_PORT=str(port))
+
+        result = _second_run(env, "--port", "0", "--data-dir", "/nonexistent/devkit-run")
+
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: port {port} (the Twilio stand-in) is already in use"), line
+    assert line.endswith(f"STANDIN_TWILIO_PORT={port + 10} make run"), line
 
 
 # -- HTTP <-> payload 2.0 translation (no network) ------------------------------------------

@@ -36,7 +36,7 @@ def handler_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = getattr(logging.getLogger(SERVICE_NAME), "powertools_handler", None)
     previous = handler.setStream(stream) if isinstance(handler, logging.StreamHandler) else None
-    # Under -s nothing else captures the EMF lines Powertools Metrics prints.
+    # Under -s nothing else captures the EMF lines the layer's writer prints.
     monkeypatch.setattr(sys, "stdout", stream)
     yield stream
     if previous is not None and isinstance(handler, logging.StreamHandler):

@@ -62,9 +62,15 @@ PROCESSOR = "sms_processor"
 LEADS = "lead_update"
 POST_CALL = "post_call_webhook"
 ADMIN = "cache_admin"
-# Without a deadline (lead updates, SMS) a silent database costs these socket timeouts.
-DB_CONNECT_TIMEOUT_MS = 300
-DB_STATEMENT_TIMEOUT_MS = 500
+# Without a deadline (lead updates, SMS) a silent database costs these socket timeouts. They
+# also bound the healthy and recovery requests of the same container, which must succeed:
+# each goes through the fault proxy, whose threads share this process (its GIL and garbage
+# collector) with the whole suite on a shared 2-core machine. At 300 / 500 ms a stall of a few
+# hundred ms turned a healthy or recovery request into 503 "database connect timed out" (the
+# flaky [blackhole] case; delaying the proxy's accepts and reads by up to 0.3 s failed 7 of 8
+# runs); at 1 s each the same delays pass, and the blackhole phase takes 5 s instead of 1.7.
+DB_CONNECT_TIMEOUT_MS = 1000
+DB_STATEMENT_TIMEOUT_MS = 1000
 DB_BOUND_MS = 10 * max(DB_CONNECT_TIMEOUT_MS, DB_STATEMENT_TIMEOUT_MS)
 FAULTS = [("cut", "down: connections refused"), ("blackhole", "blackholed: never answers")]
 

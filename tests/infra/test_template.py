@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
 
 from leadlookup import metrics, observability
 from leadlookup.adapters.queue import MAX_MESSAGE_BYTES
@@ -391,25 +393,69 @@ def test_alarms_on_custom_metrics_use_layer_metric_names(monitoring: dict[str, A
         assert dims == SERVICE_DIMENSIONS, metric
 
 
-def test_functions_share_the_service_name_and_namespace_from_the_layer_only(
-    template: dict[str, Any],
+def test_functions_share_one_service_name_and_namespace_set_in_globals(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The layer passes both names to Powertools explicitly, which overrides the environment:
-    # a template value would be a second source that does nothing.
+    # Powertools' variables, set once for every function; the layer's defaults (local runs)
+    # and the dashboard's namespace and dimension are the same names.
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
-    environments = [variables] + [
-        function["Properties"].get("Environment", {}).get("Variables", {})
-        for function in _functions(template).values()
+    overrides = [
+        name
+        for name, function in _functions(template).items()
+        if {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+        & set(function["Properties"].get("Environment", {}).get("Variables", {}))
     ]
 
-    for env in environments:
-        assert "POWERTOOLS_SERVICE_NAME" not in env
-        assert "POWERTOOLS_METRICS_NAMESPACE" not in env
-    assert (observability.logger.service, observability.emf.namespace) == (
-        metrics.SERVICE_NAME,
-        metrics.NAMESPACE,
-    )
-    assert observability.emf.service == observability.tracer.service == metrics.SERVICE_NAME
+    assert variables["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE_NAME
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
+    assert overrides == []
+    # And the layer obeys them: Logger, Tracer and the EMF writer alike.
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "from-the-template")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "FromTheTemplate")
+    assert observability.service_name() == "from-the-template"
+    config = observability.EmbeddedMetrics().config
+    assert (config.namespace, config.service) == ("FromTheTemplate", "from-the-template")
+    # The Logger was built at import, before these changed, from the same variable.
+    assert observability.logger.service == metrics.SERVICE_NAME
+
+
+def test_globals_set_json_logs_and_their_levels_for_every_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What deploys: the SAM transform merges Globals' LoggingConfig with each function's own
+    # log group, and its variables with each function's.
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    source = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    for resource in source["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                properties[key] = "s3://bucket/key"  # what `sam validate` substitutes too
+    deployed = transform(source, {}, _NoManagedPolicies())
+    functions = {
+        name: resource["Properties"]
+        for name, resource in deployed["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function"
+    }
+
+    assert len(functions) >= 9
+    for name, properties in functions.items():
+        logging_config = properties["LoggingConfig"]
+        assert {k: v for k, v in logging_config.items() if k != "LogGroup"} == {
+            "LogFormat": "JSON",
+            "ApplicationLogLevel": "INFO",
+            "SystemLogLevel": "INFO",
+        }, name
+        assert "LogGroup" in logging_config, name
+        variables = properties["Environment"]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == metrics.SERVICE_NAME, name
+        # One log level: ApplicationLogLevel (AWS_LAMBDA_LOG_LEVEL), which Powertools obeys first.
+        assert "POWERTOOLS_LOG_LEVEL" not in variables, name
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
 
 
 # ------------------------------------------------------------------------- routes and triggers

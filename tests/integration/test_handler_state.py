@@ -1,5 +1,6 @@
-"""Per-invocation state: Powertools Logger keys added in one invocation never reach the next
-one in the same container (``inject_lambda_context(clear_state=True)`` on every handler)."""
+"""Per-invocation and per-container state: Powertools Logger keys added in one invocation
+never reach the next one in the same container (``inject_lambda_context(clear_state=True)`` on
+every handler), and Powertools' ColdStart metric is written once per container."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from leadlookup.observability import logger
+from leadlookup.metrics import COLD_START, SERVICE_NAME
+from leadlookup.observability import DEV_ENV, FUNCTION_NAME_ENV, METRICS_DISABLED_ENV, logger
 from leadlookup.usecases.lookups import LookupService
-from tests.conftest import FUNCTIONS
-from tests.support.faults import sample, with_lead_id
+from tests.conftest import FUNCTIONS, lambda_context
+from tests.support.faults import reset_container, sample, with_lead_id
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 HANDLERS = sorted(p.parent.name for p in FUNCTIONS.glob("*/app.py"))
@@ -78,3 +80,38 @@ def test_handler_state_every_handler_starts_without_the_previous_invocations_key
         invoke(function_dir, {"RequestType": "Delete"})
 
     assert "leftover" not in logger.get_current_keys()
+
+
+@pytest.mark.parametrize("function_dir", [h for h in HANDLERS if h != "migrate"])
+def test_handler_state_cold_start_metric_is_written_once_per_cold_container(
+    function_dir: str,
+    app_env: dict[str, str],
+    invoke: Invoke,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in (METRICS_DISABLED_ENV, DEV_ENV, FUNCTION_NAME_ENV):
+        monkeypatch.delenv(name, raising=False)
+    reset_container()  # app_env's container may have answered before these variables changed
+
+    def cold_starts() -> list[dict[str, Any]]:
+        lines = capsys.readouterr().out.splitlines()
+        records = [json.loads(line) for line in lines if line.startswith('{"_aws"')]
+        return [r for r in records if COLD_START in r]
+
+    for _ in range(3):
+        with contextlib.suppress(Exception):  # any answer will do: only the metric matters
+            invoke(function_dir, {"RequestType": "Delete"})
+    first = cold_starts()
+    reset_container()
+    with contextlib.suppress(Exception):
+        invoke(function_dir, {"RequestType": "Delete"})
+    second = cold_starts()
+
+    [cold] = first
+    (directive,) = cold["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["function_name", "service"]]
+    assert directive["Metrics"] == [{"Name": COLD_START, "Unit": "Count"}]
+    assert cold["function_name"] == lambda_context(function_dir).function_name
+    assert cold["service"] == SERVICE_NAME
+    assert len(second) == 1

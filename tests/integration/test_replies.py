@@ -7,6 +7,7 @@ stand-in accepted, i.e. of SMS a customer would have received.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import http.client
 import io
@@ -14,6 +15,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -33,8 +35,10 @@ from leadlookup.adapters.elevenlabs import AgentError, ElevenLabsAgent
 from leadlookup.adapters.queue import InProcessQueue
 from leadlookup.config import Settings
 from leadlookup.domain import call_report
+from leadlookup.domain.hours import is_open, store_status, week_hours
 from leadlookup.domain.jobs import ReplyJob, ReplyOutcome
-from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
+from leadlookup.domain.models import Organization, default_organization_snapshot
+from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS, build_variables, store_zone
 from leadlookup.errors import Conflict, InvalidInput, Unavailable
 from leadlookup.usecases import inbound_sms as sms
 from leadlookup.usecases import postcall
@@ -893,6 +897,46 @@ def test_standin_answer_agrees_with_a_closed_store(agent: AgentStandIn) -> None:
 
     assert answer == f"Hi there! You said: are you open?. {closed}"
     assert "We're open" not in answer
+
+
+_VANCOUVER_WEDNESDAY = "2026-01-14T{}:00+00:00"  # Vancouver is UTC-8 in January
+
+
+@pytest.mark.parametrize(
+    ("moment", "hours", "expect_open"),
+    [
+        (_VANCOUVER_WEDNESDAY.format("20:00"), "seeded", True),  # noon
+        (_VANCOUVER_WEDNESDAY.format("15:00"), "seeded", False),  # 7 AM: opens at 8
+        ("2026-01-15T03:00:00+00:00", "seeded", False),  # 7 PM: closed for the day
+        ("2026-01-18T20:00:00+00:00", "no sundays", False),  # Sunday noon: closed today
+        (_VANCOUVER_WEDNESDAY.format("20:00"), "none", False),  # no hours at all: never open
+    ],
+    ids=["open", "before opening", "after closing", "closed day", "no hours"],
+)
+def test_standin_states_the_store_status_the_hours_rule_gives(
+    agent: AgentStandIn, moment: str, hours: str, expect_open: bool
+) -> None:
+    # The variables as the pipeline builds them (domain.variables over domain.hours), not
+    # written by hand: whatever the stand-in says about the store comes from the same rule.
+    snapshot = copy.deepcopy(default_organization_snapshot())
+    table = snapshot["settings"]["business_hours"]
+    if hours == "no sundays":
+        del table["sunday"]
+    elif hours == "none":
+        table.clear()
+    org = Organization.from_json(snapshot)
+    now = datetime.fromisoformat(moment)
+    local = now.astimezone(store_zone(org))
+    week = week_hours(org.settings)
+    variables = build_variables(org, None, now, channel="sms")
+
+    answer = _client(agent, agent.api_key).reply(_job(**variables), time.monotonic() + 3)
+
+    open_now = is_open(week, local)
+    said = store_status(week, local) or ("We're open today." if open_now else "We're closed now.")
+    assert open_now is expect_open
+    assert answer == f"Hi there! You said: are you open?. {said}"
+    assert ("We're open" in answer) is expect_open
 
 
 @pytest.mark.parametrize(

@@ -87,3 +87,26 @@ def test_webhook_auth_header_secret_names_the_header_it_was_given() -> None:
     with pytest.raises(Unauthorized, match=r"^invalid X-Other header$"):
         auth.require_header_secret(configured, "SOME_SECRET", "X-Other", "guess")
     auth.require_header_secret(configured, "SOME_SECRET", "X-Other", "s3cret")
+
+
+def test_webhook_auth_unsigned_mode_warns_once_per_container_whichever_scheme_skips_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unsigned = Settings(env={}, allow_unsigned_webhooks=True)
+
+    for _ in range(2):
+        for _name, check, _rejection, _message in SCHEMES.values():
+            check(unsigned)  # every check is skipped: nothing raises
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [auth.UNSIGNED_WARNING]
+
+
+def test_webhook_auth_signed_mode_never_warns_about_unsigned_mode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    configured = Settings(env={"INITIATION_WEBHOOK_SECRET": "s"})
+
+    auth.require_header_secret(configured, auth.INITIATION_SECRET_NAME, "X-Hook", "s")
+
+    assert not [r for r in caplog.records if "ALLOW_UNSIGNED_WEBHOOKS" in r.getMessage()]

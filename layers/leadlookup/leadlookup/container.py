@@ -231,7 +231,8 @@ def get_runtime() -> Runtime:
 def set_runtime(runtime: Runtime | None) -> None:
     """Replace (or with None, forget) this container's runtime, settings and responder.
 
-    Tests and the local runner use it after changing the environment.
+    Tests and the local runner use it after changing the environment. Forgetting is a new
+    container: the metrics re-read Powertools' variables and write ColdStart again.
     """
     global _runtime, _settings, _responder
     with _lock:
@@ -240,6 +241,8 @@ def set_runtime(runtime: Runtime | None) -> None:
         _runtime = runtime
         _settings = runtime.settings if runtime is not None else None
         _responder = None
+    if runtime is None:
+        emf.reset()
 
 
 def responder() -> Responder:

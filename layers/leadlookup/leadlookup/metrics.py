@@ -70,5 +70,11 @@ ALL_METRICS: tuple[str, ...] = (
     *REPLY_METRICS,
 )
 
+# Powertools' cold-start metric (dimensions function_name and service): one per container,
+# written by observability.emf; not on the dashboard.
+COLD_START = "ColdStart"
+
+# The defaults of POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE, which the
+# template sets to these same values (tests/infra/test_template.py keeps them equal).
 SERVICE_NAME = "bici-lookups"
 NAMESPACE = "BiciLookups"

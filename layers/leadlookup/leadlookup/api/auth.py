@@ -37,6 +37,11 @@ ELEVENLABS_MAX_FUTURE_SECONDS = 5 * 60
 _ELEVENLABS_HEX = re.compile(r"[0-9a-fA-F]+")
 _ELEVENLABS_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
+UNSIGNED_WARNING = (
+    "ALLOW_UNSIGNED_WEBHOOKS is on: webhook secrets and signatures are not checked"
+    " (local demos only; never on a deployed stack)"
+)
+
 _warned: set[str] = set()
 
 
@@ -44,6 +49,14 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         logger.warning(message)
+
+
+def _unsigned(settings: Settings) -> bool:
+    """Whether checks are off; the first webhook that skips one says so (once per container)."""
+    if not settings.allow_unsigned_webhooks:
+        return False
+    _warn_once("unsigned", UNSIGNED_WARNING)
+    return True
 
 
 def configured_secret(settings: Settings, name: str) -> str | None:
@@ -72,7 +85,7 @@ def require_header_secret(
     settings: Settings, secret_name: str, header_name: str, provided: str | None
 ) -> None:
     """401 unless ``provided`` (the value of header ``header_name``) equals secret ``name``."""
-    if settings.allow_unsigned_webhooks:
+    if _unsigned(settings):
         return
     expected = configured_secret(settings, secret_name)
     if expected is None:
@@ -176,8 +189,7 @@ def verify_twilio_signature(
     event: dict[str, Any], params: Iterable[tuple[str, str]], settings: Settings
 ) -> None:
     """403 unless ``X-Twilio-Signature`` signs this request's URL and every received field."""
-    if settings.allow_unsigned_webhooks:
-        _warn_once("twilio", "ALLOW_UNSIGNED_WEBHOOKS is on: Twilio signatures are not checked")
+    if _unsigned(settings):
         return
     token = configured_secret(settings, TWILIO_AUTH_TOKEN_NAME)
     if token is None:
@@ -256,7 +268,7 @@ def verified_elevenlabs_body(
     ``limit`` (default ``POST_CALL_MAX_BODY_BYTES``) bounds the body read: 413 above it.
     """
     limit = settings.post_call_max_body_bytes if limit is None else limit
-    if settings.allow_unsigned_webhooks:
+    if _unsigned(settings):
         return raw_body(event, limit)
     secret = configured_secret(settings, ELEVENLABS_SECRET_NAME)
     if secret is None:

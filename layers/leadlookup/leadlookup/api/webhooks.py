@@ -10,7 +10,6 @@ caller on first use, so a deployed webhook never loads it.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -20,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from leadlookup.adapters.queue import encode, fifo_id, queue_for
 from leadlookup.api.auth import verified_elevenlabs_body, verify_twilio_signature
-from leadlookup.api.http import MAX_JSON_DEPTH, raw_body
+from leadlookup.api.http import MAX_JSON_DEPTH, TOO_DEEP_MESSAGE, parse_json, raw_body
 from leadlookup.config import Settings
 from leadlookup.domain.call_report import IGNORED_TYPES, MAX_VALUE_CHARS, parse_post_call, section
 from leadlookup.domain.delivery import DeliveryUpdate, parse_update, rank
@@ -163,11 +162,10 @@ def receive_post_call(event: dict[str, Any], settings: Settings, local: Local) -
 def parse_body(body: bytes) -> dict[str, Any]:
     """The body as a JSON object fit for PostgreSQL (no NUL, no lone surrogates); else 400."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("body is not valid UTF-8") from None
-    except (ValueError, RecursionError):
-        raise InvalidInput("body is not valid JSON") from None
+    value = parse_json(text, parse_constant=_reject_constant)
     if not isinstance(value, dict):
         raise InvalidInput("body must be a JSON object")
     cleaned: dict[str, Any] = _clean(value, 1)
@@ -275,7 +273,7 @@ def _reject_constant(name: str) -> Any:
 
 def _clean(value: Any, depth: int) -> Any:
     if depth > MAX_JSON_DEPTH:
-        raise InvalidInput(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise InvalidInput(TOO_DEEP_MESSAGE)
     if isinstance(value, str):
         return _clean_text(value)
     if isinstance(value, dict):

@@ -34,7 +34,7 @@ from leadlookup.usecases.lookups import LookupService
 RESPONSE_TYPE = "conversation_initiation_client_data"
 DEFAULT_DEADLINE_MS = 1500
 # Kept back from the deadline to compose and send the answer after the last lookup. Measured
-# in the rehearsal (a cold container, the handler's Powertools wrappers before and after):
+# in the rehearsal (a cold container, the handler's logger and metrics wrappers around it):
 # 20-50 ms on a loaded 2-core machine, so 150 ms leaves room for a slower one. A deadline
 # tuned far below the default keeps an eighth of itself instead, so that the lookups still
 # get most of it (at 400 ms: 50 ms kept, 350 ms for one Redis timeout and a database query).

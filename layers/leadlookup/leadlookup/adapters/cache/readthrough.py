@@ -30,7 +30,8 @@ FORMAT_VERSION = 3
 
 
 class MetricSink(Protocol):
-    """Where counts go (Powertools Metrics in Lambda, a recorder in tests)."""
+    """Where counts go (the layer's EMF writer, ``observability.emf``, in Lambda; a recorder
+    in tests)."""
 
     def count(self, name: str) -> None:
         """Add 1 to the metric ``name``."""
