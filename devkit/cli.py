@@ -1,6 +1,7 @@
-"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache, agent-check.
+"""The developer CLI behind the Makefile: run, invoke, migrate, events, cache, agent-check, token.
 
     python -m devkit.cli run [--host 127.0.0.1] [--port 3000]
+    python -m devkit.cli token ana            # a sign-in token of a sample user of `make run`
     python -m devkit.cli invoke ConversationInitiationFunction events/.../known_caller.json
     python -m devkit.cli migrate
     python -m devkit.cli events
@@ -119,6 +120,27 @@ def apply_migrations(err: IO[str]) -> list[str]:
     return applied
 
 
+# Store B of the local sign-in's sample staff (store A is the seeded default organization).
+SEED_STORE = """
+INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings)
+VALUES (:id, :name, :phone_number, :phone_number_normalized, :settings::jsonb)
+ON CONFLICT DO NOTHING"""
+
+
+def seed_local_stores(err: IO[str]) -> None:
+    """Add store B (devkit.local_auth.STORE_B) to ``DATABASE_URL`` if it is not there."""
+    from devkit.local_auth import STORE_B
+    from leadlookup.adapters.db import Database
+    from leadlookup.config import Settings
+
+    db = Database(Settings.from_env())
+    try:
+        db.query(SEED_STORE, STORE_B)
+    finally:
+        db.close()
+    print(f"store B: {STORE_B['name']} {STORE_B['phone_number']} ({STORE_B['id']})", file=err)
+
+
 @contextlib.contextmanager
 def stdout_for_result() -> Iterator[IO[str]]:
     """Send everything written to stdout (logs, EMF) to stderr; yield the real stdout.
@@ -173,6 +195,7 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
     # The line per request carries the cache counts; EMF blobs would double every request.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     apply_migrations(err)
+    seed_local_stores(err)
     banner = unsigned_banner(os.environ)
     if banner:
         print(banner, file=err, flush=True)
@@ -186,16 +209,26 @@ def _run(args: argparse.Namespace, err: IO[str]) -> int:
     except OSError as exc:
         raise _bind_failed(exc, args.host, args.port) from None
 
+    from devkit.local_auth import SAMPLE_STAFF
     from devkit.runner import serve
 
     specs = lambda_env.functions()
 
     def ready(api: Any) -> None:
         for route in api.router.routes:
-            auth = " (AWS_IAM: local developer identity)" if route.iam else ""
+            auth = ""
+            if route.iam:
+                auth = " (AWS_IAM: local developer identity)"
+            elif route.jwt:
+                auth = " (JWT: local sign-in)"
             print(f"  {route.route_key:55} -> {route.function}{auth}", file=err)
         for route in api.skipped:
             print(f"  skipped {route.route_key}: payload format {route.payload_format}", file=err)
+        print(
+            f"local sign-in: {api.auth.issuer} (users: {', '.join(SAMPLE_STAFF)}; a token: "
+            "python -m devkit.cli token ana)",
+            file=err,
+        )
         print(f"serving on {api.url} (Ctrl-C stops)", file=err, flush=True)
 
     try:
@@ -364,6 +397,20 @@ def cmd_agent_check(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a sign-in token of a sample user (or the machine client) for `make run`."""
+    from devkit.local_auth import SAMPLE_STAFF, LocalAuth
+
+    auth = LocalAuth(args.base_url)
+    if args.user == "machine":
+        print(auth.mint_machine())
+    elif args.user in SAMPLE_STAFF:
+        print(auth.mint(args.user, kind="access" if args.access else "id"))
+    else:
+        raise CliError(f"no sample user {args.user!r}: {', '.join(SAMPLE_STAFF)} or machine")
+    return 0
+
+
 def _invoke_and_print(spec: lambda_env.FunctionSpec, event: Any, out: IO[str]) -> int:
     try:
         result = lambda_env.invoke(spec, event)
@@ -456,6 +503,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON object: the organization for upsert_org, else extra event fields",
     )
     cache.set_defaults(func=cmd_cache)
+
+    token = commands.add_parser("token", help=cmd_token.__doc__)
+    token.add_argument("user", help="ana (store A), ben (store B), olga (owner) or machine")
+    token.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:3000",
+        help="the runner the token is for (its issuer; default http://127.0.0.1:3000)",
+    )
+    token.add_argument(
+        "--access", action="store_true", help="the access token instead of the ID token"
+    )
+    token.set_defaults(func=cmd_token)
 
     check = commands.add_parser("agent-check", help=cmd_agent_check.__doc__)
     source = check.add_mutually_exclusive_group(required=True)

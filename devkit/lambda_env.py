@@ -95,6 +95,8 @@ class HttpRoute:
     path: str
     authorizer: str | None = None
     payload_format: str = "2.0"
+    # The authorizer is a JWT authorizer of the HTTP API (``JwtConfiguration``).
+    jwt: bool = False
 
     @property
     def route_key(self) -> str:
@@ -249,17 +251,39 @@ def _routes(
         props: dict[str, Any] = event.get("Properties") or {}
         path = props.get("Path")
         method = props.get("Method")
+        authorizer = _authorizer(props, resources, api_globals)
         routes.append(
             HttpRoute(
                 function=logical_id,
                 event=name,
                 method=str(method).upper() if method else "ANY",
                 path=str(path) if path else "$default",
-                authorizer=_authorizer(props, resources, api_globals),
+                authorizer=authorizer,
                 payload_format=str(props.get("PayloadFormatVersion") or "2.0"),
+                jwt=_is_jwt(authorizer, props, resources, api_globals),
             )
         )
     return routes
+
+
+def _is_jwt(
+    name: str | None,
+    props: dict[str, Any],
+    resources: dict[str, Any],
+    api_globals: dict[str, Any],
+) -> bool:
+    """Whether the authorizer ``name`` is one of the API's (or the globals') JWT authorizers."""
+    if name is None:
+        return False
+    api_ref = props.get("ApiId")
+    api_name = api_ref.get("Ref") if isinstance(api_ref, dict) else None
+    api = resources.get(api_name) if isinstance(api_name, str) else None
+    for auth in (((api or {}).get("Properties") or {}).get("Auth"), api_globals.get("Auth")):
+        authorizers = (auth or {}).get("Authorizers") if isinstance(auth, dict) else None
+        found = (authorizers or {}).get(name) if isinstance(authorizers, dict) else None
+        if isinstance(found, dict):
+            return "JwtConfiguration" in found
+    return False
 
 
 def _authorizer(

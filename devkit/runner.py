@@ -8,7 +8,11 @@ translates it. One line per request: method, path, status, milliseconds, functio
 the read-through caches did.
 
 ``AWS_IAM`` routes are not signature-checked here: they get the ``authorizer.iam`` block of
-a local "developer" identity, as if a signed request had been accepted.
+a local "developer" identity, as if a signed request had been accepted. Routes under a JWT
+authorizer are checked the way API Gateway checks Cognito's tokens, against the local
+sign-in this runner serves under ``/local-auth`` (devkit/local_auth.py): signature, issuer,
+audience or ``client_id``, expiry; else 401 ``{"message": "Unauthorized"}``. The claims reach
+the function in ``requestContext.authorizer.jwt``, list claims flattened as ``[a b]``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from devkit.lambda_env import (
     invoke,
     is_loaded,
 )
+from devkit.local_auth import LocalAuth, gateway_claims
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -116,8 +121,10 @@ def build_event(
     *,
     now: float | None = None,
     request_id: str | None = None,
+    claims: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The HTTP API payload 2.0 event API Gateway sends for ``request`` on ``match``."""
+    """The HTTP API payload 2.0 event API Gateway sends for ``request`` on ``match``
+    (``claims``: the verified token's, on a JWT route)."""
     now = time.time() if now is None else now
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -170,6 +177,14 @@ def build_event(
     }
     if route.iam:
         context["authorizer"] = {"iam": dict(LOCAL_IAM_IDENTITY)}
+    elif route.jwt and claims is not None:
+        scope = claims.get("scope")
+        context["authorizer"] = {
+            "jwt": {
+                "claims": gateway_claims(claims),
+                "scopes": str(scope).split() if scope else None,
+            }
+        }
     event["requestContext"] = context
     if match.path_parameters:
         event["pathParameters"] = dict(match.path_parameters)
@@ -348,6 +363,8 @@ class LocalApi:
         self._log_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.server = _Server((host, port), _handler_class(self))
+        # The local sign-in, its issuer at this server's own URL.
+        self.auth = LocalAuth(self.url)
 
     @property
     def url(self) -> str:
@@ -380,13 +397,25 @@ class LocalApi:
         request_id = _request_id()
         counts: dict[str, int] = {}
         function = "-"
-        if match is None:
+        claims = None
+        if self.auth.handles(request.raw_path):
+            function = "local-auth"
+            headers = {name: value for name, value in request.headers}
+            status, answer_headers, body = self.auth.handle(
+                request.method, request.target, headers, request.body
+            )
+            response = HttpResponse(status, answer_headers, body)
+        elif match is None:
             response = json_error(404, "Not Found")
+        elif match.route.jwt and (claims := self._claims(request)) is None:
+            # API Gateway's own answer: the function never runs.
+            function = match.route.function
+            response = json_error(401, "Unauthorized")
         else:
             function = match.route.function
             if not is_loaded(self.specs[function]):
                 function += " (cold)"
-            event = build_event(request, match, request_id=request_id)
+            event = build_event(request, match, request_id=request_id, claims=claims)
             invocation = self.invoke(self.specs[match.route.function], event)
             response, counts = invocation.response, invocation.counts
         response.headers.append(("Apigw-Requestid", request_id))
@@ -395,9 +424,16 @@ class LocalApi:
             f"{request.method} {request.raw_path} {response.status} {elapsed_ms:.1f}ms "
             f"{function} {describe_counts(counts)}"
         )
+        if claims is not None:
+            line += f" user={claims.get('cognito:username') or claims.get('client_id')}"
         with self._log_lock:
             print(line, file=self.log, flush=True)
         return response
+
+    def _claims(self, request: HttpRequest) -> dict[str, Any] | None:
+        """The verified claims of the request's ``Authorization`` token, or None."""
+        values = [v for k, v in request.headers if k.lower() == "authorization"]
+        return self.auth.verify(values[0]) if len(values) == 1 else None
 
     def invoke(self, spec: FunctionSpec, event: dict[str, Any]) -> Invocation:
         """Run the handler (one at a time); a crash is API Gateway's 500."""

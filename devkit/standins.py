@@ -725,6 +725,9 @@ def start_for_local_run(
     twilio = TwilioStandIn(auth_token=token).start(
         int(env.get("STANDIN_TWILIO_PORT") or LOCAL_TWILIO_PORT)
     )
+    from devkit.local_auth import STORE_B
+
+    twilio.owned_numbers.add(STORE_B["phone_number"])  # the second sample store texts too
     env.update(
         {
             "ELEVENLABS_AGENT_ID": agent.agent_id,

@@ -70,6 +70,7 @@ class Config:
     scale_sizes: tuple[int, ...]
     scale_sample: int
     scale_fill: int
+    inbox_leads: int
 
 
 # Full run / --quick.
@@ -86,6 +87,7 @@ _DEFAULTS: dict[str, tuple[Any, Any]] = {
     "reads_only_duration": (20.0, 0.0),
     "scale_sample": (200, 20),
     "scale_fill": (2000, 50),
+    "inbox_leads": (10_000, 500),
 }
 SCALE_SIZES = (1_000, 100_000, 1_000_000)
 
@@ -131,6 +133,7 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     p.add_argument("--scale-sample", type=int, help="leads looked up per scale step")
     p.add_argument("--scale-fill", type=int, help="leads cached per step for INFO memory")
+    p.add_argument("--inbox-leads", type=int, help="leads of the staff inbox's store")
     args = p.parse_args(argv)
     pick = 1 if args.quick else 0
     values = {
@@ -234,6 +237,7 @@ def run(config: Config) -> tuple[dict[str, Any], dict[str, Any]]:
     conn = database.connect(bench_url)
     try:
         database.seed_leads(conn, config.load_leads)
+        database.seed_inbox(conn, config.inbox_leads)
         lead_ids = database.lead_ids(conn, config.load_leads)
     finally:
         conn.close()

@@ -44,6 +44,49 @@ FROM generate_series(CAST(:start AS bigint), CAST(:stop AS bigint) - 1) AS i
 ON CONFLICT DO NOTHING"""
 
 
+# The staff inbox's store: its own leads, each with a conversation (two texts in, one out,
+# one call); one in fifty under human control (waiting for a staff reply) and one in a
+# hundred asking for a callback: the leads a page looks at closely (repository.py).
+INBOX_STORE_ID = "b0c1b1c1-0000-0000-0000-0000000000b1"
+INBOX_PHONE_BASE = 16043000000
+SEED_INBOX_STORE = """
+INSERT INTO organizations (id, name, phone_number, phone_number_normalized, settings)
+VALUES (CAST(:id AS uuid), 'BICI Inbox Bench', '+16042990001', '16042990001', '{}')
+ON CONFLICT DO NOTHING"""
+SEED_INBOX = """
+WITH new_leads AS (
+    INSERT INTO leads (organization_id, phone_number, phone_number_normalized, customer_name,
+                       status, human_control, callback_requested_at, created_at)
+    SELECT CAST(:id AS uuid), '+' || (CAST(:base AS bigint) + i)::text,
+           (CAST(:base AS bigint) + i)::text, 'Customer ' || i,
+           (ARRAY['new', 'contacted', 'qualified', 'hot', 'customer'])[1 + i % 5],
+           i % 50 = 0,
+           CASE WHEN i % 100 = 7 THEN now() - make_interval(hours => i % 24) END,
+           now() - make_interval(days => 30 + i % 60)
+    FROM generate_series(0, :count - 1) AS i
+    RETURNING id, organization_id, phone_number_normalized::bigint - CAST(:base AS bigint) AS i
+), texts AS (
+    INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
+                          status, created_at)
+    SELECT organization_id, id, 'bench:' || id || ':' || n, dir, kind, 'Do you have gravel bikes?',
+           CASE WHEN dir = 'outbound' THEN 'delivered' END,
+           now() - make_interval(mins => CAST(i * 7 + 30 - n * 10 AS int))
+    FROM new_leads,
+         LATERAL (VALUES (0, 'inbound', 'customer'), (1, 'outbound', 'agent'),
+                         (2, 'inbound', 'customer')) AS t(n, dir, kind)
+    RETURNING 1
+), calls AS (
+    INSERT INTO call_summaries (organization_id, lead_id, conversation_id, summary,
+                                classification, payload, created_at)
+    SELECT organization_id, id, 'conv_bench_' || id, 'Asked about gravel bikes.', 'sales',
+           '{"data": {"metadata": {"call_duration_secs": 95}}}',
+           now() - make_interval(mins => CAST(i * 7 + 60 AS int))
+    FROM new_leads
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM new_leads) AS leads, (SELECT count(*) FROM texts) AS texts"""
+
+
 def with_database(url: str, name: str) -> str:
     """``url`` naming database ``name``."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
@@ -107,6 +150,15 @@ def seed_leads(
             stop=min(stop, low + _CHUNK),
         )
     conn.run("ANALYZE leads")
+
+
+def seed_inbox(conn: pg8000.native.Connection, count: int) -> None:
+    """The inbox store and ``count`` leads with their conversations, then ANALYZE."""
+    conn.run(SEED_INBOX_STORE, id=INBOX_STORE_ID)
+    conn.run(SEED_INBOX, id=INBOX_STORE_ID, base=INBOX_PHONE_BASE, count=count)
+    conn.run("ANALYZE leads")
+    conn.run("ANALYZE messages")
+    conn.run("ANALYZE call_summaries")
 
 
 def lead_ids(

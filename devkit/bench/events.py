@@ -34,6 +34,7 @@ class EventFactory:
         self._record = _load(events_dir, "sms_processor/sqs_batch.json")["Records"][0]
         self._patch = _load(events_dir, "lead_update/patch_valid.json")
         self._get = _load(events_dir, "lead_update/get.json")
+        self._list = _load(events_dir, "lead_update/list.json")
 
     def initiation(self, caller: str | None, called: str = STORE_PHONE) -> dict[str, Any]:
         """A conversation-initiation webhook from ``caller`` to ``called``."""
@@ -87,6 +88,19 @@ class EventFactory:
     def get_lead(self, lead_id: str) -> dict[str, Any]:
         """``GET /leads/{lead_id}``."""
         return self._for_lead(self._get, lead_id)
+
+    def inbox(
+        self, organization_id: str, limit: int = 50, if_none_match: str | None = None
+    ) -> dict[str, Any]:
+        """``GET /leads?limit=`` by a staff member of ``organization_id`` (its first page)."""
+        event = copy.deepcopy(self._list)
+        event["rawQueryString"] = f"limit={limit}"
+        event["queryStringParameters"] = {"limit": str(limit)}
+        claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
+        claims["cognito:groups"] = f"[org-{organization_id}]"
+        if if_none_match is not None:
+            event["headers"]["if-none-match"] = if_none_match
+        return event
 
     @staticmethod
     def _for_lead(template: dict[str, Any], lead_id: str) -> dict[str, Any]:

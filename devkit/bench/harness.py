@@ -99,11 +99,12 @@ class Functions:
 
 
 def succeeded(response: Any) -> bool:
-    """Whether a handler's answer is a success (2xx, or an SQS batch with no failures)."""
+    """Whether a handler's answer is a success (2xx, 304 for an unchanged inbox, or an SQS
+    batch with no failures)."""
     if not isinstance(response, dict):
         return False
     if "statusCode" in response:
-        return 200 <= int(response["statusCode"]) < 300
+        return 200 <= int(response["statusCode"]) < 300 or int(response["statusCode"]) == 304
     if "batchItemFailures" in response:
         return not response["batchItemFailures"]
     return bool(response.get("ok"))

@@ -12,6 +12,7 @@ from typing import Any
 import pg8000.native
 import redis
 
+from devkit.bench.database import INBOX_STORE_ID
 from devkit.bench.events import EventFactory
 from devkit.bench.harness import (
     INITIATION,
@@ -26,6 +27,7 @@ from devkit.bench.stats import count_summary, latency_summary, percentile, ratio
 from devkit.services import pg_connect_args
 from leadlookup import container as runtime_module
 from leadlookup.container import Runtime
+from leadlookup.domain.access import StaffMember
 
 KNOWN_CALLER = "+16045550142"  # the sample event's caller
 SMS_SENDER = "+12505550112"  # the sample SMS sender
@@ -223,7 +225,21 @@ class PathBench:
                 lambda: events.patch(patched.id),
                 about="PATCH /leads/{id}: read, conditional update, invalidate",
             ),
+            PathSpec(
+                "inbox_page",
+                LEAD_UPDATE,
+                lambda: events.inbox(INBOX_STORE_ID),
+                about="GET /leads: a 50-lead page of a store's inbox, attention first",
+            ),
+            PathSpec(
+                "inbox_unchanged",
+                LEAD_UPDATE,
+                lambda: events.inbox(INBOX_STORE_ID, if_none_match=self.inbox_etag()),
+                about="GET /leads with If-None-Match of an unchanged store: 304",
+            ),
         ]
+        self._inbox_member = StaffMember.from_groups("bench", [f"org-{INBOX_STORE_ID}"])
+        self._inbox_etag: str | None = None
         self._floor_redis = redis.Redis.from_url(
             helper.redis_url, protocol=2, decode_responses=True
         )
@@ -231,6 +247,14 @@ class PathBench:
         self._floor_redis.set(f"{cached.settings.cache_key_prefix}floor", "x")
         self._get_timer = GetTimer(cached.cache.backend)
         self.last_ms: dict[str, list[float]] = {}
+
+    def inbox_etag(self) -> str | None:
+        """The inbox page's current ETag (checked before each timed poll, outside its window:
+        a store's change counter is made anew after CHANGES_TTL_S without a write)."""
+        page = self.cached.staff.leads(self._inbox_member, {"limit": "50"}, self._inbox_etag)
+        if page.body is not None:
+            self._inbox_etag = page.etag
+        return self._inbox_etag
 
     def new_caller(self) -> str:
         """A number that has never called."""

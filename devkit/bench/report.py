@@ -62,6 +62,29 @@ def evaluate_targets(result: Mapping[str, Any]) -> list[dict[str, Any]]:
             new["db_round_trips"]["max"] <= 2,
         ),
     ]
+    page, poll = local.get("inbox_page"), local.get("inbox_unchanged")
+    if page and poll:
+        targets += [
+            _target(
+                "staff inbox page: round trips (database, Redis)",
+                "1, 1",
+                f"max {page['db_round_trips']['max']}, {page['redis_round_trips']['max']}",
+                page["db_round_trips"]["max"] == 1 and page["redis_round_trips"]["max"] == 1,
+            ),
+            _target(
+                "unchanged inbox poll (304): round trips (database, Redis)",
+                "0, 1",
+                f"max {poll['db_round_trips']['max']}, {poll['redis_round_trips']['max']}",
+                poll["db_round_trips"]["max"] == 0 and poll["redis_round_trips"]["max"] == 1,
+            ),
+            _target(
+                "unchanged inbox poll p50 vs one Redis GET (redis_get, same run)",
+                "shown",
+                f"{poll['p50']} ms = {poll['p50_over_redis_get']}x "
+                f"({floors['redis_get']['p50']} ms); a page: {page['p50']} ms",
+                None,
+            ),
+        ]
     if remote:
         rnew, rwarm = remote["initiation_new_caller"], remote["initiation_warm"]
         targets += [

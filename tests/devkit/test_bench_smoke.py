@@ -21,6 +21,8 @@ PATHS = (
     "sms_webhook",
     "sms_processor",
     "lead_patch",
+    "inbox_page",
+    "inbox_unchanged",
 )
 CONDITIONS = ("local", "remote_pg25_redis0.5", "region_pg1_redis0.5")
 
@@ -99,6 +101,17 @@ def test_bench_new_caller_needs_at_most_two_database_round_trips(bench: dict[str
 
     assert new["db_round_trips"]["max"] <= 2
     assert new["db_round_trips"]["min"] >= 1  # the lead really was looked up in the database
+
+
+def test_bench_inbox_page_is_one_database_round_trip_and_an_unchanged_poll_none(
+    bench: dict[str, Any],
+) -> None:
+    paths = bench["conditions"]["local"]["paths"]
+    page, poll = paths["inbox_page"], paths["inbox_unchanged"]
+
+    # The page: its store's change counter (Redis) and the page itself (PostgreSQL).
+    assert (page["db_round_trips"]["max"], page["redis_round_trips"]["max"]) == (1, 1)
+    assert (poll["db_round_trips"]["max"], poll["redis_round_trips"]["max"]) == (0, 1)
 
 
 def test_bench_instructions_rig_answers_every_request_from_one_real_get(

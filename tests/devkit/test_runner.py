@@ -30,6 +30,7 @@ import pytest
 from devkit import lambda_env, services
 from devkit.cli import unsigned_banner
 from devkit.lambda_env import HttpRoute, RouteMatch, Router
+from devkit.local_auth import LocalAuth
 from devkit.runner import HttpRequest, LocalApi, build_event, translate_response
 from devkit.sms_events import sign_twilio
 from leadlookup.domain.variables import DYNAMIC_VARIABLE_KEYS
@@ -219,7 +220,10 @@ def test_local_api_rejects_forged_twilio_form_and_stores_nothing(
 
 
 def test_local_api_unknown_lead_is_404_json(local_api: LocalApi) -> None:
-    reply = send(local_api, "GET", f"/leads/{uuid.uuid4()}")
+    token = local_api.auth.mint("olga")
+    reply = send(
+        local_api, "GET", f"/leads/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}
+    )
 
     assert reply.status == 404
     assert reply.headers["Content-Type"] == "application/json"
@@ -318,6 +322,7 @@ def test_local_api_takes_a_burst_of_concurrent_clients(local_api: LocalApi) -> N
 
 def test_local_api_serves_every_http_route_of_the_template() -> None:
     routes = {r.route_key: r.function for r in lambda_env.http_routes()}
+    checked = {r.route_key for r in lambda_env.http_routes() if r.jwt}
 
     assert routes == {
         f"POST {INITIATION_PATH}": "ConversationInitiationFunction",
@@ -328,11 +333,14 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "PATCH /leads/{lead_id}": "LeadUpdateFunction",
         "DELETE /leads/{lead_id}": "LeadUpdateFunction",
         "GET /leads/{lead_id}/messages": "LeadUpdateFunction",
+        "GET /leads/{lead_id}/timeline": "LeadUpdateFunction",
         "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /webhooks/elevenlabs/post-call": "PostCallWebhookFunction",
         "GET /console": "ConsoleFunction",
         "GET /console/{proxy+}": "ConsoleFunction",
     }
+    # The staff routes are the JWT authorizer's, and only they.
+    assert checked == {key for key in routes if " /leads" in key}
 
 
 # -- the CLI as a subprocess ---------------------------------------------------------------
@@ -474,12 +482,19 @@ def test_cli_run_stops_the_embedded_services_it_started_and_only_those() -> None
         child, url, lines = _start_run(data_dir)
         started = _pids(data_dir)
         try:
-            urllib.request.urlopen(f"{url}/leads/{uuid.uuid4()}", timeout=10)  # noqa: S310
+            token = LocalAuth(url).mint("olga")  # the run's own issuer: its URL
+            request = urllib.request.Request(  # noqa: S310 - loopback
+                f"{url}/leads/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}
+            )
+            urllib.request.urlopen(request, timeout=10)  # noqa: S310
         except urllib.error.HTTPError as error:  # the handler looked in PostgreSQL
             answered = error.code
         out = _stop_run(child, signal.SIGINT, lines)
 
         assert answered == 404
+        # The second sample store and the local sign-in, for the sample staff.
+        assert any("store B: BICI Kitsilano +16045550188" in line for line in lines), out
+        assert any(f"local sign-in: {url}/local-auth" in line for line in lines), out
         assert all(_gone(pid) for pid in started), out
         assert services.embedded_running(data_dir) == frozenset()
 

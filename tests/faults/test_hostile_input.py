@@ -454,7 +454,7 @@ organization_ids = st.one_of(
     headers=odd_headers,
 )
 def test_hostile_get_lead_by_phone(checker: Checker, query: dict[str, str], headers: Any) -> None:
-    event = with_request(sample("lead_update/get_by_phone"), None, headers, {})
+    event = with_request(sample("lead_update/list_by_phone"), None, headers, {})
     event["queryStringParameters"] = query or None
     event["rawQueryString"] = urlencode(query, errors="surrogatepass")
 

@@ -358,7 +358,7 @@ def _routes(database_url: str) -> list[tuple[str, str, Any]]:
     def get_by_phone() -> tuple[dict[str, Any], Any]:
         phone = new_phone()
         insert_lead(database_url, phone, org)
-        event = sample("lead_update/get_by_phone")
+        event = sample("lead_update/list_by_phone")
         event["queryStringParameters"] = {"phone": phone, "organization_id": org}
         event["rawQueryString"] = f"phone=%2B{phone[1:]}&organization_id={org}"
         return event, _status(200)

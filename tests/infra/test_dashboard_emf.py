@@ -77,15 +77,6 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     patch["pathParameters"] = {"lead_id": lead_id}
     patch["rawPath"] = patch["requestContext"]["http"]["path"] = f"/leads/{lead_id}"
     patch["headers"].pop("if-match", None)
-    by_phone = _event("lead_update", "get_by_phone")
-    by_phone["queryStringParameters"] = {
-        "phone": "+16045550199",
-        "organization_id": lead["dynamic_variables"]["organization_id"],
-    }
-    by_phone["rawQueryString"] = (
-        f"phone=%2B16045550199&organization_id={lead['dynamic_variables']['organization_id']}"
-    )
-
     # Hits and misses: a new container sees the same caller twice.
     _fresh_container(monkeypatch)
     invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))
@@ -96,9 +87,14 @@ def test_every_metric_graphed_is_emitted_by_a_handler_and_every_emitted_one_is_g
     # Errors: Redis gone. The organization lookup fails first (and opens the breaker)...
     _fresh_container(monkeypatch, REDIS_ENABLED="true", REDIS_URL=closed_redis)
     invoke("conversation_initiation", _event("conversation_initiation", "new_caller"))
-    # ...in another container the lead lookup fails first; then its write cannot invalidate.
-    _fresh_container(monkeypatch)
-    assert invoke("lead_update", by_phone)["statusCode"] == 200
+    # ...in another container, whose breaker lets the next call try Redis at once, the lead
+    # lookup fails too; then a write cannot invalidate.
+    _fresh_container(monkeypatch, REDIS_BREAKER_COOLDOWN_MS="0")
+    stranger_call = _event("conversation_initiation", "new_caller")
+    stranger_call["body"] = json.dumps(
+        {**json.loads(stranger_call["body"]), "caller_id": new_phone()}
+    )
+    assert invoke("conversation_initiation", stranger_call)["statusCode"] == 200
     assert invoke("lead_update", patch)["statusCode"] == 200
     # Stale answers: the database is gone and the fresh entries of a known caller expired.
     known = _event("conversation_initiation", "known_caller")

@@ -181,7 +181,11 @@ def test_rehearsal_snapstart_restored_container_reconnects_lazily_and_answers(
     # (-X importtime prints no line for the pg8000 package itself, only for its modules.)
     assert {"pg8000.core", "redis.cluster"} <= imported
     answer = _variables(first)
-    assert answer == _variables(second)
+    # The same answer, but for the clock: the two calls may fall either side of a minute.
+    clock = {"current_time", "current_datetime", "full_datetime", "time_greeting"}
+    assert {k: v for k, v in answer.items() if k not in clock} == {
+        k: v for k, v in _variables(second).items() if k not in clock
+    }
     assert answer["lead_id"] and answer["customer_phone"] == "+16045550142"
     # After the restore the first call connects what it needs: Secrets Manager and Redis,
     # not PostgreSQL (the answer is in Redis); the second call reuses them.

@@ -537,7 +537,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
     assert globals_["Tracing"] == "Active"
 
 
-def test_leads_routes_need_iam_and_webhooks_do_not(template: dict[str, Any]) -> None:
+def test_leads_routes_need_a_staff_token_and_webhooks_do_not(template: dict[str, Any]) -> None:
     api = template["Resources"]["HttpApi"]["Properties"]
     routes = [
         event
@@ -545,17 +545,52 @@ def test_leads_routes_need_iam_and_webhooks_do_not(template: dict[str, Any]) -> 
         for event in _events(function, "HttpApi")
     ]
 
-    assert api["Auth"]["EnableIamAuthorizer"] is True
-    assert {r["Path"] for r in routes if r["Path"].startswith("/leads")} == {
+    assert "EnableIamAuthorizer" not in api["Auth"]
+    jwt = api["Auth"]["Authorizers"]["StaffAuthorizer"]
+    assert jwt["IdentitySource"] == "$request.header.Authorization"
+    assert jwt["JwtConfiguration"]["issuer"] == {
+        "Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${StaffUserPool}"
+    }
+    assert jwt["JwtConfiguration"]["audience"] == [
+        {"Ref": "StaffConsoleClient"},
+        {"Ref": "StaffMachineClient"},
+    ]
+    assert {r["Path"] for r in routes if r["Path"].startswith("/leads")} >= {
         "/leads",
         "/leads/{lead_id}",
         "/leads/{lead_id}/messages",
+        "/leads/{lead_id}/timeline",
     }
     for route in routes:
         authorizer = route.get("Auth", {}).get("Authorizer", "NONE")
-        expected = "AWS_IAM" if route["Path"].startswith("/leads") else "NONE"
+        expected = "StaffAuthorizer" if route["Path"].startswith("/leads") else "NONE"
         assert authorizer == expected, route
         assert route["ApiId"] == {"Ref": "HttpApi"}, route
+
+
+def test_staff_sign_in_is_admin_created_strong_mfa_capable_and_pkce_for_the_console(
+    template: dict[str, Any],
+) -> None:
+    resources = template["Resources"]
+    pool = resources["StaffUserPool"]
+    console = resources["StaffConsoleClient"]["Properties"]
+    machine = resources["StaffMachineClient"]["Properties"]
+    password = pool["Properties"]["Policies"]["PasswordPolicy"]
+
+    assert pool["DeletionPolicy"] == pool["UpdateReplacePolicy"] == "Retain"
+    assert pool["Properties"]["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    assert password["MinimumLength"] >= 12
+    assert all(password[k] for k in ("RequireLowercase", "RequireUppercase", "RequireNumbers"))
+    assert pool["Properties"]["MfaConfiguration"] == "OPTIONAL"
+    assert pool["Properties"]["EnabledMfas"] == ["SOFTWARE_TOKEN_MFA"]
+    # The console is a public client: authorization code (with PKCE), no secret.
+    assert (console["GenerateSecret"], console["AllowedOAuthFlows"]) == (False, ["code"])
+    assert console["CallbackURLs"] == console["LogoutURLs"]
+    assert machine["AllowedOAuthFlows"] == ["client_credentials"]
+    assert machine["AllowedOAuthScopes"] == [{"Fn::Sub": "${StaffApiScopes}/all-stores"}]
+    assert resources["StaffApiScopes"]["Properties"]["Identifier"] == "leadlookup"
+    assert resources["StaffOwnersGroup"]["Properties"]["GroupName"] == "owners"
+    assert {"SignInUrl", "StaffUserPoolId", "StaffConsoleClientId"} <= set(template["Outputs"])
 
 
 def test_sms_processor_consumes_the_fifo_queue_with_partial_batch_failures(

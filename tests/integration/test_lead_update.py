@@ -62,7 +62,10 @@ def test_lead_update_sample_events_cover_every_file() -> None:
 
     assert names == {
         "get.json",
-        "get_by_phone.json",
+        "list.json",
+        "list_by_phone.json",
+        # The timeline: tested in test_staff_api.py.
+        "timeline.json",
         "patch_valid.json",
         "patch_invalid_field.json",
         "delete.json",
@@ -83,12 +86,23 @@ def test_lead_update_get_event_returns_lead_with_etag(lead: str, invoke: Invoke)
     assert header_of(response, "ETag") == '"1"'
 
 
-def test_lead_update_get_by_phone_event_returns_lead(lead: str, invoke: Invoke) -> None:
-    response = invoke(FUNCTION, load("get_by_phone.json"))
+def test_lead_update_list_by_phone_event_lists_that_lead(lead: str, invoke: Invoke) -> None:
+    response = invoke(FUNCTION, load("list_by_phone.json"))
 
     assert response["statusCode"] == 200
-    assert body_of(response)["id"] == LEAD_ID
-    assert header_of(response, "ETag") == '"1"'
+    assert [item["id"] for item in body_of(response)["leads"]] == [LEAD_ID]
+    assert body_of(response)["next"] is None
+    assert header_of(response, "ETag")
+
+
+def test_lead_update_list_event_lists_store_a_new_leads(lead: str, invoke: Invoke) -> None:
+    response = invoke(FUNCTION, load("list.json"))
+
+    assert response["statusCode"] == 200
+    leads = body_of(response)["leads"]
+    assert LEAD_ID in [item["id"] for item in leads]
+    assert {item["organization_id"] for item in leads} == {ORG_ID}
+    assert {item["status"] for item in leads} == {"new"}
 
 
 def test_lead_update_patch_valid_event_merges_and_bumps_etag(
@@ -165,41 +179,39 @@ def test_lead_update_get_etag_follows_version(
     assert body_of(response)["version"] == 7
 
 
-@pytest.mark.parametrize("missing", ["phone", "organization_id"])
-def test_lead_update_get_by_phone_requires_both_parameters(
-    missing: str, lead: str, invoke: Invoke
-) -> None:
-    event = load("get_by_phone.json")
-    del event["queryStringParameters"][missing]
-
-    response = invoke(FUNCTION, event)
-
-    assert response["statusCode"] == 400
-    assert f"'{missing}'" in body_of(response)["message"]
-
-
-def test_lead_update_get_by_phone_unknown_is_404_and_creates_nothing(
+def test_lead_update_list_by_phone_unknown_is_empty_and_creates_nothing(
     lead: str, invoke: Invoke, db: pg8000.native.Connection
 ) -> None:
-    event = load("get_by_phone.json")
+    event = load("list_by_phone.json")
     event["queryStringParameters"]["phone"] = STRANGER
 
     response = invoke(FUNCTION, event)
 
-    assert response["statusCode"] == 404
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"leads": [], "next": None}
     assert (
         count(db, "SELECT count(*) FROM leads WHERE phone_number_normalized = '12365550177'") == 0
     )
 
 
-def test_lead_update_get_by_phone_accepts_other_formats(lead: str, invoke: Invoke) -> None:
-    event = load("get_by_phone.json")
+def test_lead_update_list_by_phone_accepts_other_formats(lead: str, invoke: Invoke) -> None:
+    event = load("list_by_phone.json")
     event["queryStringParameters"]["phone"] = "(236) 555-0199"
 
     response = invoke(FUNCTION, event)
 
     assert response["statusCode"] == 200
-    assert body_of(response)["id"] == LEAD_ID
+    assert [item["id"] for item in body_of(response)["leads"]] == [LEAD_ID]
+
+
+def test_lead_update_list_by_phone_that_is_no_number_is_400(lead: str, invoke: Invoke) -> None:
+    event = load("list_by_phone.json")
+    event["queryStringParameters"]["phone"] = "call me"
+
+    response = invoke(FUNCTION, event)
+
+    assert response["statusCode"] == 400
+    assert "'phone'" in body_of(response)["message"]
 
 
 # -- PATCH -------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from leadlookup.usecases import postcall
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
+from tests.support.staff import OWNER
 
 STORE = "+17786528784"
 HOLDING = "One moment, let me check that for you."
@@ -243,7 +244,7 @@ def test_reply_opted_out_sender_and_keywords_get_no_reply(
     assert sent_to(twilio, phone) == []
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
     with pytest.raises(Conflict):
-        runtime.staff.send_staff_text(lead.id, "we miss you")
+        runtime.staff.send_staff_text(OWNER, lead.id, "we miss you")
     text(runtime, phone, "START")
     assert sent_to(twilio, phone) == []
 
@@ -282,10 +283,12 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
     text(runtime, phone, "first")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
-    taken = runtime.staff.patch_lead(lead.id, {"human_control": True}, None)
+    taken = runtime.staff.patch_lead(OWNER, lead.id, {"human_control": True}, None)
     text(runtime, phone, "can a person help me?")
-    key = runtime.staff.send_staff_text(lead.id, "Hi, this is Sam from the store.")
-    runtime.staff.patch_lead(lead.id, {"human_control": False, "notes": "handled by Sam"}, None)
+    key = runtime.staff.send_staff_text(OWNER, lead.id, "Hi, this is Sam from the store.")
+    runtime.staff.patch_lead(
+        OWNER, lead.id, {"human_control": False, "notes": "handled by Sam"}, None
+    )
     text(runtime, phone, "thanks")
 
     assert taken.human_control is True and taken.version == lead.version + 1
@@ -301,14 +304,16 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
         ("inbound", "customer"),
         ("outbound", "staff"),
         ("system", "system"),
+        ("system", "system"),
         ("inbound", "customer"),
         ("outbound", "agent"),
     ]
     assert rows(db, phone)[4]["external_id"] == key
-    page = runtime.staff.messages(lead.id, limit=3)
+    page = runtime.staff.messages(OWNER, lead.id, limit="3")
     assert [m["sender_kind"] for m in page["messages"]] == ["agent", "customer", "system"]
-    second = runtime.staff.messages(lead.id, limit=10, before=page["next"])
+    second = runtime.staff.messages(OWNER, lead.id, limit="10", after=page["next"])
     assert [m["sender_kind"] for m in second["messages"]] == [
+        "system",
         "staff",
         "customer",
         "system",
@@ -316,6 +321,10 @@ def test_reply_human_control_silences_the_agent_and_staff_text_is_sent(
         "customer",
     ]
     assert second["next"] is None
+    # Who did it: the staff text and every note carry the member.
+    signed = [m for m in page["messages"] + second["messages"] if m["staff"] is not None]
+    assert [m["sender_kind"] for m in signed] == ["system", "system", "staff", "system"]
+    assert {m["staff"]["sub"] for m in signed} == {OWNER.sub}
     assert runtime.service.get_lead(lead.id).notes == "handled by Sam"
 
 
@@ -326,8 +335,8 @@ def test_reply_staff_text_with_the_same_idempotency_key_is_sent_once(
     phone = new_phone()
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
 
-    first = runtime.staff.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
-    again = runtime.staff.send_staff_text(lead.id, "Your bike is ready.", key="ticket-1")
+    first = runtime.staff.send_staff_text(OWNER, lead.id, "Your bike is ready.", key="ticket-1")
+    again = runtime.staff.send_staff_text(OWNER, lead.id, "Your bike is ready.", key="ticket-1")
 
     assert first == again
     assert len(sent_to(twilio, phone)) == 1
@@ -341,7 +350,7 @@ def test_reply_staff_text_refuses_empty_or_long_bodies(wired: Any, body: Any) ->
     )
 
     with pytest.raises(InvalidInput, match="field 'body'"):
-        runtime.staff.send_staff_text(lead.id, body)
+        runtime.staff.send_staff_text(OWNER, lead.id, body)
 
 
 def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any) -> None:
@@ -349,7 +358,7 @@ def test_reply_erasure_deletes_outbound_and_system_messages(wired: Any, db: Any)
     phone = new_phone()
     text(runtime, phone, "hi")
     lead = runtime.service.find_or_create_lead(phone, runtime.service.default_organization().id)
-    runtime.staff.patch_lead(lead.id, {"human_control": True}, None)
+    runtime.staff.patch_lead(OWNER, lead.id, {"human_control": True}, None)
 
     runtime.service.delete_lead(lead.id)
 
@@ -1039,4 +1048,4 @@ def test_reply_patch_with_human_control_and_fields_commits_once(
         "taking this one",
         lead.version + 1,
     )
-    assert notes == [["Staff took over the conversation"]]
+    assert sorted(notes) == [["Edited notes"], ["Staff took over the conversation"]]

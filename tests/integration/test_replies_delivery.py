@@ -47,6 +47,7 @@ from tests.conftest import EVENTS
 from tests.support.faults import new_phone
 from tests.support.redis_servers import free_port
 from tests.support.replies import RecordingReplyMetrics, reply_settings, wire
+from tests.support.staff import OWNER
 
 Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 STORE = "+17786528784"
@@ -195,7 +196,7 @@ def test_delivery_store_with_a_national_format_number_sends_from_in_e164(
 
     text(runtime, customer, "are you open?", to=number)
     lead = runtime.service.find_or_create_lead(customer, store.id)
-    runtime.staff.send_staff_text(lead.id, "Yes, until 6.")
+    runtime.staff.send_staff_text(OWNER, lead.id, "Yes, until 6.")
 
     assert store.phone_number == national
     assert [m["from"] for m in sent_to(twilio, customer)] == [number, number]
@@ -217,7 +218,7 @@ def test_delivery_store_with_a_messaging_service_sends_it_and_no_from(
 
     text(runtime, customer, "hello", to=number)
     lead = runtime.service.find_or_create_lead(customer, store.id)
-    runtime.staff.send_staff_text(lead.id, "Hi from the store.")
+    runtime.staff.send_staff_text(OWNER, lead.id, "Hi from the store.")
 
     forms = [f for f in twilio.forms if f["To"] == customer]
     assert len(forms) == 2
@@ -268,7 +269,7 @@ def test_delivery_every_send_carries_the_status_callback(
     agent.mode = "silent"
     text(runtime, customer, "the fixed text answers this")
     lead = runtime.service.find_or_create_lead(customer, DEFAULT_ORGANIZATION_ID)
-    runtime.staff.send_staff_text(lead.id, "staff write this")
+    runtime.staff.send_staff_text(OWNER, lead.id, "staff write this")
     container.set_runtime(None)
 
     forms = [f for f in twilio.forms if f["To"] == customer]
@@ -710,7 +711,8 @@ def test_delivery_stand_in_callbacks_reach_the_runner_and_update_the_history(
     assert undelivered is not None
     assert (undelivered["status"], undelivered["error_code"]) == ("undelivered", 30007)
     request = urllib.request.Request(  # noqa: S310 - loopback
-        f"{served.url}/leads/{undelivered['lead_id']}/messages"
+        f"{served.url}/leads/{undelivered['lead_id']}/messages",
+        headers={"Authorization": f"Bearer {served.auth.mint('ana')}"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
         history = json.loads(response.read())["messages"]

@@ -173,7 +173,8 @@ def test_replies_send_route_answers_409_for_an_opted_out_lead_and_404_for_none(
     [
         ({"limit": "0"}, "query parameter 'limit' must be 1 to 200"),
         ({"limit": "ten"}, "query parameter 'limit' must be a whole number"),
-        ({"before": "not-a-cursor"}, "query parameter 'before' is not a cursor from this API"),
+        ({"next": "not-a-cursor"}, "query parameter 'next' is not a cursor from this API"),
+        ({"before": "x"}, "unknown query parameter 'before' (it takes limit, next)"),
     ],
 )
 def test_replies_list_route_refuses_bad_paging(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 
 class LookupServiceError(Exception):
-    """Base of every error the layer raises on purpose."""
+    """Base of every error the layer raises on purpose.
+
+    ``details``: fields the error's JSON body carries beside its message.
+    """
+
+    def __init__(self, *args: object, details: dict[str, object] | None = None) -> None:
+        super().__init__(*args)
+        self.details: dict[str, object] = details or {}
 
 
 class InvalidInput(LookupServiceError):

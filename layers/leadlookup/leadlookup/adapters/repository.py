@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from leadlookup.domain import status
+from leadlookup.domain import inbox, status
+from leadlookup.domain.delivery import FAILED_STATUSES
 from leadlookup.domain.models import (
     PHONE,
+    SMS,
     InboundMessage,
     Lead,
     Organization,
@@ -72,8 +74,10 @@ WHERE organization_id = :organization_id AND phone_number_normalized = :phone_no
 
 # One round trip for a first contact: the migration-defined function runs the SELECT, then
 # INSERT ... ON CONFLICT DO NOTHING RETURNING, then SELECT again (see 0003_*.sql for why).
+# ``created``: the row was inserted by this statement (its created_at is this transaction's
+# start; a row found is older), so the store's inbox changed.
 FIND_OR_CREATE_LEAD = f"""
-SELECT {LEAD_ROW}
+SELECT {LEAD_ROW}, leads.created_at = now() AS created
 FROM find_or_create_lead(:organization_id, :phone_number, :phone_normalized) AS leads"""
 
 SELECT_LEAD_BY_ID = f"SELECT {LEAD_ROW} FROM leads WHERE id = :id"
@@ -107,32 +111,48 @@ RETURNING {ORG_COLUMNS}, (SELECT phone_number_normalized FROM organizations WHER
     AS previous_phone_normalized"""
 
 # Optimistic concurrency: the row is written only if nobody changed it since it was read.
-# One statement, so one transaction: the fields, the version (it is the ETag) and, only when
-# human_control changed, a system row in the history saying so (the note).
+# One statement, so one transaction: the fields, the version (it is the ETag) and the notes
+# of what changed (:notes, a JSON list of {text, params}: take over, hand back, edits, a
+# cleared callback request), each a 'system' row of the history with who did it.
 UPDATE_LEAD = f"""
-WITH cur AS (
-    SELECT id, human_control FROM leads WHERE id = :id AND version = :version
-), upd AS (
+WITH upd AS (
     UPDATE leads SET
         customer_name = :customer_name, email = :email, status = :status,
         sentiment = :sentiment, bike_interest = :bike_interest::jsonb,
         qualification_data = :qualification_data::jsonb, notes = :notes,
-        human_control = :human_control, version = version + 1, updated_at = now()
-    WHERE id = (SELECT id FROM cur) AND version = :version
+        human_control = :human_control,
+        callback_requested_at = CAST(:callback_requested_at AS timestamptz),
+        version = version + 1, updated_at = now()
+    WHERE id = :id AND version = :version
     RETURNING {LEAD_COLUMNS}
 ), note AS (
     INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind, body,
-                          params)
-    SELECT upd.organization_id, upd.id, :note_key, 'system', 'system', :note, :params::jsonb
-    FROM upd JOIN cur ON cur.id = upd.id
-    WHERE cur.human_control IS DISTINCT FROM upd.human_control
+                          params, staff_sub, staff_email)
+    SELECT upd.organization_id, upd.id, 'system:' || gen_random_uuid(), 'system', 'system',
+           n.value ->> 'text', CAST(n.value -> 'params' AS jsonb), :staff_sub, :staff_email
+    FROM upd CROSS JOIN json_array_elements(CAST(:note_list AS json)) AS n
     RETURNING 1
 )
 SELECT upd.*, {lead_history("upd.id")} FROM upd"""
 
 # Messages and call summaries go with the lead (ON DELETE CASCADE).
+# An erasure by a staff member is recorded (lead_erasures, migration 0009) in the same
+# transaction, without anything of the customer. :organization_id, when given, is the store
+# the caller was allowed to erase in.
 DELETE_LEAD = """
-DELETE FROM leads WHERE id = :id RETURNING organization_id, phone_number_normalized"""
+WITH del AS (
+    DELETE FROM leads
+    WHERE id = :id
+      AND (CAST(:organization_id AS uuid) IS NULL
+           OR organization_id = CAST(:organization_id AS uuid))
+    RETURNING id, organization_id, phone_number_normalized
+), erasure AS (
+    INSERT INTO lead_erasures (organization_id, lead_id, staff_sub, staff_email)
+    SELECT organization_id, id, :staff_sub, :staff_email FROM del
+    WHERE CAST(:staff_sub AS text) IS NOT NULL
+    RETURNING 1
+)
+SELECT organization_id, phone_number_normalized FROM del"""
 
 # Storage first and exactly once: the message row is unique on the MessageSid, and the lead is
 # touched only when this delivery inserted it, so a redelivery changes nothing. The touched
@@ -148,6 +168,7 @@ WITH ins AS (
 ), upd AS (
     UPDATE leads SET
         last_contact_at = now(),
+        last_activity_at = GREATEST(last_activity_at, now()),
         opted_out_at = CASE :opt_change
             WHEN 'out' THEN COALESCE(opted_out_at, now())
             WHEN 'in' THEN NULL
@@ -185,6 +206,8 @@ WITH ins AS (
         callback_requested_at = CASE WHEN :callback
             THEN COALESCE(callback_requested_at, now()) ELSE callback_requested_at END,
         last_contact_at = CASE WHEN :calls > 0 THEN now() ELSE last_contact_at END,
+        last_activity_at = CASE WHEN :calls > 0 THEN GREATEST(last_activity_at, now())
+                                ELSE last_activity_at END,
         version = version + 1,
         updated_at = now()
     WHERE id = (SELECT lead_id FROM ins) AND (:calls > 0 OR :callback)
@@ -218,11 +241,12 @@ SELECT (SELECT count(*) FROM old_messages) AS messages,
 
 MESSAGE_COLUMNS = (
     "id, lead_id, external_id, direction, sender_kind, from_number, to_number, body, "
-    "twilio_sid, status, error_code, status_updated_at, created_at"
+    "twilio_sid, status, error_code, status_updated_at, created_at, staff_sub, staff_email"
 )
 
 # What the reply decision needs, in one round trip: the lead's flags, whether this inbound
-# text was already answered (a redelivery), and the texts before it, newest first.
+# text was already answered (a redelivery), and the texts before it, newest first (the
+# history's notes are no texts).
 SELECT_REPLY_CONTEXT = """
 SELECT l.opted_out_at IS NOT NULL AS opted_out, l.human_control,
        EXISTS (SELECT 1 FROM messages WHERE external_id = :reply_key) AS replied,
@@ -231,24 +255,27 @@ SELECT l.opted_out_at IS NOT NULL AS opted_out, l.human_control,
                            ORDER BY h.created_at DESC, h.id DESC)
            FROM (SELECT direction, body, created_at, id FROM messages
                  WHERE lead_id = l.id AND external_id <> :external_id
+                   AND direction <> 'system'
                  ORDER BY created_at DESC, id DESC LIMIT :history) AS h
        ), '[]'::json) AS history
 FROM leads l WHERE l.id = :lead_id"""
 
 # external_id is the job key, so an outcome delivered twice is stored once. A stored text
-# rewrites its lead (a no-op UPDATE: the trigger gives it a new write_seq) and returns it with
-# that text in its history, so the cached lead's conversation_context shows it.
+# rewrites its lead (its last activity; the trigger gives it a new write_seq) and returns it
+# with that text in its history, so the cached lead's conversation_context shows it.
 INSERT_OUTBOUND_MESSAGE = f"""
 WITH ins AS (
     INSERT INTO messages (organization_id, lead_id, external_id, direction, sender_kind,
-                          from_number, to_number, body, params, twilio_sid, status, error_code)
+                          from_number, to_number, body, params, twilio_sid, status, error_code,
+                          staff_sub, staff_email)
     VALUES (:organization_id, :lead_id, :external_id, 'outbound', :sender_kind, :from_number,
             :to_number, :body, :params::jsonb, :twilio_sid, :status,
-            CAST(:error_code AS integer))
+            CAST(:error_code AS integer), :staff_sub, :staff_email)
     ON CONFLICT (external_id) DO NOTHING
     RETURNING lead_id, direction, created_at, body
 ), upd AS (
-    UPDATE leads SET write_seq = write_seq WHERE id = (SELECT lead_id FROM ins)
+    UPDATE leads SET last_activity_at = GREATEST(last_activity_at, now())
+    WHERE id = (SELECT lead_id FROM ins)
     RETURNING {LEAD_COLUMNS}
 )
 SELECT (SELECT count(*) FROM ins) AS inserted, upd.*,
@@ -270,6 +297,149 @@ WHERE lead_id = :lead_id
 ORDER BY created_at DESC, id DESC
 LIMIT :limit"""
 
+# -- the staff inbox and timeline (domain/inbox.py: parameters, cursors, attention) -----------
+
+_FAILED = ", ".join(f"'{name}'" for name in sorted(FAILED_STATUSES))
+# Why a lead needs attention, in domain/inbox.py's order: the first reason that holds.
+_ATTENTION = f"""
+    CASE WHEN l.opted_out_at IS NULL AND unanswered.since IS NOT NULL
+              THEN '{inbox.UNANSWERED_TEXT}'
+         WHEN l.callback_requested_at IS NOT NULL THEN '{inbox.CALLBACK_REQUESTED}'
+         WHEN l.opted_out_at IS NULL AND last_out.status IN ({_FAILED})
+              THEN '{inbox.DELIVERY_FAILED}'
+         WHEN l.opted_out_at IS NULL AND last_out.sender_kind = 'fallback'
+              THEN '{inbox.FALLBACK_SENT}'
+    END AS reason,
+    CASE WHEN l.opted_out_at IS NULL AND unanswered.since IS NOT NULL THEN unanswered.since
+         WHEN l.callback_requested_at IS NOT NULL THEN l.callback_requested_at
+         WHEN l.opted_out_at IS NULL AND last_out.status IN ({_FAILED})
+              THEN COALESCE(last_out.status_updated_at, last_out.created_at)
+         WHEN l.opted_out_at IS NULL AND last_out.sender_kind = 'fallback'
+              THEN last_out.created_at
+    END AS since"""
+
+_TROUBLE = f"m.direction = 'outbound' AND (m.sender_kind = 'fallback' OR m.status IN ({_FAILED}))"
+
+
+def list_leads_sql(scope: str) -> str:
+    """One page of the inbox in one round trip; ``scope`` is the SQL condition on ``l`` of
+    the stores it covers (:func:`Repository.list_leads`).
+
+    Leads needing attention first, then newest activity (``leads.last_activity_at``, kept by
+    the statements that store texts and calls), then id: the cursor is that key of the
+    page's last row. Only the few leads that can need attention are looked at closely: those
+    under human control or asking for a callback, and those with a fallback or a failed
+    delivery among their texts (leads_attention_idx, messages_outbound_trouble_idx); the rest
+    of the page is an index scan in activity order (leads_inbox_idx), so a page costs about
+    the same in a store of a thousand leads as in one of a hundred thousand (BENCHMARKS.md,
+    "The staff inbox").
+    """
+    filters = """
+      AND (CAST(:statuses AS json) IS NULL
+           OR l.status IN (SELECT json_array_elements_text(CAST(:statuses AS json))))
+      AND (CAST(:phone AS text) IS NULL OR l.phone_number_normalized = :phone)
+      AND (CAST(:name_like AS text) IS NULL
+           OR l.customer_name ILIKE :name_like
+           OR (CAST(:digits_like AS text) IS NOT NULL
+               AND l.phone_number_normalized LIKE :digits_like))"""
+    return f"""
+WITH needing AS (
+    SELECT l.id, l.last_activity_at, attention.reason, attention.since
+    FROM (
+        SELECT l.id FROM leads l
+        WHERE {scope} AND (l.human_control OR l.callback_requested_at IS NOT NULL)
+        UNION
+        SELECT m.lead_id FROM messages m
+        WHERE {scope.replace("l.", "m.")} AND {_TROUBLE}
+    ) AS candidate
+    -- One index lookup per candidate: OFFSET 0 keeps the planner from turning the lookups
+    -- into a hash join over every lead of the table.
+    CROSS JOIN LATERAL (SELECT * FROM leads WHERE leads.id = candidate.id OFFSET 0) AS l
+    LEFT JOIN LATERAL (
+        SELECT m.created_at, m.sender_kind, m.status, m.status_updated_at FROM messages m
+        WHERE m.lead_id = l.id AND m.direction = 'outbound'
+        ORDER BY m.created_at DESC, m.id DESC LIMIT 1
+    ) AS last_out ON true
+    LEFT JOIN LATERAL (
+        SELECT m.created_at AS since FROM messages m
+        WHERE l.human_control AND m.lead_id = l.id AND m.direction = 'inbound'
+          AND m.created_at > COALESCE(last_out.created_at, '-infinity')
+        ORDER BY m.created_at, m.id LIMIT 1
+    ) AS unanswered ON true
+    CROSS JOIN LATERAL (SELECT {_ATTENTION}) AS attention
+    WHERE attention.reason IS NOT NULL {filters}
+), page AS (
+    (SELECT id AS page_id, last_activity_at, reason, since FROM needing
+     WHERE CAST(:attention AS boolean) IS DISTINCT FROM false
+       AND (CAST(:after_flag AS integer) IS NULL
+            OR (CAST(:after_flag AS integer) = 1
+                AND (last_activity_at, id)
+                    < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid))))
+     ORDER BY last_activity_at DESC, id DESC LIMIT :limit)
+    UNION ALL
+    (SELECT l.id, l.last_activity_at, NULL, NULL FROM leads l
+     WHERE CAST(:attention AS boolean) IS DISTINCT FROM true AND {scope} {filters}
+       AND l.id NOT IN (SELECT id FROM needing)
+       AND (CAST(:after_flag AS integer) IS DISTINCT FROM 0
+            OR (l.last_activity_at, l.id)
+               < (CAST(:after_at AS timestamptz), CAST(:after_id AS uuid)))
+     ORDER BY l.last_activity_at DESC, l.id DESC LIMIT :limit)
+)
+SELECT lead.*, page.last_activity_at, page.reason AS attention_reason,
+       page.since AS attention_since
+FROM page CROSS JOIN LATERAL (
+    SELECT {LEAD_ROW} FROM leads WHERE leads.id = page.page_id OFFSET 0
+) AS lead
+ORDER BY page.reason IS NOT NULL DESC, page.last_activity_at DESC, lead.id DESC
+LIMIT :limit"""
+
+
+_BEFORE = """(CAST(:before_at AS timestamptz) IS NULL
+           OR ({at}, {id}) < (CAST(:before_at AS timestamptz), CAST(:before_id AS uuid)))"""
+# One page of a lead's timeline, newest first, in one round trip: its texts and notes
+# (messages) and its calls (call_summaries), each side cut to the page before they are
+# merged. The first column is the lead's store (NULL: no such lead), for the caller's
+# authorization; a lead without items still gives that one row. A call's direction and
+# duration come from the stored report (missing or malformed: NULL), its transcript only when
+# asked for.
+TIMELINE_PAGE = f"""
+WITH lead AS (
+    SELECT id, organization_id FROM leads WHERE id = :lead_id
+), items AS (
+    (SELECT CASE WHEN m.direction = 'system' THEN 'note' ELSE 'text' END AS kind,
+            m.id, m.created_at AS at, m.direction, m.sender_kind, m.body, m.status,
+            m.error_code, NULL AS channel, NULL::numeric AS duration_seconds,
+            NULL AS classification, NULL AS summary, NULL AS conversation_id,
+            NULL::jsonb AS transcript, m.staff_sub, m.staff_email
+     FROM messages m
+     WHERE m.lead_id = (SELECT id FROM lead)
+       AND {_BEFORE.format(at="m.created_at", id="m.id")}
+     ORDER BY m.created_at DESC, m.id DESC LIMIT :limit)
+    UNION ALL
+    (SELECT 'call', c.id, c.created_at,
+            CASE WHEN c.payload #>> '{{data,metadata,phone_call,direction}}' = 'outbound'
+                 THEN 'outbound' ELSE 'inbound' END,
+            NULL, NULL, NULL, NULL, c.channel,
+            CASE WHEN jsonb_typeof(c.payload #> '{{data,metadata,call_duration_secs}}')
+                      = 'number'
+                 THEN CAST(c.payload #>> '{{data,metadata,call_duration_secs}}' AS numeric)
+            END,
+            c.classification, c.summary, c.conversation_id,
+            CASE WHEN CAST(:transcripts AS boolean)
+                 THEN c.payload #> '{{data,transcript}}' END,
+            c.staff_sub, c.staff_email
+     FROM call_summaries c
+     WHERE c.lead_id = (SELECT id FROM lead) AND c.channel <> '{SMS}'
+       AND {_BEFORE.format(at="c.created_at", id="c.id")}
+     ORDER BY c.created_at DESC, c.id DESC LIMIT :limit)
+)
+SELECT lead.organization_id AS lead_organization_id, page.*
+FROM (SELECT 1) AS one
+LEFT JOIN lead ON true
+LEFT JOIN LATERAL (SELECT * FROM items ORDER BY at DESC, id DESC LIMIT :limit) AS page
+    ON lead.id IS NOT NULL
+ORDER BY page.at DESC, page.id DESC"""
+
 # A status callback, applied only if it ranks above the stored status. The ranking travels
 # as a parameter (:ranks, replies.delivery.STATUS_RANK as JSON), so it is defined once;
 # callbacks arriving late or twice change nothing. The rank condition is on the row itself,
@@ -283,12 +453,13 @@ WITH upd AS (
     WHERE twilio_sid = :twilio_sid AND direction = 'outbound'
       AND COALESCE((CAST(:ranks AS jsonb) ->> status)::integer, 0)
           < (CAST(:ranks AS jsonb) ->> CAST(:status AS text))::integer
-    RETURNING lead_id
+    RETURNING lead_id, organization_id
 )
 SELECT EXISTS (SELECT 1 FROM messages
                WHERE twilio_sid = :twilio_sid AND direction = 'outbound') AS found,
        (SELECT count(*) FROM upd) AS updated,
-       (SELECT lead_id FROM upd LIMIT 1) AS lead_id"""
+       (SELECT lead_id FROM upd LIMIT 1) AS lead_id,
+       (SELECT organization_id FROM upd LIMIT 1) AS organization_id"""
 
 # The follow-up rate limit as one atomic claim: one automation per lead per window, never to
 # an opted-out number or a lead staff have taken over. The same key (a redelivered report)
@@ -341,8 +512,9 @@ class Repository:
         phone_number: str,
         phone_normalized: str,
         deadline: float | None = None,
-    ) -> Lead | None:
-        """The lead of this organization and number, created if missing (one round trip)."""
+    ) -> tuple[Lead, bool] | None:
+        """The lead of this organization and number, created if missing, and whether this
+        call created it (one round trip)."""
         rows = self.db.query(
             FIND_OR_CREATE_LEAD,
             {
@@ -352,7 +524,7 @@ class Repository:
             },
             deadline=deadline,
         )
-        return Lead.from_json(rows[0]) if rows else None
+        return (Lead.from_json(rows[0]), bool(rows[0]["created"])) if rows else None
 
     def get_lead(self, lead_id: str) -> Lead | None:
         """The lead with this id, if any."""
@@ -402,17 +574,22 @@ class Repository:
         return Organization.from_json(row), row["previous_phone_normalized"]
 
     def update_lead(
-        self, lead: Lead, expected_version: int, note_key: str, note: str
+        self,
+        lead: Lead,
+        expected_version: int,
+        notes: list[dict[str, Any]],
+        actor: Mapping[str, str | None] | None = None,
     ) -> Lead | None:
-        """Write ``lead``'s editable fields if its version is still ``expected_version``;
-        ``note`` goes into its history (keyed ``note_key``) if ``human_control`` changed."""
+        """Write ``lead``'s editable fields if its version is still ``expected_version``, with
+        ``notes`` ({text, params}) in its history, signed by ``actor`` ({sub, email})."""
         rows = self.db.query(
             UPDATE_LEAD,
             {
-                "note_key": note_key,
-                "note": note,
-                "params": {"human_control": lead.human_control},
+                "note_list": notes,
+                "staff_sub": (actor or {}).get("sub"),
+                "staff_email": (actor or {}).get("email"),
                 "human_control": lead.human_control,
+                "callback_requested_at": lead.callback_requested_at,
                 "id": lead.id,
                 "version": expected_version,
                 "customer_name": lead.customer_name,
@@ -427,9 +604,23 @@ class Repository:
         )
         return Lead.from_json(rows[0]) if rows else None
 
-    def delete_lead(self, lead_id: str) -> tuple[str, str] | None:
-        """Erase the lead and (by cascade) its messages and summaries; its cache identity."""
-        rows = self.db.query(DELETE_LEAD, {"id": lead_id})
+    def delete_lead(
+        self,
+        lead_id: str,
+        organization_id: str | None = None,
+        actor: Mapping[str, str | None] | None = None,
+    ) -> tuple[str, str] | None:
+        """Erase the lead (of ``organization_id``, when given) and by cascade its messages and
+        summaries; ``actor``'s erasure is recorded. Its cache identity, or None."""
+        rows = self.db.query(
+            DELETE_LEAD,
+            {
+                "id": lead_id,
+                "organization_id": organization_id,
+                "staff_sub": (actor or {}).get("sub"),
+                "staff_email": (actor or {}).get("email"),
+            },
+        )
         if not rows:
             return None
         return str(rows[0]["organization_id"]), rows[0]["phone_number_normalized"]
@@ -513,16 +704,21 @@ class Repository:
         return rows[0] if rows else None
 
     def insert_outbound_message(self, **fields: Any) -> tuple[bool, Lead | None]:
-        """Store an outbound text once (keyed by its job key); (new, its rewritten lead)."""
-        row = self.db.query(INSERT_OUTBOUND_MESSAGE, fields)[0]
+        """Store an outbound text once (keyed by its job key); (new, its rewritten lead).
+
+        ``staff_sub`` and ``staff_email`` name who wrote a staff text (absent: nobody)."""
+        row = self.db.query(
+            INSERT_OUTBOUND_MESSAGE, {"staff_sub": None, "staff_email": None, **fields}
+        )[0]
         return bool(row["inserted"]), _lead_or_none(row)
 
     def update_delivery_status(
         self, twilio_sid: str, status: str, error_code: int | None, ranks: Mapping[str, int]
-    ) -> tuple[bool, str | None] | None:
+    ) -> tuple[bool, str | None, str | None] | None:
         """Raise the outbound text's status to ``status`` if it ranks higher in ``ranks``.
 
-        None when no outbound text has that SID; else (whether it changed, its lead id).
+        None when no outbound text has that SID; else (whether it changed, its lead id, its
+        store's id).
         """
         row = self.db.query(
             UPDATE_DELIVERY_STATUS,
@@ -535,8 +731,12 @@ class Repository:
         )[0]
         if not row["found"]:
             return None
-        lead_id = row["lead_id"]
-        return bool(row["updated"]), str(lead_id) if lead_id is not None else None
+        lead_id, organization_id = row["lead_id"], row["organization_id"]
+        return (
+            bool(row["updated"]),
+            str(lead_id) if lead_id is not None else None,
+            str(organization_id) if organization_id is not None else None,
+        )
 
     def mark_opted_out(self, lead_id: str) -> Lead | None:
         """Set the lead's opt-out (if not set yet); the lead when it changed."""
@@ -544,7 +744,7 @@ class Repository:
         return Lead.from_json(rows[0]) if rows else None
 
     def messages_page(
-        self, lead_id: str, limit: int, before: tuple[str, str] | None
+        self, lead_id: str, limit: int, before: tuple[Any, ...] | None
     ) -> list[dict[str, Any]]:
         """One page of a lead's history, newest first."""
         return self.db.query(
@@ -556,6 +756,60 @@ class Repository:
                 "before_id": before[1] if before else None,
             },
         )
+
+    def list_leads(
+        self,
+        stores: frozenset[str] | None,
+        where: inbox.LeadFilter,
+        limit: int,
+        after: tuple[Any, ...] | None,
+    ) -> list[dict[str, Any]]:
+        """One page of the inbox of ``stores`` (None: every store): lead rows with
+        ``last_activity_at``, ``attention_reason`` and ``attention_since``."""
+        # One store is an equality the index's order serves; several, a list.
+        if stores is None:
+            scope = "true"
+        elif len(stores) == 1:
+            scope = "l.organization_id = CAST(:store AS uuid)"
+        else:
+            scope = "l.organization_id = ANY(CAST(:store_list AS uuid[]))"
+        flag, at, row_id = after if after is not None else (None, None, None)
+        ordered = sorted(stores or ())
+        return self.db.query(
+            list_leads_sql(scope),
+            {
+                "store": ordered[0] if ordered else None,
+                "store_list": "{" + ",".join(ordered) + "}",
+                "statuses": list(where.statuses) if where.statuses is not None else None,
+                "phone": where.phone,
+                "name_like": where.name_like,
+                "digits_like": where.digits_like,
+                "attention": where.attention,
+                "after_flag": flag,
+                "after_at": at,
+                "after_id": row_id,
+                "limit": limit,
+            },
+        )
+
+    def timeline_page(
+        self, lead_id: str, limit: int, before: tuple[Any, ...] | None, transcripts: bool
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """The lead's store (None: no such lead) and one page of its timeline, newest first."""
+        rows = self.db.query(
+            TIMELINE_PAGE,
+            {
+                "lead_id": lead_id,
+                "limit": limit,
+                "before_at": before[0] if before else None,
+                "before_id": before[1] if before else None,
+                "transcripts": transcripts,
+            },
+        )
+        organization_id = rows[0]["lead_organization_id"] if rows else None
+        if organization_id is None:
+            return None, []
+        return str(organization_id), [row for row in rows if row["id"] is not None]
 
     def claim_automation(self, lead_id: str, key: str, window_seconds: int) -> Lead | None:
         """The lead if the follow-up ``key`` may go out now (its window starts), else None."""

@@ -126,9 +126,10 @@ def service_error_response(exc: LookupServiceError) -> Response[str]:
     status = error_status(exc)
     if status == 500:
         log_internal_error(exc)
-    elif isinstance(exc, Unavailable):
+        return error_response(status, error_message(exc))
+    if isinstance(exc, Unavailable):
         logger.warning("dependency unavailable", error=str(exc))
-    return error_response(status, error_message(exc))
+    return json_response(status, {"message": error_message(exc), **exc.details})
 
 
 def unexpected_error_response(exc: Exception) -> Response[str]:

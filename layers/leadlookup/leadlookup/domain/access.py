@@ -51,11 +51,18 @@ class StaffMember:
             raise Forbidden("the signed-in user staffs no store")
         return cls(sub=sub, email=email, name=name, stores=frozenset(stores), owner=owner)
 
-    def sees(self, organization_id: uuid.UUID) -> bool:
-        """Whether this member may see leads of ``organization_id``."""
-        return self.owner or organization_id in self.stores
+    def sees(self, organization_id: uuid.UUID | str) -> bool:
+        """Whether this member may see leads of ``organization_id`` (a UUID or its text)."""
+        if self.owner:
+            return True
+        if isinstance(organization_id, str):
+            try:
+                organization_id = uuid.UUID(organization_id)
+            except ValueError:
+                return False
+        return organization_id in self.stores
 
-    def require(self, organization_id: uuid.UUID) -> None:
+    def require(self, organization_id: uuid.UUID | str) -> None:
         """404 (as for a lead that does not exist) unless this member sees the store."""
         if not self.sees(organization_id):
             raise NotFound("lead not found")

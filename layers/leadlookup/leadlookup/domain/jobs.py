@@ -98,6 +98,8 @@ class ReplyJob:
     # The store's Twilio Messaging Service (settings ``messaging_service_sid``): sent as
     # MessagingServiceSid instead of From, which then only records the store's number.
     messaging_service_sid: str | None = None
+    # Who wrote a staff text ({"sub", "email"}), carried to its outcome and stored with it.
+    staff: dict[str, str | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (the queue message body)."""
@@ -119,6 +121,7 @@ class ReplyJob:
             optional = name == "body" and job.kind == JobKind.AGENT
             if not isinstance(getattr(job, name), str) or not (getattr(job, name) or optional):
                 raise InvalidInput(f"reply job field {name!r} is required")
+        _check_staff(job.staff, "reply job")
         return job
 
 
@@ -141,6 +144,8 @@ class ReplyOutcome:
     error_message: str | None = None
     fallback_reason: str | None = None
     in_reply_to: str | None = None
+    # The staff member who wrote the text ({"sub", "email"}), from its job.
+    staff: dict[str, str | None] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (the outcome queue's message body)."""
@@ -159,6 +164,7 @@ class ReplyOutcome:
             raise InvalidInput(f"reply outcome sender kind {outcome.sender_kind!r} is unknown")
         if not isinstance(outcome.key, str) or not outcome.key:
             raise InvalidInput("reply outcome field 'key' is required")
+        _check_staff(outcome.staff, "reply outcome")
         return outcome
 
     def params(self) -> dict[str, Any]:
@@ -173,6 +179,15 @@ class ReplyOutcome:
             )
             if value is not None
         }
+
+
+def _check_staff(staff: object, what: str) -> None:
+    if staff is None:
+        return
+    if not isinstance(staff, dict) or not isinstance(staff.get("sub"), str):
+        raise InvalidInput(f"{what} field 'staff' must be an object with a 'sub'")
+    if not isinstance(staff.get("email"), str | None):
+        raise InvalidInput(f"{what} field 'staff.email' must be a string or null")
 
 
 def compact_history(rows: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -2,7 +2,8 @@
 
 Every write commits first; then a lead's cached value is replaced by the committed row
 (ordered by its write_seq, so an older value never wins), an organization's is invalidated,
-and an erased lead's is deleted.
+and an erased lead's is deleted. Every write to a store's leads (their texts, calls and
+notes included) also bumps that store's change counter, the staff inbox's ETag.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from leadlookup.adapters.cache import CacheKeys, CacheRegion, ReadThroughCache
 from leadlookup.adapters.repository import Repository
 from leadlookup.config import Settings
+from leadlookup.domain.delivery import FAILED_STATUSES
+from leadlookup.domain.inbox import LeadFilter
 from leadlookup.domain.models import (
     InboundMessage,
     Lead,
@@ -25,7 +28,7 @@ from leadlookup.domain.models import (
     default_organization_snapshot,
     parse_uuid,
 )
-from leadlookup.domain.patch import apply_patch, control_note, validate_patch
+from leadlookup.domain.patch import apply_patch, is_noop, patch_notes, validate_patch
 from leadlookup.domain.phones import mask_phone, national_digits, normalize_phone, normalize_phones
 from leadlookup.errors import InvalidInput, NotFound, PreconditionFailed, Unavailable
 from leadlookup.metrics import INITIATION_DEGRADED, Cache, Outcome
@@ -35,6 +38,15 @@ from leadlookup.observability import logger
 DEFAULT_ORG_KEY = "default"
 # An optimistic PATCH without If-Match retries this often when another writer wins the race.
 _PATCH_ATTEMPTS = 3
+# How long a store's change counter lives after its last bump (or its creation by a reader).
+# The inbox's ETag is made of these counters, and it must never match after the data
+# changed. A lost counter (Redis restarted, evicted or flushed) is created again at a random
+# start, so it takes none of its old values: every ETag made before no longer matches. A bump
+# that fails (Redis unreachable from the writer only; the write is committed) leaves the
+# counter as it was: the TTL bounds how long an ETag can then keep matching changed data,
+# because readers never renew it. The cost: a quiet store's counter is made anew this often,
+# and each inbox poll after that reads the database once.
+CHANGES_TTL_S = 120
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class LookupService:
             stale=(self.keys.stale, settings.lead_stale_ttl_seconds),
         )
         self._org_l1: dict[str, tuple[float, Organization]] = {}
+        self._change_keys: dict[str, tuple[str, str]] = {}
         self._l1_lock = threading.Lock()
 
     # -- organizations ------------------------------------------------------------------
@@ -221,9 +234,14 @@ class LookupService:
         self, raw: str, normalized: str, organization_id: str, deadline: float | None = None
     ) -> Lead:
         def load() -> Lead:
-            lead = self.repo.find_or_create_lead(organization_id, raw, normalized, deadline)
-            if lead is None:
+            found = self.repo.find_or_create_lead(organization_id, raw, normalized, deadline)
+            if found is None:
                 raise Unavailable("lead could not be created")
+            lead, created = found
+            if created:
+                # A new lead in the store's inbox. Not while Redis is failing: a caller is
+                # waiting (the counter's TTL bounds what the skipped bump costs).
+                self.store_changed(lead.organization_id, urgent=True)
             return lead
 
         lead = self.leads.get_or_create_for((normalized, organization_id), load, deadline)
@@ -248,32 +266,55 @@ class LookupService:
             raise NotFound("lead not found")
         return lead
 
-    def update_lead(self, lead_id: object, body: Any, if_match: int | None = None) -> Lead:
+    def update_lead(
+        self,
+        lead_id: object,
+        body: Any,
+        if_match: int | None = None,
+        *,
+        require_store: Callable[[str], None] | None = None,
+        actor: Mapping[str, str | None] | None = None,
+    ) -> Lead:
         """Merge-patch a lead (optimistic concurrency), commit once, then write it through.
 
-        ``human_control`` alone, already as asked, changes nothing (no new version, no note).
+        ``require_store`` is called with the lead's store before anything is written (staff
+        authorization raises there); ``actor`` ({sub, email}) signs the notes of what changed.
+        A patch that changes nothing of ``human_control`` and the callback request changes
+        nothing (no new version, no note).
         """
         lead_id = parse_uuid(lead_id)
         patch = validate_patch(body)
         for _ in range(_PATCH_ATTEMPTS):
             current = self.get_lead(lead_id)
+            if require_store is not None:
+                require_store(current.organization_id)
             if if_match is not None and current.version != if_match:
-                raise PreconditionFailed(f"lead is at version {current.version}, not {if_match}")
+                raise PreconditionFailed(
+                    f"lead changed: it is at version {current.version}, not {if_match}",
+                    details={"current_version": current.version},
+                )
             patched = apply_patch(current, patch)
-            if set(patch) == {"human_control"} and patched == current:
+            if is_noop(patch, current, patched):
                 return current
-            note = control_note(patched.human_control)
-            saved = self.repo.update_lead(patched, current.version, f"system:{uuid.uuid4()}", note)
+            notes = patch_notes(patch, current, patched)
+            saved = self.repo.update_lead(patched, current.version, notes, actor)
             if saved is not None:
                 self.lead_written(saved)
                 return saved
             if if_match is not None:
-                raise PreconditionFailed("lead was changed by another request")
+                raise PreconditionFailed("lead was changed by another request; read it again")
         raise Unavailable("lead is being changed by other requests; retry")
 
-    def delete_lead(self, lead_id: object) -> None:
-        """Erase a lead, its messages and call summaries, and its cache entries."""
-        identity = self.repo.delete_lead(parse_uuid(lead_id))
+    def delete_lead(
+        self,
+        lead_id: object,
+        *,
+        organization_id: str | None = None,
+        actor: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Erase a lead (of ``organization_id``, when given), its messages and call summaries,
+        and its cache entries; ``actor``'s erasure is recorded without the customer's data."""
+        identity = self.repo.delete_lead(parse_uuid(lead_id), organization_id, actor)
         if identity is None:
             raise NotFound("lead not found")
         organization_id, normalized = identity
@@ -291,6 +332,7 @@ class LookupService:
                 "lead stays cached until its TTL",
                 phone=mask_phone("+" + lead.phone_number_normalized),
             )
+        self.store_changed(lead.organization_id)
         return ok
 
     def invalidate_lead(self, phone_normalized: str, organization_id: str) -> bool:
@@ -300,7 +342,27 @@ class LookupService:
             logger.warning(
                 "lead stays cached until its TTL", phone=mask_phone("+" + phone_normalized)
             )
+        self.store_changed(organization_id)
         return ok
+
+    def store_changed(self, organization_id: str, urgent: bool = False) -> bool:
+        """Bump the change counters of a store and of all stores (after a commit that wrote
+        to its leads); False (counted) when Redis could not be told (see CHANGES_TTL_S).
+        ``urgent``: a caller waits, so a Redis that just failed is not tried again."""
+        keys = self._change_keys.get(organization_id)
+        if keys is None:  # a few stores per container: their keys are made once
+            keys = (self.keys.changes(organization_id), self.keys.changes(None))
+            self._change_keys[organization_id] = keys
+        return self.cache.bump_counters(keys, CHANGES_TTL_S, even_if_open=not urgent)
+
+    def change_counters(self, stores: frozenset[str] | None) -> list[str] | None:
+        """The change counters of ``stores`` (None: of every store), one Redis round trip;
+        None when Redis cannot say (then nothing can be told unchanged)."""
+        if stores is None:
+            keys = [self.keys.changes(None)]
+        else:
+            keys = [self.keys.changes(store) for store in sorted(stores)]
+        return self.cache.read_counters(keys, CHANGES_TTL_S)
 
     def store_inbound(self, message: InboundMessage) -> StoredInbound:
         """Store an inbound text once: its store (by ``To``), its lead (by ``From``, created on
@@ -336,6 +398,8 @@ class LookupService:
         )
         if merged is not None:
             self.lead_written(merged)
+        elif inserted and lead is not None:
+            self.store_changed(lead.organization_id)  # a call in its timeline and inbox
         return inserted
 
     # -- replies, outcomes and staff: every write is written through here ---------------
@@ -376,14 +440,38 @@ class LookupService:
     def update_delivery_status(
         self, twilio_sid: str, status: str, error_code: int | None, ranks: Mapping[str, int]
     ) -> tuple[bool, str | None] | None:
-        """Raise an outbound text's delivery status (the lead's cached state holds none)."""
-        return self.repo.update_delivery_status(twilio_sid, status, error_code, ranks)
+        """Raise an outbound text's delivery status (the lead's cached state holds none); the
+        store's inbox changes only when the text failed (its attention reason); (changed,
+        lead id), None when no text has that SID."""
+        result = self.repo.update_delivery_status(twilio_sid, status, error_code, ranks)
+        if result is None:
+            return None
+        changed, lead_id, organization_id = result
+        if changed and organization_id is not None and status in FAILED_STATUSES:
+            self.store_changed(organization_id)
+        return changed, lead_id
 
     def messages_page(
-        self, lead_id: str, limit: int, before: tuple[str, str] | None
+        self, lead_id: str, limit: int, before: tuple[Any, ...] | None
     ) -> list[dict[str, Any]]:
         """One page of a lead's history, newest first."""
         return self.repo.messages_page(lead_id, limit, before)
+
+    def list_leads(
+        self,
+        stores: frozenset[str] | None,
+        where: LeadFilter,
+        limit: int,
+        after: tuple[Any, ...] | None,
+    ) -> list[dict[str, Any]]:
+        """One page of the inbox of ``stores`` (None: every store), one round trip."""
+        return self.repo.list_leads(stores, where, limit, after)
+
+    def timeline_page(
+        self, lead_id: str, limit: int, before: tuple[Any, ...] | None, transcripts: bool
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """The lead's store (None: no such lead) and a page of its timeline, one round trip."""
+        return self.repo.timeline_page(lead_id, limit, before, transcripts)
 
     # -- administration -----------------------------------------------------------------
 
@@ -420,5 +508,13 @@ class LookupService:
         self.cache.count(INITIATION_DEGRADED)
 
     def purge(self) -> dict[str, int]:
-        """The daily retention run: messages and summaries older than ``RETENTION_DAYS``."""
-        return self.repo.purge(self.settings.retention_days)
+        """The daily retention run: messages and summaries older than ``RETENTION_DAYS``.
+
+        Old rows leave the inboxes' activity, so every change counter goes (a reader makes
+        it anew at another value); a failed flush leaves them to their TTL."""
+        removed = self.repo.purge(self.settings.retention_days)
+        try:
+            self.cache.flush_prefix(self.keys.changes_prefix())
+        except Unavailable:
+            logger.warning("change counters stay until their TTL")
+        return removed

@@ -66,6 +66,8 @@ class Outcomes:
             twilio_sid=outcome.twilio_sid,
             status=outcome.status,
             error_code=outcome.error_code,
+            staff_sub=(outcome.staff or {}).get("sub"),
+            staff_email=(outcome.staff or {}).get("email"),
         )
         if outcome.error_code == TWILIO_UNSUBSCRIBED and outcome.lead_id:
             # Twilio blocks texts to a number that sent STOP; a STOP we never saw (another

@@ -184,4 +184,5 @@ class Responder:
             error_message=result.error_message,
             fallback_reason=reason,
             in_reply_to=reply.in_reply_to,
+            staff=reply.staff,
         ).to_json()

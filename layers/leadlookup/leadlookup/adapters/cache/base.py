@@ -16,6 +16,7 @@ caller can answer from it when its own source (the database) is down.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -94,6 +95,16 @@ class CacheBackend(Protocol):
 
     def delete(self, *keys: str) -> None:
         """Remove keys (values and leases); keys of one call share a cluster slot."""
+        ...
+
+    def read_counters(self, keys: Sequence[str], starts: Sequence[int], ttl_s: int) -> list[str]:
+        """Each counter's value; a missing one is created at its ``starts`` value, expiring in
+        ``ttl_s`` (an existing one keeps its expiry). Keys share a cluster slot."""
+        ...
+
+    def bump_counters(self, keys: Sequence[str], starts: Sequence[int], ttl_s: int) -> None:
+        """Add 1 to each counter (created at its ``starts`` value first when missing) and let
+        it expire ``ttl_s`` from now. Keys share a cluster slot."""
         ...
 
     def delete_prefix(self, prefix: str) -> int:

@@ -27,6 +27,15 @@ class CacheKeys:
         """What every organization key and every organization lease starts with."""
         return f"{self.prefix}org:", f"{self.prefix}lease:org:"
 
+    def changes(self, organization_id: str | None) -> str:
+        """The change counter of a store's leads (None: of every store). One hash tag for
+        all of them, so the counters a list reads, or a write bumps, share a slot."""
+        return f"{self.prefix}changes:{{stores}}:{organization_id or 'all'}"
+
+    def changes_prefix(self) -> str:
+        """What every change counter starts with."""
+        return f"{self.prefix}changes:"
+
     def lease(self, key: str) -> str:
         """The lease guarding ``key``: ``bici:lead:{...}`` -> ``bici:lease:lead:{...}``."""
         return f"{self.prefix}lease:{key[len(self.prefix) :]}"

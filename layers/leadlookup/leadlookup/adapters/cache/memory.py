@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from leadlookup.adapters.cache.base import LeaseResult, LeaseState, value_seq
@@ -110,6 +110,25 @@ class MemoryBackend:
         with self._lock:
             for key in keys:
                 self._data.pop(key, None)
+
+    def read_counters(self, keys: Sequence[str], starts: Sequence[int], ttl_s: int) -> list[str]:
+        """Each counter; a missing one starts at its ``starts`` value."""
+        with self._lock:
+            values = []
+            for key, start in zip(keys, starts, strict=True):
+                value = self._live(key)
+                if value is None:
+                    value = str(start)
+                    self._data[key] = (value, self._clock() + ttl_s)
+                values.append(value)
+            return values
+
+    def bump_counters(self, keys: Sequence[str], starts: Sequence[int], ttl_s: int) -> None:
+        """Add 1 to each counter (a missing one starts at its ``starts`` value)."""
+        with self._lock:
+            for key, start in zip(keys, starts, strict=True):
+                value = self._live(key)
+                self._data[key] = (str(int(value or start) + 1), self._clock() + ttl_s)
 
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key under ``prefix``."""

@@ -9,8 +9,9 @@ breaker and drops the client.
 from __future__ import annotations
 
 import json
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from leadlookup.adapters.cache.base import CacheBackend
@@ -27,6 +28,12 @@ T = TypeVar("T")
 # 2: the envelope carries the value's write seq ("s") ahead of its data.
 # 3: a lead carries its recent history (conversation_context).
 FORMAT_VERSION = 3
+
+
+def _starts(count: int) -> list[int]:
+    # A counter created anew (first use, expiry, a Redis restart) starts at a random value
+    # below 2**52 (exact in Lua's doubles), so it does not take up a value it had before.
+    return [secrets.randbelow(1 << 52) for _ in range(count)]
 
 
 class MetricSink(Protocol):
@@ -153,6 +160,39 @@ class ReadThroughCache:
             self.failed(exc)
             self.metrics.count(CACHE_INVALIDATION_FAILED)
             logger.warning("cache write-through failed", error_type=type(exc).__name__)
+            return False
+        self.breaker.success()
+        return True
+
+    def read_counters(self, keys: Sequence[str], ttl_s: int) -> list[str] | None:
+        """Change counters (one round trip), a missing one created at a random start; None
+        when caching is off, the breaker is open or Redis fails (the caller does without)."""
+        if self.backend is None or not self.breaker.allow():
+            return None
+        try:
+            values = self.backend.read_counters(keys, _starts(len(keys)), ttl_s)
+        except Exception as exc:
+            self.failed(exc)
+            logger.warning("change counters unavailable", error_type=type(exc).__name__)
+            return None
+        self.breaker.success()
+        return values
+
+    def bump_counters(self, keys: Sequence[str], ttl_s: int, even_if_open: bool = True) -> bool:
+        """Add 1 to change counters after a committed write; False (counted as a failed
+        invalidation) when Redis could not be told. Runs while the breaker is open, like an
+        invalidation (a skipped bump is an unchanged ETag of changed data), unless the caller
+        has no time for a Redis that just failed (``even_if_open`` False: skipped, False)."""
+        if self.backend is None:
+            return True
+        if not even_if_open and self.breaker.state != "closed":
+            return False
+        try:
+            self.backend.bump_counters(keys, _starts(len(keys)), ttl_s)
+        except Exception as exc:
+            self.failed(exc)
+            self.metrics.count(CACHE_INVALIDATION_FAILED)
+            logger.warning("change counter bump failed", error_type=type(exc).__name__)
             return False
         self.breaker.success()
         return True

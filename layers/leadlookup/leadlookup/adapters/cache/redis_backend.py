@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -77,6 +77,32 @@ if KEYS[3] then redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3]) end
 return 1
 """
 )
+
+# Change counters (the staff inbox's ETag): read each, creating a missing one at its start
+# ARGV[i] with the TTL ARGV[#KEYS + 1]; or add 1 to each (a missing one from its start) and
+# give it that TTL again. GET and SET only, the commands the cache users' access strings
+# allow (template.yaml); the values stay below 2**53, exact in Lua's doubles.
+READ_COUNTERS = """
+local ttl = ARGV[#KEYS + 1]
+local values = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  if not value then
+    value = ARGV[i]
+    redis.call('SET', key, value, 'EX', ttl)
+  end
+  values[i] = value
+end
+return values
+"""
+BUMP_COUNTERS = """
+local ttl = ARGV[#KEYS + 1]
+for i, key in ipairs(KEYS) do
+  local value = tonumber(redis.call('GET', key) or ARGV[i]) or tonumber(ARGV[i])
+  redis.call('SET', key, string.format('%.0f', value + 1), 'EX', ttl)
+end
+return #KEYS
+"""
 
 _SCAN_BATCH = 500
 
@@ -259,6 +285,15 @@ class RedisBackend:
     def delete(self, *keys: str) -> None:
         """Remove keys (one round trip; callers pass keys of one hash slot)."""
         self.client.delete(*keys)
+
+    def read_counters(self, keys: Sequence[str], starts: Sequence[int], ttl_s: int) -> list[str]:
+        """Each counter, a missing one created at its start (one EVAL round trip)."""
+        reply = self.client.eval(READ_COUNTERS, len(keys), *keys, *starts, ttl_s)
+        return [str(value) for value in reply]
+
+    def bump_counters(self, keys: Sequence[str], starts: Sequence[int], ttl_s: int) -> None:
+        """Add 1 to each counter and renew its TTL (one EVAL round trip)."""
+        self.client.eval(BUMP_COUNTERS, len(keys), *keys, *starts, ttl_s)
 
     def delete_prefix(self, prefix: str) -> int:
         """SCAN and UNLINK every key under ``prefix``, on every primary of a cluster."""
