@@ -88,7 +88,8 @@ def wait(condition: Callable[[], Any], what: str, timeout_s: float = browser.WAI
 def lead_id(stack: ConsoleStack, token: str, phone: str) -> str:
     """The lead of ``phone``, through the staff API."""
     answer = stack.staff_api("GET", f"/leads?q={phone.lstrip('+')}", token)
-    leads = [lead for lead in answer.body["leads"] if lead["phone_number_normalized"] == phone]
+    digits = phone.lstrip("+")
+    leads = [lead for lead in answer.body["leads"] if lead["phone_number_normalized"] == digits]
     return str(leads[0]["id"])
 
 
@@ -146,9 +147,11 @@ def shoot(out: Path) -> list[Path]:
             for name, (view, (width, height)) in SHOTS.items():
                 browser.viewport(driver, width, height)
                 if view == "inbox":
+                    # Through a lead and back: a fresh inbox, not one waiting for its next poll.
+                    driver.execute_script("location.hash = arguments[0]", f"#/leads/{shown}")
                     driver.execute_script("location.hash = '#/'")
-                    rows = lambda: len(driver.find_elements("css selector", ".lead-link")) >= 4  # noqa: E731
-                    wait(rows, "the leads")
+                    filled = lambda: "Needs attention" in driver.page_source  # noqa: E731
+                    wait(filled, "the filled inbox")
                 else:
                     driver.execute_script("location.hash = arguments[0]", f"#/leads/{shown}")
                     wait(lambda: "Saturday at 11" in driver.page_source, "the lead's timeline")

@@ -22,13 +22,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from devkit import lambda_env
+from devkit.cli import seed_local_stores
+from devkit.local_auth import STORE_B
 from devkit.postcall_events import sign_elevenlabs
 from devkit.runner import LocalApi
 from devkit.sms_events import TEST_AUTH_TOKEN, sign_twilio
 from devkit.standins import AgentStandIn, TwilioStandIn
 
-# The seeded sample store (store A) and its Twilio number, which texts to the store reach.
+# The seeded sample store (store A) and its Twilio number, which texts to the store reach;
+# store B (devkit.local_auth.STORE_B) is added beside it.
 STORE_A_NUMBER = "+17786528784"
+STORE_B_NUMBER = str(STORE_B["phone_number"])
 SMS_PATH = "/webhooks/twilio/sms"
 POST_CALL_PATH = "/webhooks/elevenlabs/post-call"
 POST_CALL_SAMPLE = "events/post_call_webhook/post_call_signed.json"
@@ -69,6 +73,10 @@ class ConsoleStack:
     def console_url(self) -> str:
         """The console's page."""
         return f"{self.url}/console/"
+
+    def token(self, username: str) -> str:
+        """An ID token of a sample user (``ana``, ``ben``, ``olga``) this runner accepts."""
+        return self.api.auth.mint(username)
 
     def stop(self) -> None:
         """Stop the runner and the stand-ins; restore the environment as it was."""
@@ -124,6 +132,10 @@ class ConsoleStack:
         )
         if customer_name is not None:
             data["analysis"]["data_collection_results"]["customer_name"]["value"] = customer_name
+            # The sample caller is Ada: the transcript and summary name the given customer.
+            first = customer_name.split()[0]
+            report = json.loads(json.dumps(report).replace("Ada", first))
+            data = report["data"]
         now = int(time.time())
         report["event_timestamp"] = now
         text = json.dumps(report, separators=(",", ":"))
@@ -220,5 +232,7 @@ def start(env: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> Consol
     os.environ.update(wanted)
     _reset_runtime()
     stack = ConsoleStack(api=api, twilio=twilio, agent=agent, saved_env=saved)
+    # Store B beside the seeded store A, as `make run` has it (the sample users' stores).
+    seed_local_stores(io.StringIO())
     api.start()
     return stack

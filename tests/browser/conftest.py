@@ -167,6 +167,17 @@ def page(chrome: Chrome, stack: ConsoleStack) -> Iterator[Page]:
     yield Page(chrome, stack)
 
 
+@pytest.fixture(scope="session")
+def store_b_lead(stack: ConsoleStack) -> str:
+    """A lead of store B (a text to store B's number), whose id store A's staff must not use."""
+    phone = f"+1236555{next(_phones) % 10_000:04d}"
+    stack.text_from_customer(phone, "Hello Kitsilano", to=console_stack.STORE_B_NUMBER)
+    answer = stack.staff_api("GET", f"/leads?q={phone.lstrip('+')}", stack.token("ben"))
+    assert answer.status == 200, answer.body
+    (lead,) = answer.body["leads"]
+    return str(lead["id"])
+
+
 @pytest.fixture
 def new_phone() -> Callable[[], str]:
     """A customer phone number no other test of this session uses."""

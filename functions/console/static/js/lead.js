@@ -302,10 +302,12 @@ export function showLead(main, id, context) {
     clearAction();
     el.call.disabled = true;
     setText(el.actionStatus, "Calling…");
+    // What the timeline held before the request: whatever comes after is this call's.
+    const seen = new Set(state.items.map((item) => `${item.kind}:${item.id}`));
     try {
       const answer = await request("POST", leadPath(id, "/calls"), { headers: { "Idempotency-Key": newKey() } });
       if (state.stopped) return;
-      state.call = { id: answer.data.call_id, since: Date.now() };
+      state.call = { id: answer.data.call_id, seen };
       setText(el.actionStatus, "Calling… the outcome shows here when the call ends.");
       refresh();
     } catch (error) {
@@ -316,19 +318,22 @@ export function showLead(main, id, context) {
     }
   }
 
+  // The call's outcome is what the timeline gains after the request: the outbound call
+  // itself (with its summary, once ElevenLabs reports it) or a note saying why it failed.
   function checkCallOutcome() {
     const call = state.call;
     if (!call) return;
-    const ended = state.items.find((item) => item.kind === "call" && (item.id === call.id || item.call_id === call.id));
-    const note = state.items.find((item) => item.kind === "note" && item.call_id === call.id && /fail|not placed|no answer/i.test(item.text || ""));
+    const fresh = state.items.filter((item) => !call.seen.has(`${item.kind}:${item.id}`));
+    const ended = fresh.find((item) => item.kind === "call" && item.direction === "outbound");
+    const failed = fresh.find((item) => item.kind === "note" && /could not|failed|not placed|no answer|busy/i.test(item.text || ""));
     if (ended) {
       const parts = ["Call ended"];
       if (ended.classification) parts.push(ended.classification);
       if (ended.duration_seconds !== undefined && ended.duration_seconds !== null) parts.push(duration(ended.duration_seconds));
       setText(state.el.actionStatus, `${parts.join(" · ")}${ended.summary ? `: ${ended.summary}` : ""}`);
-    } else if (note) {
+    } else if (failed) {
       setText(state.el.actionStatus, "");
-      showActionError(`The call failed: ${note.text}`);
+      showActionError(failed.text);
     } else {
       return;
     }

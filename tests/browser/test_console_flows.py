@@ -28,7 +28,8 @@ def lead_id(stack: ConsoleStack, token: str, phone: str) -> str:
     """The id of the lead with ``phone`` (through the staff API, as the signed-in member)."""
     answer = stack.staff_api("GET", f"/leads?q={phone.lstrip('+')}", token)
     assert answer.status == 200, answer.body
-    leads = [lead for lead in answer.body["leads"] if lead["phone_number_normalized"] == phone]
+    digits = phone.lstrip("+")
+    leads = [lead for lead in answer.body["leads"] if lead["phone_number_normalized"] == digits]
     assert len(leads) == 1, answer.body
     return str(leads[0]["id"])
 
@@ -79,11 +80,17 @@ def test_inbox_search_filter_and_attention_reason(
     token = ana.id_token()
     lead = lead_id(stack, token, phone)
     name = f"Sunday Rider {phone[-4:]}"
-    answer = stack.staff_api("PATCH", f"/leads/{lead}", token, {"customer_name": name})
+    patch = {"customer_name": name, "human_control": True}
+    answer = stack.staff_api("PATCH", f"/leads/{lead}", token, patch)
     assert answer.status == 200, answer.body
+    # Under staff control, a text nobody answered yet needs attention.
+    stack.text_from_customer(phone, "Hello? Anyone there?")
 
-    ana.find("#inbox-q").send_keys(name.split()[0], " ", name.split()[1])
+    ana.find("#inbox-q").send_keys(name)
     ana.wait_for_text(name)
+    row = ana.find(f'a[data-lead-id="{lead}"]')
+    assert "Needs attention: Unanswered text" in row.text
+    assert "attention" in row.get_attribute("class").split()
     Select(ana.find("#inbox-status")).select_by_value("closed")  # not this lead's status
     ana.wait_for_text("No leads match.")
     assert name not in ana.find(".leads").text
