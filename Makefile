@@ -42,7 +42,8 @@ lock: ## re-resolve every lock from its source, pins kept (UPGRADE="pkg ..." mov
 
 test: ## what CI runs: services, ruff, mypy, checkov, the whole pytest suite (Python 3.13)
 	$(call toolchain,venv bench sam checkov)
-	$(call toolchain,browser)
+	@# Not fatal here: the browser tests ask again and fail with the reason, the rest still runs.
+	-$(call toolchain,browser)
 	$(PY) -m devkit.check
 
 run: venv ## serve every route of template.yaml on http://127.0.0.1:3000 (PORT=3001 for another)
