@@ -1,4 +1,5 @@
-"""The staff console in a real browser: one headless Chromium and one running stack per session.
+"""The staff console in a real browser: one headless Chromium per session, one running stack
+per test module.
 
 The stack is the local runner on a free port (every route of template.yaml, the console and
 the local sign-in included) with the Twilio and ElevenLabs stand-ins, against this session's
@@ -23,14 +24,16 @@ from selenium.webdriver.support.ui import WebDriverWait
 from devkit import browser, console_stack, toolchain
 from devkit.console_stack import ConsoleStack
 
-# Customer numbers of this session's leads: a prefix no other test module uses, and a random
+# Customer numbers of these leads: a prefix (+1 672 555) no other test uses, and a random
 # start so two sessions against one database would not meet either.
 _phones = itertools.count(uuid.uuid4().int % 5000)
 
 
-@pytest.fixture(scope="session")
+# Module scope: the stack sets the environment a `make run` has (stand-ins, PUBLIC_BASE_URL,
+# the console's sign-in) and must put it back before other test folders run.
+@pytest.fixture(scope="module")
 def stack(database_url: str, redis_url: str) -> Iterator[ConsoleStack]:
-    """The running stack, shared by every browser test."""
+    """The running stack, shared by the tests of a module."""
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -167,10 +170,10 @@ def page(chrome: Chrome, stack: ConsoleStack) -> Iterator[Page]:
     yield Page(chrome, stack)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def store_b_lead(stack: ConsoleStack) -> str:
     """A lead of store B (a text to store B's number), whose id store A's staff must not use."""
-    phone = f"+1236555{next(_phones) % 10_000:04d}"
+    phone = f"+1672555{next(_phones) % 10_000:04d}"
     stack.text_from_customer(phone, "Hello Kitsilano", to=console_stack.STORE_B_NUMBER)
     answer = stack.staff_api("GET", f"/leads?q={phone.lstrip('+')}", stack.token("ben"))
     assert answer.status == 200, answer.body
@@ -183,6 +186,6 @@ def new_phone() -> Callable[[], str]:
     """A customer phone number no other test of this session uses."""
 
     def make() -> str:
-        return f"+1236555{next(_phones) % 10_000:04d}"
+        return f"+1672555{next(_phones) % 10_000:04d}"
 
     return make
