@@ -45,6 +45,10 @@ DEMO_SECRETS = {
 # Local defaults that keep the output readable; the environment wins.
 LOCAL_DEFAULTS = {
     "POWERTOOLS_TRACE_DISABLED": "true",
+    # The staff console signs in with the local issuer on the runner's own origin
+    # (docs/CONSOLE.md): the same endpoints as Cognito's, under /local-auth.
+    "CONSOLE_AUTH_URL": "/local-auth",
+    "CONSOLE_CLIENT_ID": "local-console",
 }
 
 

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devkit.cli import DEMO_SECRETS
+from devkit.cli import DEMO_SECRETS, LOCAL_DEFAULTS
 from devkit.lambda_env import ROOT, functions, load_template
 
 ENV_FILE = ROOT / "events" / "env.json"
@@ -58,6 +58,10 @@ def local_values(host: str) -> dict[str, str]:
         "REDIS_CACHE_NAME": "",
         "IDEMPOTENCY_TABLE": "",
         "TWILIO_STATUS_CALLBACK_URL": "",
+        # The console's sign-in as under `make run` (the local issuer, which only the devkit
+        # runner serves: under `sam local start-api` the page loads, its sign-in does not).
+        "CONSOLE_AUTH_URL": LOCAL_DEFAULTS["CONSOLE_AUTH_URL"],
+        "CONSOLE_CLIENT_ID": LOCAL_DEFAULTS["CONSOLE_CLIENT_ID"],
         **DEMO_SECRETS,
     }
 

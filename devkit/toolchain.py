@@ -372,6 +372,72 @@ def ensure_target(folder: Path, lock_name: str, python: str) -> Path:
     return folder
 
 
+# -- the browser of the console's tests (tests/browser) ----------------------------------
+
+# Debian's Chromium and its matching chromedriver: the WebDriver protocol needs no browser
+# download of its own (none can be fetched here), and apt is reachable wherever CI runs.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
+# axe-core, the accessibility checker the browser tests inject, from npm's lock.
+BROWSER_TESTS = ROOT / "tests" / "browser"
+AXE = BROWSER_TESTS / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def ensure_browser() -> tuple[Path, Path]:
+    """Chromium and chromedriver, installed with apt-get when missing (root only)."""
+    if CHROMIUM.exists() and CHROMEDRIVER.exists():
+        return CHROMIUM, CHROMEDRIVER
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise ToolchainError(
+            f"{CHROMIUM} or {CHROMEDRIVER} is missing: install Debian's "
+            f"{' and '.join(BROWSER_PACKAGES)} (`apt-get install {' '.join(BROWSER_PACKAGES)}`)"
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with _locked(ROOT / ".local" / "apt"):
+        if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+            _note(f"installing {', '.join(BROWSER_PACKAGES)} with apt-get")
+            _run([apt, "update", "-qq"], "apt-get update", env=env)
+            install = [apt, "install", "-y", "-qq", "--no-install-recommends", *BROWSER_PACKAGES]
+            _run(install, "apt-get install chromium chromium-driver", env=env)
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        raise ToolchainError(f"apt-get installed {BROWSER_PACKAGES} but {CHROMIUM} is missing")
+    return CHROMIUM, CHROMEDRIVER
+
+
+def ensure_axe() -> Path:
+    """axe-core from tests/browser/package-lock.json (`npm ci`), reinstalled when it changes."""
+    lock = BROWSER_TESTS / "package-lock.json"
+    stamp = BROWSER_TESTS / "node_modules" / ".lock-digest"
+    wanted = digest(lock)
+    with _locked(ROOT / ".local" / "npm-browser"):
+        if AXE.exists() and _read(stamp) == wanted:
+            return AXE
+        npm = shutil.which("npm")
+        if npm is None:
+            raise ToolchainError("npm is missing: install Node.js to get axe-core (`npm ci`)")
+        _note("installing tests/browser/package-lock.json (npm ci)")
+        command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+        _run_in(BROWSER_TESTS, command, "npm ci (tests/browser)")
+        if not AXE.exists():
+            raise ToolchainError(f"npm ci finished without {AXE.relative_to(ROOT)}")
+        stamp.write_text(wanted, encoding="utf-8")
+    return AXE
+
+
+def _run_in(folder: Path, command: list[str], what: str) -> None:
+    try:
+        result = subprocess.run(
+            command, cwd=folder, timeout=INSTALL_TIMEOUT_S, check=False, capture_output=True
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolchainError(f"{what} failed: {exc}") from exc
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace")[-3000:]
+        raise ToolchainError(f"{what} failed (exit status {result.returncode}): {detail}")
+
+
 def runtime_boto3(python: str) -> Path:
     """boto3 for python3.13 in a folder of its own, as the Lambda runtime provides it."""
     return ensure_target(ROOT / ".local" / "runtime-boto3", "boto3", python)
@@ -469,7 +535,7 @@ def _note(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`lock [NAME...] [--upgrade PKG]` or `venv NAME...`; exit status 1 with the reason."""
+    """`lock [NAME...] [--upgrade PKG]`, `venv NAME...` or `browser`; exit 1 with the reason."""
     parser = argparse.ArgumentParser(prog="python -m devkit.toolchain", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     lock = commands.add_parser("lock", help="re-resolve the lock files (make lock)")
@@ -477,10 +543,14 @@ def main(argv: list[str] | None = None) -> int:
     lock.add_argument("--upgrade", action="append", default=[], metavar="PACKAGE")
     venv = commands.add_parser("venv", help="build virtualenvs from their locks")
     venv.add_argument("names", nargs="+", choices=sorted(VENVS))
+    commands.add_parser("browser", help="Chromium, chromedriver and axe-core for tests/browser")
     options = parser.parse_args(argv)
     try:
         if options.command == "lock":
             lock_all(options.names, options.upgrade)
+        elif options.command == "browser":
+            ensure_browser()
+            ensure_axe()
         else:
             for name in options.names:
                 ensure_venv(name)

@@ -337,6 +337,8 @@ def test_local_api_serves_every_http_route_of_the_template() -> None:
         "POST /leads/{lead_id}/messages": "LeadUpdateFunction",
         "POST /leads/{lead_id}/calls": "LeadUpdateFunction",
         "POST /webhooks/elevenlabs/post-call": "PostCallWebhookFunction",
+        "GET /console": "ConsoleFunction",
+        "GET /console/{proxy+}": "ConsoleFunction",
     }
     # The staff routes are the JWT authorizer's, and only they.
     assert checked == {key for key in routes if " /leads" in key}

@@ -479,6 +479,9 @@ def _handler_routes(module: Any) -> set[tuple[str, str]]:
     route = getattr(module, "ROUTE", None)
     if route is not None:  # a one-route handler without a resolver (http.single_route)
         return {route}
+    routes_served = getattr(module, "ROUTES", None)
+    if routes_served is not None:  # a handler that routes by hand (the console's files)
+        return set(routes_served)
     resolver = getattr(module, "app", None)
     if not isinstance(resolver, ApiGatewayResolver):
         return set()
@@ -496,6 +499,7 @@ def _handler_routes(module: Any) -> set[tuple[str, str]]:
         "PostCallProcessorFunction",
         "CacheAdminFunction",
         "MigrateFunction",
+        "ConsoleFunction",
     ],
 )
 def test_function_routes_match_template(
@@ -526,6 +530,7 @@ def test_template_has_the_functions_of_the_design(template: dict[str, Any]) -> N
         "SmsResponderFunction": "functions/sms_responder/",
         "SmsOutcomeFunction": "functions/sms_outcome/",
         "OutboundCallFunction": "functions/outbound_call/",
+        "ConsoleFunction": "functions/console/",
     }
     globals_ = template["Globals"]["Function"]
     assert (globals_["Runtime"], globals_["Architectures"]) == ("python3.13", ["arm64"])
@@ -710,6 +715,7 @@ def test_only_the_declared_triggers_exist(template: dict[str, Any]) -> None:
         "SmsResponderFunction": ["SQS"],
         "SmsOutcomeFunction": ["SQS"],
         "OutboundCallFunction": ["SQS"],
+        "ConsoleFunction": ["HttpApi"],
     }
 
 

@@ -59,6 +59,15 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+def _url_or_path(env: Mapping[str, str], name: str) -> str | None:
+    value = _str(env, name)
+    if value is not None and value.startswith("/"):
+        if value.startswith("//"):
+            raise ConfigError(f"{name} must be an http(s) URL or a path starting with one /")
+        return value.rstrip("/") or None
+    return None if value is None else (_url(env, name) or "").rstrip("/") or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of the layer; build with :meth:`from_env`, override fields in tests."""
@@ -129,6 +138,11 @@ class Settings:
     # has to answer the request that places one.
     outbound_call_queue_url: str | None = None
     outbound_call_timeout_ms: int = 10000
+    # The staff console's sign-in (leadlookup.api.console): the base URL of the Cognito domain's
+    # endpoints, or a path on the console's own origin (`make run`: the local issuer), and the
+    # app client the page signs in with.
+    console_auth_url: str | None = None
+    console_client_id: str | None = None
 
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -196,5 +210,7 @@ class Settings:
             idempotency_table=_str(e, "IDEMPOTENCY_TABLE"),
             outbound_call_queue_url=_str(e, "OUTBOUND_CALL_QUEUE_URL"),
             outbound_call_timeout_ms=_int(e, "OUTBOUND_CALL_TIMEOUT_MS", 10000, 1),
+            console_auth_url=_url_or_path(e, "CONSOLE_AUTH_URL"),
+            console_client_id=_str(e, "CONSOLE_CLIENT_ID"),
             env=e,
         )
