@@ -115,12 +115,19 @@ class ConsoleStack:
         if answer.status != 200:
             raise RuntimeError(f"the SMS webhook answered {answer.status}: {answer.body}")
 
-    def call_report(self, phone: str, lead_id: str, customer_name: str | None = None) -> str:
+    def call_report(
+        self,
+        phone: str,
+        lead_id: str,
+        customer_name: str | None = None,
+        conversation_id: str | None = None,
+    ) -> str:
         """ElevenLabs' post-call report of a call from ``phone`` (the sample call, signed now)
-        through the runner's webhook; returns its conversation id."""
+        through the runner's webhook; returns its conversation id. ``conversation_id`` is the
+        id ElevenLabs gave a call placed through the stand-in (default: a new one)."""
         sample = json.loads((lambda_env.ROOT / POST_CALL_SAMPLE).read_text(encoding="utf-8"))
         report = json.loads(sample["body"])
-        conversation_id = "conv_" + uuid.uuid4().hex
+        conversation_id = conversation_id or "conv_" + uuid.uuid4().hex
         data = report["data"]
         data["conversation_id"] = conversation_id
         variables = data["conversation_initiation_client_data"]["dynamic_variables"]

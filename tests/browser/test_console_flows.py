@@ -1,14 +1,17 @@
 """The staff console's flows in headless Chromium against the whole local stack: sign in as
 store A's staff, the inbox, a lead, take over, a text out (the Twilio stand-in gets it), a text
 in (shown without a reload), hand back, an edit that meets someone else's, store B's lead by
-URL, sign out; customer markup shown as text; axe-core on the inbox and the lead view."""
+URL, sign out; customer markup shown as text; axe-core on the inbox and the lead view; a call
+placed (then its post-call report), one ElevenLabs could not place, and ones the API refuses."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pg8000.native
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -16,6 +19,8 @@ from selenium.webdriver.support.ui import Select
 
 from devkit import browser
 from devkit.console_stack import ConsoleStack
+from devkit.standins import STANDIN_PHONE_NUMBER_ID
+from leadlookup.config import DEFAULT_ORGANIZATION_ID as STORE_A
 from tests.browser.conftest import Page
 
 # The console promises new texts within 5 s; it polls every 3 s.
@@ -406,3 +411,119 @@ def test_owner_gets_a_store_switcher_and_staff_of_one_store_does_not(
     store = page.find("#inbox-store")
     page.wait(lambda d: store.is_displayed() and len(Select(store).options) >= 2)
     assert Select(store).options[0].text == "All stores"
+
+
+# -- calling the customer ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_a_calls(db: pg8000.native.Connection) -> Iterator[None]:
+    """Store A calls from the agent stand-in's number (as `make run` sets it), then not again:
+    other tests know store A without one."""
+    (before,) = db.run("SELECT settings FROM organizations WHERE id = :id", id=STORE_A)[0]
+    db.run(
+        "UPDATE organizations SET settings = settings || "
+        "jsonb_build_object('agent_phone_number_id', CAST(:phone_id AS text)) WHERE id = :id",
+        phone_id=STANDIN_PHONE_NUMBER_ID,
+        id=STORE_A,
+    )
+    try:
+        yield
+    finally:
+        db.run(
+            "UPDATE organizations SET settings = CAST(:settings AS jsonb) WHERE id = :id",
+            settings=json.dumps(before),
+            id=STORE_A,
+        )
+
+
+def call_status(page: Page) -> str:
+    """What the lead view says about the last action (the call's progress)."""
+    return str(page.find("main p[role='status'][aria-live='polite']").text)
+
+
+def test_call_shows_calling_then_the_call_it_placed(
+    ana: Page, stack: ConsoleStack, new_phone: Callable[[], str], store_a_calls: None
+) -> None:
+    phone = new_phone()
+    stack.text_from_customer(phone, "Could someone call me back?")
+    lead = lead_id(stack, ana.id_token(), phone)
+    before = len(stack.agent.outbound_calls)
+    ana.open_lead(lead)
+    mark_page(ana)
+
+    ana.button("Call customer").click()
+
+    # The stand-in places it at once (in-process, as under `make run`); the page waits for
+    # the call's report, the only place its outcome shows.
+    ana.wait(lambda d: len(stack.agent.outbound_calls) > before)
+    (placed,) = stack.agent.outbound_calls[before:]
+    assert placed["status"] == 200
+    assert placed["body"]["to_number"] == phone
+    ana.wait_for_text("Call requested by ana@example.com")
+    assert call_status(ana).startswith("Calling…")
+    assert ana.driver.find_elements(By.CSS_SELECTOR, ".timeline .item.call") == []
+    call = [b for b in ana.driver.find_elements(By.TAG_NAME, "button") if b.text == "Call customer"]
+    assert len(call) == 1 and not call[0].is_enabled()  # no second call while this one runs
+
+    stack.call_report(phone, lead, conversation_id=placed["answer"]["conversation_id"])
+
+    ana.wait(lambda d: call_status(ana).startswith("Call ended"))
+    item = ana.find(".timeline .item.call")
+    assert item.text.startswith("Outgoing call")
+    assert "(placed by ana@example.com)" in item.text
+    assert ana.button("Call customer").is_enabled()
+    assert same_document(ana)
+
+
+@pytest.mark.parametrize(
+    ("calls_on", "reason"),
+    [
+        (True, "lead opted out: no calls or texts are sent to it"),
+        (False, "the store has no 'agent_phone_number_id' setting: outbound calls are off"),
+    ],
+    ids=["opted-out", "no-agent-number"],
+)
+def test_refused_call_shows_the_api_reason(
+    ana: Page,
+    stack: ConsoleStack,
+    new_phone: Callable[[], str],
+    request: pytest.FixtureRequest,
+    calls_on: bool,
+    reason: str,
+) -> None:
+    if calls_on:
+        request.getfixturevalue("store_a_calls")
+    phone = new_phone()
+    stack.text_from_customer(phone, "STOP" if calls_on else "Call me maybe")
+    before = len(stack.agent.outbound_calls)
+    ana.open_lead(lead_id(stack, ana.id_token(), phone))
+
+    ana.button("Call customer").click()
+
+    ana.wait_for_text("The call was not placed:")
+    alert = ana.find(".actions ~ p[role='alert']")
+    assert alert.text.startswith(f"The call was not placed: {reason}")
+    assert call_status(ana) == ""
+    assert ana.button("Call customer").is_enabled()  # refused: it may be tried again
+    assert len(stack.agent.outbound_calls) == before
+    assert "Call requested" not in ana.find(".timeline").text
+
+
+def test_call_elevenlabs_could_not_place_shows_why(
+    ana: Page, stack: ConsoleStack, new_phone: Callable[[], str], store_a_calls: None
+) -> None:
+    phone = new_phone()
+    stack.text_from_customer(phone, "Call me when the part arrives")
+    ana.open_lead(lead_id(stack, ana.id_token(), phone))
+    mode, stack.agent.call_mode = stack.agent.call_mode, "error"
+    try:
+        ana.button("Call customer").click()
+
+        alert = ana.find(".actions ~ p[role='alert']")
+        ana.wait(lambda d: alert.is_displayed())
+    finally:
+        stack.agent.call_mode = mode
+    assert alert.text == "Call could not be placed: ElevenLabs answered HTTP 500: internal error"
+    assert call_status(ana) == ""
+    assert ana.button("Call customer").is_enabled()
