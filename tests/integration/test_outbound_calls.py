@@ -934,8 +934,17 @@ def test_the_sample_call_request_is_placed(
 
 
 def test_the_sample_call_request_for_a_store_without_an_agent_number_is_409(
-    lead: str, call_env: dict[str, str], invoke: Invoke, agent: AgentStandIn
+    lead: str,
+    call_env: dict[str, str],
+    invoke: Invoke,
+    agent: AgentStandIn,
+    db: pg8000.native.Connection,
 ) -> None:
+    # The sample's store is the shared default one: another test may have given it a number.
+    db.run(
+        "UPDATE organizations SET settings = settings - 'agent_phone_number_id' WHERE id = :id",
+        id=DEFAULT_ORGANIZATION_ID,
+    )
     response = invoke(FUNCTION, _sample("lead_update", "calls_post"))
 
     assert response["statusCode"] == 409

@@ -96,7 +96,11 @@ def test_snapstart_hooks_drop_connections_and_the_next_call_reconnects_lazily(
     stranger = variables(invoke(FN, initiation_event(new_phone())))
 
     assert left_open == (0, 0)  # nothing in the snapshot holds a socket
-    assert after == before
+    # The same answer, but for the clock: the two calls may fall either side of a minute.
+    clock = {"current_time", "current_datetime", "full_datetime", "time_greeting"}
+    assert {k: v for k, v in after.items() if k not in clock} == {
+        k: v for k, v in before.items() if k not in clock
+    }
     assert after["lead_id"] and after["customer_phone"] == caller
     # One new Redis connection; the lead and the organization came from Redis, so
     # PostgreSQL is not even connected until a call needs it.
