@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
     BasePersistenceLayer,
@@ -33,16 +33,9 @@ from leadlookup.domain.jobs import decode
 from leadlookup.domain.phones import mask_phone
 from leadlookup.metrics import OUTBOUND_CALL_FAILED, OUTBOUND_CALL_LATENCY, OUTBOUND_CALL_PLACED
 from leadlookup.observability import logger
+from leadlookup.usecases.responder import ReplyMetrics
 
 NOT_CONFIGURED = "outbound calls are not configured here (ELEVENLABS_AGENT_ID is not set)"
-
-
-class CallMetrics(Protocol):
-    """Counts and latencies of outbound calls (EMF in Lambda, a recording sink in tests)."""
-
-    def count(self, name: str) -> None: ...
-
-    def milliseconds(self, name: str, value: float) -> None: ...
 
 
 class Caller:
@@ -54,7 +47,7 @@ class Caller:
         dialer: Dialer | None,
         outcomes: Queue,
         store: BasePersistenceLayer,
-        metrics: CallMetrics,
+        metrics: ReplyMetrics,  # counts and latencies, as the responder's
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.dialer = dialer
